@@ -1,0 +1,271 @@
+"""Settings: read once, validated up front, into one immutable object.
+
+Sources, later wins: `invoke.yaml` (non-secret defaults, under `deploy:`), a dotenv file
+(`.env`, or the file named by DEPLOY_ENV_FILE), the process environment.
+Every problem is collected and reported in one message before anything runs.
+"""
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, Optional
+from urllib.parse import quote, urlparse
+
+from dotenv import dotenv_values
+
+from .errors import ConfigError
+
+SHA_RE = re.compile(r"^[0-9a-f]{40}$")
+
+
+def _text(value: str) -> str:
+    return value
+
+
+def _number(value: str, kind=float):
+    try:
+        return kind(value)
+    except ValueError:
+        raise ValueError("must be a number") from None
+
+
+def _seconds(value: str) -> float:
+    number = _number(value)
+    if number <= 0:
+        raise ValueError("must be a positive number of seconds")
+    return number
+
+
+def _port(value: str) -> int:
+    number = _number(value, int)
+    if not 0 < number < 65536:
+        raise ValueError("must be a port number (1-65535)")
+    return number
+
+
+def _url(value: str) -> str:
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ValueError("must be an http(s) URL such as https://staging.example.com")
+    return value.rstrip("/")
+
+
+def _image_name(value: str) -> str:
+    if not re.fullmatch(r"[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)+", value):
+        raise ValueError("must be owner/repo in lower case, as in ghcr.io/<owner>/<repo>")
+    return value
+
+
+def _absolute_path(value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueError("must be an absolute path on the staging host")
+    return value.rstrip("/") or "/"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: its environment variable, its invoke.yaml key (if any) and how to check it."""
+    env: str
+    help: str
+    group: str                     # which tasks need it: ssh, build, app, or "" (optional)
+    yaml_key: Optional[str] = None  # its default lives in invoke.yaml under deploy.<yaml_key>
+    parse: Callable[[str], object] = _text
+    secret: bool = False
+
+
+SETTINGS = [
+    Setting("STAGING_HOST", "staging server hostname or IP", "ssh"),
+    Setting("STAGING_PORT", "SSH port", "", "staging_port", _port),
+    Setting("STAGING_USER", "SSH user that runs the deploy (in the docker group)", "ssh"),
+    Setting("STAGING_SSH_KEY", "the private key itself (as CI secrets hold it) or a path to it",
+            "ssh", secret=True),
+    Setting("STAGING_KNOWN_HOSTS", "pinned host key line(s): ssh-keyscan -p PORT HOST", "ssh"),
+    Setting("STAGING_URL", "public base URL of the staging app", "app", parse=_url),
+    Setting("STAGING_DIR", "deploy directory on the host", "", "staging_dir", _absolute_path),
+    Setting("REGISTRY", "container registry host", "", "registry"),
+    Setting("IMAGE_NAME", "owner/repo; images are REGISTRY/IMAGE_NAME-<service>", "build",
+            parse=_image_name),
+    Setting("REGISTRY_USER", "registry user for pushing (unset: use the existing docker login)", ""),
+    Setting("REGISTRY_PASSWORD", "registry token for pushing", "", secret=True),
+    Setting("REGISTRY_PULL_USER", "read-only registry user for the host (unset: host's own login)", ""),
+    Setting("REGISTRY_PULL_PASSWORD", "read-only registry token for the host", "", secret=True),
+    Setting("APP_PORT", "port the frontend publishes on the host", "", "app_port", _port),
+    Setting("HEALTH_TIMEOUT", "seconds to wait for a healthy release", "", "health_timeout",
+            _seconds),
+    Setting("DB_USER", "PostgreSQL user", "", "db_user"),
+    Setting("DB_NAME", "PostgreSQL database", "", "db_name"),
+    Setting("DB_PASSWORD", "PostgreSQL password", "app", secret=True),
+    Setting("DATABASE_URL", "backend's database URL (default: built from DB_*)", "", secret=True),
+    Setting("REDIS_URL", "backend's Redis URL", "", "redis_url"),
+    Setting("JWT_SECRET", "backend's token signing secret", "app", secret=True),
+    Setting("CORS_ORIGIN", "allowed browser origin (default: STAGING_URL)", ""),
+    Setting("NODE_ENV", "backend environment name", "", "node_env"),
+    Setting("LOG_LEVEL", "backend log level", "", "log_level"),
+    Setting("POSTGRES_IMAGE", "PostgreSQL image", "", "postgres_image"),
+    Setting("REDIS_IMAGE", "Redis image", "", "redis_image"),
+]
+SETTINGS_BY_ENV = {s.env: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Service:
+    """An image this repository builds: its build context and Dockerfile, relative to the repo."""
+    name: str
+    context: str
+    dockerfile: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a deploy needs, validated. Built by `load_settings`."""
+    project: str
+    services: tuple
+    compose_file: str
+    data_services: tuple
+    migrate_service: str
+    migrate_command: tuple
+    log_service: str
+    health_path: str
+    health_interval: float
+    connect_timeout: float
+    command_timeout: float
+    values: Mapping[str, object] = field(repr=False)
+
+    def __getattr__(self, name):
+        # settings.STAGING_HOST and friends: the validated value of that variable
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def image_repo(self, service: str) -> str:
+        return f"{self.REGISTRY}/{self.IMAGE_NAME}-{service}"
+
+    def image_ref(self, service: str, sha: str) -> str:
+        return f"{self.image_repo(service)}:staging-{sha}"
+
+    @property
+    def secrets(self) -> list:
+        """Every secret value, for redaction from anything printed."""
+        found = [str(self.values[s.env]) for s in SETTINGS if s.secret and self.values.get(s.env)]
+        return sorted(set(found), key=len, reverse=True)
+
+    def app_env(self, sha: str) -> dict:
+        """The variables the compose file reads on the host (written to its .env)."""
+        names = ["APP_PORT", "DB_USER", "DB_NAME", "DB_PASSWORD", "DATABASE_URL", "REDIS_URL",
+                 "JWT_SECRET", "CORS_ORIGIN", "NODE_ENV", "LOG_LEVEL", "POSTGRES_IMAGE",
+                 "REDIS_IMAGE"]
+        env = {name: str(self.values[name]) for name in names}
+        for service in self.services:
+            env[f"{service.name.upper()}_IMAGE"] = self.image_ref(service.name, sha)
+        env["RELEASE_SHA"] = sha
+        return env
+
+
+def read_environment(environ: Mapping[str, str], cwd: Path) -> dict:
+    """The process environment over the dotenv file (DEPLOY_ENV_FILE, else .env if present)."""
+    named = environ.get("DEPLOY_ENV_FILE")
+    path = Path(named) if named else cwd / ".env"
+    if not path.is_absolute():
+        path = cwd / path
+    merged = {}
+    if named and not path.is_file():
+        raise ConfigError([f"DEPLOY_ENV_FILE: {path} does not exist "
+                           "(unset it to use .env, or run `inv testbed.up` to make .env.testbed)"])
+    if path.is_file():
+        merged.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+    merged.update(environ)
+    return merged
+
+
+def load_settings(defaults: Mapping, environ: Mapping[str, str], groups=("ssh", "build", "app"),
+                  cwd: Path = Path(".")) -> Settings:
+    """Validate every setting the given groups need; raise ConfigError listing all problems."""
+    problems, missing, values = [], [], {}
+    for setting in SETTINGS:
+        raw = environ.get(setting.env, "")
+        raw = raw.strip() if not setting.secret else raw
+        if raw == "" and setting.yaml_key and defaults.get(setting.yaml_key) is not None:
+            raw = str(defaults[setting.yaml_key])
+        if raw == "":
+            if setting.group in groups:
+                missing.append(setting.env)
+            values[setting.env] = None
+            continue
+        try:
+            values[setting.env] = setting.parse(raw)
+        except ValueError as exc:
+            reason = str(exc)
+            shown = "(secret)" if setting.secret else repr(raw)
+            problems.append(f"{setting.env}={shown} {reason}")
+    if missing:
+        problems.insert(0, "missing: " + ", ".join(missing))
+
+    if values.get("STAGING_SSH_KEY") and "ssh" in groups:
+        key, problem = _resolve_key(values["STAGING_SSH_KEY"], cwd)
+        values["STAGING_SSH_KEY"] = key
+        if problem:
+            problems.append(problem)
+    _pair(values, problems, "REGISTRY_USER", "REGISTRY_PASSWORD")
+    _pair(values, problems, "REGISTRY_PULL_USER", "REGISTRY_PULL_PASSWORD")
+    if values.get("DB_PASSWORD") and not values.get("DATABASE_URL"):
+        values["DATABASE_URL"] = "postgresql://{}:{}@postgres:5432/{}".format(
+            quote(values["DB_USER"], safe=""), quote(values["DB_PASSWORD"], safe=""),
+            values["DB_NAME"])
+    if not values.get("CORS_ORIGIN"):
+        values["CORS_ORIGIN"] = values.get("STAGING_URL") or ""
+    for name in ("DB_PASSWORD", "JWT_SECRET", "DATABASE_URL", "REGISTRY_PULL_PASSWORD"):
+        text = values.get(name) or ""
+        if any(c in text for c in "'\n\r"):
+            problems.append(f"{name} must not contain a single quote or a line break "
+                            "(it is written to the host's .env)")
+
+    services = tuple(Service(name, spec["context"], spec.get("dockerfile", "Dockerfile"))
+                     for name, spec in (defaults.get("services") or {}).items())
+    if not services:
+        problems.append("invoke.yaml: deploy.services lists no images to build")
+    if problems:
+        raise ConfigError(problems)
+    return Settings(
+        project=defaults.get("project", "classroom-manager"),
+        services=services,
+        compose_file=str(cwd / defaults.get("compose_file", "compose/compose.yaml")),
+        data_services=tuple(defaults.get("data_services") or ()),
+        migrate_service=defaults.get("migrate_service", "backend"),
+        migrate_command=tuple(defaults.get("migrate_command") or ("migrate",)),
+        log_service=defaults.get("log_service", "backend"),
+        health_path=defaults.get("health_path", "/api/health"),
+        health_interval=float(defaults.get("health_interval", 1)),
+        connect_timeout=float(defaults.get("connect_timeout", 10)),
+        command_timeout=float(defaults.get("command_timeout", 600)),
+        values=values,
+    )
+
+
+def _resolve_key(value: str, cwd: Path):
+    """STAGING_SSH_KEY holds the key itself or a path to it; return (key text, problem)."""
+    if "PRIVATE KEY-----" in value:
+        return value.strip() + "\n", None
+    path = Path(os.path.expanduser(value.strip()))
+    if not path.is_absolute():
+        path = cwd / path
+    if not path.is_file():
+        return None, ("STAGING_SSH_KEY is neither a private key (-----BEGIN ... PRIVATE KEY-----) "
+                      "nor a readable file")
+    return path.read_text(), None
+
+
+def _pair(values, problems, user, password):
+    if bool(values.get(user)) != bool(values.get(password)):
+        problems.append(f"{user} and {password} must be set together")
+
+
+def validate_sha(sha: Optional[str], commit_exists: Callable[[str], bool]) -> Optional[str]:
+    """Return a problem with the given sha, or None when it names a commit of this repository."""
+    if not sha:
+        return "--sha is required: the full 40-character commit to deploy (git rev-parse HEAD)"
+    if not SHA_RE.match(sha):
+        return f"--sha {sha!r} is not a full 40-character lower-case hex commit id (git rev-parse {sha})"
+    if not commit_exists(sha):
+        return f"--sha {sha} is not a commit in this repository (git fetch, then try again)"
+    return None

@@ -1,0 +1,93 @@
+"""Deciding whether a release is healthy, and waiting for it with a deadline.
+
+A release is healthy when, at the same moment: every service container is running (and
+healthy where it has a healthcheck), the host's loopback and the public URL both answer the
+health path with 200, and both report the deployed sha as `version`. An exited or
+restarting container fails at once instead of waiting out the deadline.
+"""
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional
+
+HEALTHY, WAITING, FAILED = "healthy", "waiting", "failed"
+
+
+@dataclass
+class Probe:
+    """One observation of the release, from the host and from the caller."""
+    containers: List[dict] = field(default_factory=list)   # docker compose ps -a --format json
+    host_status: Optional[int] = None
+    host_body: str = ""
+    public_status: Optional[int] = None
+    public_body: str = ""
+    error: str = ""
+
+
+@dataclass
+class Verdict:
+    state: str
+    reason: str
+
+
+def reported_version(body: str) -> Optional[str]:
+    try:
+        return json.loads(body)["data"]["version"]
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def assess(probe: Probe, sha: str, services) -> Verdict:
+    """Pure decision: healthy, still waiting (with why), or failed for good (with why)."""
+    by_service = {c.get("Service"): c for c in probe.containers}
+    for name in services:
+        container = by_service.get(name)
+        if container is None:
+            return Verdict(WAITING, f"{name}: no container yet")
+        state = container.get("State", "")
+        if state in ("exited", "dead", "restarting"):
+            code = container.get("ExitCode")
+            return Verdict(FAILED, f"{name} container is {state}"
+                           + (f" (exit code {code})" if code not in (None, "") else ""))
+        if state != "running":
+            return Verdict(WAITING, f"{name}: {state or 'unknown state'}")
+        health = container.get("Health", "")
+        if health and health != "healthy":
+            return Verdict(WAITING, f"{name}: {health}")
+    if probe.error:
+        return Verdict(WAITING, probe.error)
+    for where, status, body in (("host", probe.host_status, probe.host_body),
+                                ("public URL", probe.public_status, probe.public_body)):
+        if status != 200:
+            return Verdict(WAITING, f"{where}: health answered {status or 'nothing'}")
+        version = reported_version(body)
+        if version != sha:
+            return Verdict(WAITING, f"{where}: serving version {(version or '?')[:12]}, "
+                                    f"not {sha[:12]}")
+    return Verdict(HEALTHY, "all services running; health 200 with the deployed version")
+
+
+@dataclass
+class Outcome:
+    verdict: Verdict
+    probe: Probe
+    waited: float
+
+
+def wait_until_healthy(observe: Callable[[], Probe], sha: str, services, timeout: float,
+                       interval: float = 1.0, on_wait: Callable[[float, Verdict], None] = None,
+                       clock=time.monotonic, sleep=time.sleep) -> Outcome:
+    """Poll `observe` every `interval` until healthy, failed, or `timeout` seconds have passed."""
+    started = clock()
+    while True:
+        probe = observe()
+        verdict = assess(probe, sha, services)
+        waited = clock() - started
+        if verdict.state != WAITING:
+            return Outcome(verdict, probe, waited)
+        if waited >= timeout:
+            return Outcome(Verdict(FAILED, f"not healthy after {timeout:.0f}s: {verdict.reason}"),
+                           probe, waited)
+        if on_wait:
+            on_wait(waited, verdict)
+        sleep(max(0.0, min(interval, timeout - waited)))

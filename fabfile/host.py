@@ -1,0 +1,102 @@
+"""The SSH connection to the staging host: strict host-key pinning, key auth, timeouts, keepalive.
+
+One Connection serves a whole deploy. Paramiko's RejectPolicy plus the pinned keys from
+STAGING_KNOWN_HOSTS means an unknown or changed host key stops us before any remote command.
+"""
+import io
+import posixpath
+
+import paramiko
+from fabric import Config, Connection
+
+from .errors import ConfigError, DeployError
+
+KEEPALIVE_SECONDS = 5
+KEY_CLASSES = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
+
+
+def host_key_name(host: str, port: int) -> str:
+    """How known_hosts names a host: bare on port 22, `[host]:port` otherwise."""
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+def keyscan_hint(host: str, port: int) -> str:
+    return f"ssh-keyscan -p {port} {host}" if port != 22 else f"ssh-keyscan {host}"
+
+
+def load_private_key(text: str) -> paramiko.PKey:
+    for key_class in KEY_CLASSES:
+        try:
+            return key_class.from_private_key(io.StringIO(text))
+        except (paramiko.SSHException, ValueError):
+            continue
+    raise ConfigError(["STAGING_SSH_KEY is not an unencrypted Ed25519, ECDSA or RSA private key"])
+
+
+def pinned_host_keys(known_hosts: str, host: str, port: int) -> paramiko.HostKeys:
+    """Parse STAGING_KNOWN_HOSTS; fail unless it pins a key for this host and port."""
+    keys = paramiko.HostKeys()
+    for line in known_hosts.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        entry = paramiko.hostkeys.HostKeyEntry.from_line(line)
+        if entry is None or entry.key is None:
+            raise ConfigError([f"STAGING_KNOWN_HOSTS has a line that is not a known_hosts entry: "
+                               f"{line[:60]!r}"])
+        for name in entry.hostnames:
+            keys.add(name, entry.key.get_name(), entry.key)
+    name = host_key_name(host, port)
+    if keys.lookup(name) is None:
+        raise ConfigError([f"STAGING_KNOWN_HOSTS pins no key for {name}; get the line with "
+                           f"`{keyscan_hint(host, port)}`, check its fingerprint, and set it"])
+    return keys
+
+
+def connect(settings) -> Connection:
+    """Open the deploy's SSH connection, refusing any host key that is not pinned."""
+    host, port = settings.STAGING_HOST, settings.STAGING_PORT
+    pinned = pinned_host_keys(settings.STAGING_KNOWN_HOSTS, host, port)
+    conn = Connection(
+        host, user=settings.STAGING_USER, port=port,
+        config=Config(overrides={"load_ssh_configs": False}),
+        connect_timeout=settings.connect_timeout,
+        connect_kwargs={"pkey": load_private_key(settings.STAGING_SSH_KEY),
+                        "look_for_keys": False, "allow_agent": False,
+                        "banner_timeout": settings.connect_timeout,
+                        "auth_timeout": settings.connect_timeout},
+    )
+    conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    known = conn.client.get_host_keys()
+    for name, by_type in pinned.items():
+        for key_type, key in by_type.items():
+            known.add(name, key_type, key)
+    name = host_key_name(host, port)
+    try:
+        conn.open()
+    except paramiko.BadHostKeyException as exc:
+        raise DeployError(
+            f"host key of {name} does NOT match STAGING_KNOWN_HOSTS (offered "
+            f"{exc.key.get_name()} {exc.key.get_fingerprint().hex()}). Nothing was run. If the "
+            f"server was rebuilt, verify and re-pin it: `{keyscan_hint(host, port)}`") from None
+    except paramiko.SSHException as exc:
+        if "known_hosts" in str(exc):
+            raise DeployError(
+                f"host key of {name} is not pinned in STAGING_KNOWN_HOSTS (the server offered a key "
+                f"type that is not pinned). Nothing was run. Verify and re-pin it: "
+                f"`{keyscan_hint(host, port)}`") from None
+        raise DeployError(f"SSH to {settings.STAGING_USER}@{name} failed: {exc}") from None
+    except OSError as exc:
+        raise DeployError(f"cannot reach {name} over SSH: {exc}") from None
+    conn.transport.set_keepalive(KEEPALIVE_SECONDS)
+    return conn
+
+
+def upload_text(conn: Connection, path: str, text: str, mode: int = 0o600) -> None:
+    """Write a file over SFTP: mode set before any byte is written, then renamed into place."""
+    sftp = conn.sftp()
+    temporary = posixpath.join(posixpath.dirname(path), "." + posixpath.basename(path) + ".tmp")
+    with sftp.open(temporary, "w") as handle:
+        handle.chmod(mode)
+        handle.write(text.encode())
+    sftp.posix_rename(temporary, path)

@@ -1,0 +1,101 @@
+"""What the person running the deploy sees: step lines with elapsed time, and the summary.
+
+Everything printed goes through `Reporter.say`, which replaces every secret value with ***,
+so no command output, error or summary can show one.
+"""
+import contextlib
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+
+class Reporter:
+    def __init__(self, secrets=(), stream=None, clock=time.monotonic):
+        self.secrets = [s for s in secrets if s]
+        self.stream = stream or sys.stdout
+        self.clock = clock
+        self.started = clock()
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def elapsed(self) -> float:
+        return self.clock() - self.started
+
+    def say(self, text: str) -> None:
+        self.stream.write(self.redact(text) + "\n")
+        self.stream.flush()
+
+    def note(self, text: str) -> None:
+        self.say(f"[{self.elapsed():6.1f}s]     {text}")
+
+    @contextlib.contextmanager
+    def step(self, name: str):
+        """Print the step when it starts and, with its duration, when it ends or fails."""
+        begun = self.clock()
+        self.say(f"[{self.elapsed():6.1f}s] --> {name}")
+        try:
+            yield
+        except BaseException:
+            self.say(f"[{self.elapsed():6.1f}s] !!! {name} FAILED after {self.clock() - begun:.1f}s")
+            raise
+        self.say(f"[{self.elapsed():6.1f}s]  ok {name} ({self.clock() - begun:.1f}s)")
+
+
+@dataclass
+class Summary:
+    """The end-of-deploy record: printed, and written to the CI job summary."""
+    action: str
+    sha: str
+    result: str = "running"                 # succeeded | failed
+    images: Dict[str, str] = field(default_factory=dict)     # service -> ref@digest
+    health: str = ""
+    duration: float = 0.0
+    cause: str = ""
+    url: str = ""
+    logs: str = ""
+    notes: List[str] = field(default_factory=list)
+
+    def text(self) -> str:
+        lines = [f"{self.action} {self.result.upper()}: {self.sha}",
+                 f"  duration  {self.duration:.1f}s",
+                 f"  health    {self.health or 'not checked'}"]
+        if self.url:
+            lines.append(f"  url       {self.url}")
+        for service, image in sorted(self.images.items()):
+            lines.append(f"  {service:<9} {image}")
+        if self.cause:
+            lines.append(f"  cause     {self.cause}")
+        lines += [f"  note      {n}" for n in self.notes]
+        if self.logs:
+            lines.append("  last backend log lines:")
+            lines += ["    " + line for line in self.logs.splitlines()]
+        return "\n".join(lines)
+
+    def markdown(self) -> str:
+        icon = "✅" if self.result == "succeeded" else "❌"
+        rows = [f"## {icon} {self.action} {self.result}: `{self.sha[:12]}`", "",
+                "| | |", "|---|---|",
+                f"| commit | `{self.sha}` |", f"| duration | {self.duration:.1f}s |",
+                f"| health | {self.health or 'not checked'} |"]
+        if self.url:
+            rows.append(f"| url | {self.url} |")
+        rows += [f"| {s} | `{i}` |" for s, i in sorted(self.images.items())]
+        if self.cause:
+            rows.append(f"| cause | {self.cause.replace('|', '/')} |")
+        rows += [f"| note | {n} |" for n in self.notes]
+        if self.logs:
+            rows += ["", "<details><summary>last backend log lines</summary>", "", "```",
+                     self.logs, "```", "</details>"]
+        return "\n".join(rows) + "\n"
+
+    def publish(self, reporter: Reporter, environ=os.environ) -> None:
+        reporter.say(self.text())
+        path: Optional[str] = environ.get("GITHUB_STEP_SUMMARY")
+        if path:
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write(reporter.redact(self.markdown()))

@@ -1,0 +1,89 @@
+"""Commands as data, and the one thin place that runs them (locally or on the host).
+
+Builders elsewhere return `Command` values; nothing there executes. `Runner` executes a
+Command through an Invoke Context (local) or a Fabric Connection (remote): both share the
+same `run()` signature. Secret input travels on stdin only, never in argv.
+"""
+import io
+import shlex
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+from invoke.exceptions import CommandTimedOut
+
+from .errors import RemoteCommandError
+
+
+@dataclass(frozen=True)
+class Command:
+    argv: Tuple[str, ...]
+    stdin: Optional[str] = None           # fed on standard input; never printed or logged
+    upstream: Optional["Command"] = None  # its stdout is piped into this command
+
+    def render(self) -> str:
+        """Shell text: argv quoted with shlex; a pipeline fails if any part fails."""
+        if self.upstream is None:
+            return shlex.join(self.argv)
+        parts, node = [], self
+        while node is not None:
+            parts.insert(0, shlex.join(node.argv))
+            node = node.upstream
+        return "set -o pipefail; " + " | ".join(parts)
+
+    def __str__(self) -> str:
+        return self.render()
+
+
+def cmd(*argv, stdin: Optional[str] = None) -> Command:
+    return Command(tuple(str(a) for a in argv), stdin=stdin)
+
+
+def pipe(first: Command, second: Command) -> Command:
+    return Command(second.argv, stdin=second.stdin, upstream=first)
+
+
+@dataclass
+class Result:
+    exited: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exited == 0
+
+    def tail(self, lines: int = 15) -> str:
+        text = (self.stdout.rstrip() + "\n" + self.stderr.rstrip()).strip()
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class Runner:
+    """Runs Commands on `target` (invoke Context or fabric Connection), or prints them in dry-run."""
+
+    def __init__(self, target, label: str, dry_run: bool = False, echo=print,
+                 timeout: Optional[float] = None):
+        self.target = target
+        self.label = label
+        self.dry_run = dry_run
+        self.echo = echo
+        self.timeout = timeout
+
+    def run(self, command: Command, what: str = "", check: bool = True,
+            timeout: Optional[float] = None) -> Result:
+        if self.dry_run:
+            self.echo(f"[{self.label}] {command.render()}" + (" <<< (stdin)" if command.stdin else ""))
+            return Result(0, "", "")
+        limit = timeout or self.timeout
+        try:
+            raw = self.target.run(
+                command.render(), hide=True, warn=True, pty=False,
+                in_stream=io.StringIO(command.stdin) if command.stdin is not None else False,
+                echo_stdin=False, timeout=limit,
+            )
+        except CommandTimedOut as exc:
+            raise RemoteCommandError(what or f"{self.label}: {command.argv[0]}",
+                                     f"timed out after {limit:.0f}s\n" + exc.result.stderr[-2000:])
+        result = Result(raw.exited, raw.stdout, raw.stderr)
+        if check and not result.ok:
+            raise RemoteCommandError(what or f"{self.label}: {command.argv[0]}", result.tail())
+        return result

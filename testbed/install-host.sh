@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs and starts what the local testbed needs on a Debian machine, as root:
+# Docker engine (Debian's docker.io), the Compose v2 CLI plugin (trixie's package, which
+# installs on bookworm), debootstrap for the local base image, and openssh-client.
+# Idempotent: a machine that already has a running engine and Compose v2 is left alone.
+set -euo pipefail
+
+COMPOSE_VERSION="2.26.1-4"
+CACHE_DIR="${TESTBED_CACHE:-$(cd "$(dirname "$0")" && pwd)/.cache}"
+mkdir -p "$CACHE_DIR"
+
+log() { printf '[install-host] %s\n' "$*"; }
+
+need_apt=()
+command -v dockerd >/dev/null || need_apt+=(docker.io)
+command -v debootstrap >/dev/null || need_apt+=(debootstrap)
+command -v ssh-keygen >/dev/null || need_apt+=(openssh-client)
+command -v git >/dev/null || need_apt+=(git)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  log "apt-get install ${need_apt[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# Compose v2: bookworm only has v1, so fetch trixie's v2 plugin with a private apt state,
+# which leaves the machine's own sources (and upgrade path) untouched.
+compose_deb="$CACHE_DIR/docker-compose_${COMPOSE_VERSION}_$(dpkg --print-architecture).deb"
+if [ ! -f "$compose_deb" ]; then
+  log "downloading docker-compose $COMPOSE_VERSION from trixie"
+  apt_dir="$CACHE_DIR/apt-trixie"
+  mkdir -p "$apt_dir/lists/partial"
+  echo "deb http://deb.debian.org/debian trixie main" > "$apt_dir/sources.list"
+  apt_opts=(-o "Dir::Etc::sourcelist=$apt_dir/sources.list" -o "Dir::Etc::sourceparts=-"
+            -o "Dir::State::Lists=$apt_dir/lists" -o "APT::Get::List-Cleanup=0" -o "APT::Sandbox::User=root")
+  apt-get "${apt_opts[@]}" update -qq
+  (cd "$CACHE_DIR" && apt-get "${apt_opts[@]}" download "docker-compose=$COMPOSE_VERSION" >/dev/null)
+fi
+if ! docker compose version >/dev/null 2>&1; then
+  log "installing Compose v2 plugin"
+  dpkg -i "$compose_deb" >/dev/null
+fi
+
+if ! docker info >/dev/null 2>&1; then
+  log "starting dockerd"
+  mkdir -p /var/log
+  nohup dockerd >/var/log/dockerd.log 2>&1 &
+  for _ in $(seq 1 60); do
+    docker info >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  docker info >/dev/null 2>&1 || { log "dockerd did not start; see /var/log/dockerd.log"; exit 1; }
+fi
+log "docker $(docker version --format '{{.Server.Version}}'), $(docker compose version --short)"
