@@ -4,6 +4,7 @@ Every compose call names the project, the compose file and the env file explicit
 absolute paths, so it never depends on the remote working directory.
 """
 import json
+import re
 import posixpath
 
 from .shell import Command, cmd
@@ -45,8 +46,8 @@ class ComposeCommands:
     def ps(self) -> Command:
         return self._compose("ps", "-a", "--format", "json")
 
-    def logs(self, service: str, tail: int = 20) -> Command:
-        return self._compose("logs", "--no-color", "--tail", str(tail), service)
+    def logs(self, service: str, tail: int = 15) -> Command:
+        return self._compose("logs", "--no-color", "--no-log-prefix", "--tail", str(tail), service)
 
     def health_on_host(self) -> Command:
         """The health endpoint through the host's loopback: body, then the HTTP code on its own line."""
@@ -67,6 +68,11 @@ def parse_ps(output: str) -> list:
     if text.startswith("["):
         return json.loads(text)
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def strip_terminal_codes(text: str) -> str:
+    """compose writes terminal control sequences even with --no-color; drop them from logs."""
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
 
 
 def parse_http(output: str):

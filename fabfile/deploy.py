@@ -9,7 +9,7 @@ import uuid
 import requests
 
 from . import images
-from .compose import ComposeCommands, parse_http, parse_ps
+from .compose import ComposeCommands, parse_http, parse_ps, strip_terminal_codes
 from .errors import DeployError, RemoteCommandError
 from .health import HEALTHY, Probe, wait_until_healthy
 from .host import connect, upload_text
@@ -109,13 +109,14 @@ def release(settings, sha, remote: Runner, reporter: Reporter, summary: Summary)
         return
     with reporter.step(f"wait until healthy (deadline {settings.HEALTH_TIMEOUT:.0f}s)"):
         outcome = wait_for_health(settings, sha, remote, compose, reporter)
+        if outcome.verdict.state != HEALTHY:
+            summary.health = "unhealthy"
+            logs = remote.run(compose.logs(settings.log_service), check=False).stdout
+            summary.logs = strip_terminal_codes(logs).strip()
+            last = outcome.probe.public_body or outcome.probe.host_body
+            raise DeployError(f"release {sha[:12]} is not healthy: {outcome.verdict.reason}"
+                              + (f"\nlast health body: {last[:500]}" if last else ""))
     summary.health = outcome.verdict.reason
-    if outcome.verdict.state != HEALTHY:
-        summary.health = "unhealthy"
-        summary.logs = remote.run(compose.logs(settings.log_service), check=False).stdout.strip()
-        last = outcome.probe.public_body or outcome.probe.host_body
-        raise DeployError(f"release {sha[:12]} is not healthy: {outcome.verdict.reason}"
-                          + (f"\nlast health body: {last[:500]}" if last else ""))
 
 
 def wait_for_health(settings, sha, remote: Runner, compose: ComposeCommands, reporter: Reporter):

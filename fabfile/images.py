@@ -46,7 +46,9 @@ def tag(source: str, target: str) -> Command:
 
 def exists_in_registry(ref: str) -> Command:
     """Exits 0 when the registry has this tag (uses the local docker login)."""
-    return cmd("docker", "manifest", "inspect", ref)
+    # Plain-http registries on loopback (the testbed's) need --insecure; others stay on TLS.
+    insecure = ("--insecure",) if ref.startswith(("localhost:", "127.0.0.1:")) else ()
+    return cmd("docker", "manifest", "inspect", *insecure, ref)
 
 
 def repo_digests(ref: str) -> Command:

@@ -84,9 +84,10 @@ def up():
     ensure_base_image()
     build_images()
     creds = ensure_secrets()
+    replace_foreign_testbed(creds["TESTBED_ID"])
     ensure_network()
-    ensure_registry()
-    ensure_staging_host()
+    ensure_registry(creds["TESTBED_ID"])
+    ensure_staging_host(creds["TESTBED_ID"])
     push_stand_ins(creds)
     write_env_file(creds, known_hosts_line())
     log(f"ready in {time.monotonic() - started:.0f}s: registry 127.0.0.1:{REGISTRY_PORT}, "
@@ -139,7 +140,7 @@ def ensure_secrets() -> dict:
     """Credentials made once per testbed and kept in testbed/.state (mode 0700)."""
     STATE.mkdir(mode=0o700, exist_ok=True)
     path = STATE / "secrets.env"
-    names = ["REGISTRY_PASSWORD", "REGISTRY_PULL_PASSWORD", "DB_PASSWORD", "JWT_SECRET"]
+    names = ["TESTBED_ID", "REGISTRY_PASSWORD", "REGISTRY_PULL_PASSWORD", "DB_PASSWORD", "JWT_SECRET"]
     creds = {}
     if path.exists():
         creds = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
@@ -160,6 +161,17 @@ def ensure_secrets() -> dict:
     return creds
 
 
+def replace_foreign_testbed(testbed_id):
+    """Containers left by another checkout (or older keys) hold other credentials: remove them."""
+    for name in (REGISTRY, HOST):
+        out = subprocess.run(["docker", "inspect", "--format", '{{index .Config.Labels "cm-testbed.id"}}',
+                              name], capture_output=True, text=True)
+        if out.returncode == 0 and out.stdout.strip() != testbed_id:
+            log("found a testbed made with other credentials; replacing it")
+            remove_resources()
+            return
+
+
 def ensure_network():
     if not ok("docker", "network", "inspect", NETWORK):
         sh("docker", "network", "create", "--label", LABEL, "--subnet", SUBNET, NETWORK)
@@ -171,16 +183,17 @@ def container_running(name) -> bool:
     return out.returncode == 0 and out.stdout.strip() == "true"
 
 
-def ensure_container(name, run_args):
+def ensure_container(name, run_args, testbed_id):
     if container_running(name):
         return
     if ok("docker", "inspect", name):
         sh("docker", "start", name)
         return
-    sh("docker", "run", "-d", "--name", name, "--label", LABEL, "--network", NETWORK, *run_args)
+    sh("docker", "run", "-d", "--name", name, "--label", LABEL, "--label", f"cm-testbed.id={testbed_id}",
+       "--network", NETWORK, *run_args)
 
 
-def ensure_registry():
+def ensure_registry(testbed_id):
     for volume in VOLUMES:
         if not ok("docker", "volume", "inspect", volume):
             sh("docker", "volume", "create", "--label", LABEL, volume)
@@ -189,7 +202,7 @@ def ensure_registry():
         "-p", f"127.0.0.1:{REGISTRY_PORT}:5000",
         "-v", f"{VOLUMES[0]}:/var/lib/docker-registry",
         "-v", f"{STATE / 'htpasswd'}:/auth/htpasswd:ro",
-        "cm-testbed/registry"])
+        "cm-testbed/registry"], testbed_id)
 
     def answers():
         try:
@@ -199,7 +212,7 @@ def ensure_registry():
     wait_for("registry", answers)
 
 
-def ensure_staging_host():
+def ensure_staging_host(testbed_id):
     args = ["--hostname", "staging", "--restart", "unless-stopped",
             "-p", f"127.0.0.1:{SSH_PORT}:22", "-p", f"127.0.0.1:{HTTP_PORT}:80",
             "-v", f"{VOLUMES[1]}:/var/lib/docker",
@@ -207,14 +220,14 @@ def ensure_staging_host():
             "cm-testbed/staging-host"]
     if not container_running(HOST) and not ok("docker", "inspect", HOST):
         try:
-            ensure_container(HOST, ["--privileged", *args])
+            ensure_container(HOST, ["--privileged", *args], testbed_id)
             wait_for("staging host engine", lambda: ok("docker", "exec", HOST, "docker", "info"), 20)
         except DeployError:
             log("--privileged refused here; running the staging host with explicit capabilities")
             sh("docker", "rm", "-f", HOST, check=False)
-            ensure_container(HOST, [*DIND_FLAGS, *args])
+            ensure_container(HOST, [*DIND_FLAGS, *args], testbed_id)
     else:
-        ensure_container(HOST, args)
+        ensure_container(HOST, args, testbed_id)
     wait_for("staging host engine", lambda: ok("docker", "exec", HOST, "docker", "info"), 60)
     wait_for("staging host sshd", ssh_banner, 30)
 
@@ -273,13 +286,7 @@ def write_env_file(creds, known_hosts):
 
 def down(remove_images=False):
     """Remove every container, network, volume and key the testbed made."""
-    containers = sh("docker", "ps", "-aq", "--filter", f"label={LABEL}").split()
-    if containers:
-        sh("docker", "rm", "-f", "-v", *containers)
-    for volume in sh("docker", "volume", "ls", "-q", "--filter", f"label={LABEL}").split():
-        sh("docker", "volume", "rm", volume)
-    if ok("docker", "network", "inspect", NETWORK):
-        sh("docker", "network", "rm", NETWORK)
+    remove_resources()
     shutil.rmtree(STATE, ignore_errors=True)
     ENV_FILE.unlink(missing_ok=True)
     if remove_images:
@@ -287,3 +294,14 @@ def down(remove_images=False):
         if images:
             sh("docker", "rmi", "-f", *set(images), check=False)
     log("down: containers, network, volumes, keys and .env.testbed removed")
+
+
+def remove_resources():
+    """Containers, volumes and the network labelled as the testbed's (nothing else)."""
+    containers = sh("docker", "ps", "-aq", "--filter", f"label={LABEL}").split()
+    if containers:
+        sh("docker", "rm", "-f", "-v", *containers)
+    for volume in sh("docker", "volume", "ls", "-q", "--filter", f"label={LABEL}").split():
+        sh("docker", "volume", "rm", volume)
+    if ok("docker", "network", "inspect", NETWORK):
+        sh("docker", "network", "rm", NETWORK)

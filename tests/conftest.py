@@ -1,0 +1,34 @@
+"""Shared fixtures: the project's own invoke.yaml defaults and a complete, valid environment."""
+from pathlib import Path
+
+import pytest
+from invoke import Config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def defaults():
+    config = Config(project_location=str(ROOT))
+    config.load_project()
+    return config.deploy
+
+
+@pytest.fixture
+def environ():
+    return {
+        "STAGING_HOST": "staging.example.com",
+        "STAGING_USER": "deploy",
+        "STAGING_SSH_KEY": "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----",
+        "STAGING_KNOWN_HOSTS": "staging.example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
+        "STAGING_URL": "https://staging.example.com/",
+        "IMAGE_NAME": "acme/classroom-manager",
+        "DB_PASSWORD": "s3cret-db-pw",
+        "JWT_SECRET": "jwt-very-secret",
+    }
+
+
+@pytest.fixture
+def settings(defaults, environ):
+    from fabfile.config import load_settings
+    return load_settings(defaults, environ, cwd=ROOT)

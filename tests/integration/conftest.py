@@ -1,0 +1,84 @@
+"""Integration fixtures: the real testbed (Docker engine, registry, SSH staging host).
+
+`testbed.up()` is idempotent, so the first integration test on a fresh machine brings the
+testbed up (installing the engine if needed) and later runs reuse it.
+"""
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+import requests
+
+import testbed
+from tests.conftest import ROOT
+
+APP_URL = f"http://127.0.0.1:{testbed.HTTP_PORT}"
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "tests/integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def testbed_env():
+    testbed.up()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STAGING_", "REGISTRY"))}
+    env["DEPLOY_ENV_FILE"] = str(testbed.ENV_FILE)
+    return env
+
+
+def git(*args, env=None):
+    return subprocess.run(["git", *args], cwd=ROOT, check=True, capture_output=True, text=True,
+                          env=env).stdout.strip()
+
+
+def make_commit(files: dict, parent: str = "HEAD", message: str = "test release") -> str:
+    """A real commit (parent + changed files) made without touching the working tree or branch."""
+    index = ROOT / ".git" / f"test-index-{uuid.uuid4().hex}"
+    env = dict(os.environ, GIT_INDEX_FILE=str(index), GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="t@t",
+               GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="t@t")
+    try:
+        git("read-tree", parent, env=env)
+        for path, content in files.items():
+            blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=ROOT, input=content,
+                                  capture_output=True, text=True, check=True).stdout.strip()
+            git("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
+        tree = git("write-tree", env=env)
+        sha = git("commit-tree", tree, "-p", git("rev-parse", parent), "-m", message, env=env)
+    finally:
+        index.unlink(missing_ok=True)
+    git("update-ref", f"refs/testbed/{sha}", sha)  # keep it from garbage collection
+    return sha
+
+
+def release(label: str, fault: str = None, parent: str = "HEAD") -> str:
+    """A new commit of the app; with `fault`, the backend's FAULT switch is set."""
+    files = {"app/backend/RELEASE": f"{label} {uuid.uuid4().hex}\n"}
+    if fault:
+        files["app/backend/FAULT"] = fault + "\n"
+    return make_commit(files, parent, f"test release {label}")
+
+
+def deploy(env, sha, *extra, timeout=600, **settings):
+    """Run `inv deploy.staging` as a user would; return the CompletedProcess with its duration."""
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "invoke", "deploy.staging", "--sha", sha, *extra],
+                            cwd=ROOT, env=dict(env, **settings), capture_output=True, text=True,
+                            timeout=timeout)
+    result.duration = time.monotonic() - started
+    result.output = result.stdout + result.stderr
+    return result
+
+
+def health():
+    """(status, body) of the public health endpoint, or (None, None) if nothing answers."""
+    try:
+        response = requests.get(APP_URL + "/api/health", timeout=5)
+        return response.status_code, response.json()
+    except (requests.RequestException, ValueError):
+        return None, None

@@ -1,0 +1,62 @@
+"""Deploys through the real registry to the real SSH staging host, checked from 127.0.0.1."""
+import re
+import uuid
+
+import requests
+
+from tests.integration.conftest import APP_URL, deploy, health, release
+
+
+def test_deploy_a_then_b_serves_b_and_keeps_data(testbed_env):
+    a = release("A")
+    result = deploy(testbed_env, a)
+    assert result.returncode == 0, result.output
+    status, body = health()
+    assert status == 200 and body["data"]["version"] == a
+    assert body["data"]["checks"] == {"database": "ok", "redis": "ok"}
+    assert f"deploy SUCCEEDED: {a}" in result.stdout
+    assert re.search(r"backend +\S+:staging-" + a + r"@sha256:[0-9a-f]{64}", result.stdout)
+
+    name = "row-" + uuid.uuid4().hex
+    written = requests.post(APP_URL + "/api/items", json={"name": name}, timeout=5)
+    assert written.status_code == 201
+
+    b = release("B", parent=a)
+    result = deploy(testbed_env, b)
+    assert result.returncode == 0, result.output
+    status, body = health()
+    assert status == 200 and body["data"]["version"] == b
+    rows = requests.get(APP_URL + "/api/items", timeout=5).json()["data"]
+    assert name in [row["name"] for row in rows]
+
+
+def test_redeploying_a_published_sha_skips_the_build(testbed_env):
+    sha = release("again")
+    assert deploy(testbed_env, sha).returncode == 0
+    result = deploy(testbed_env, sha)
+    assert result.returncode == 0, result.output
+    assert "skipping the build" in result.stdout
+    assert "--> build" not in result.stdout
+    assert health()[1]["data"]["version"] == sha
+
+
+def test_health_500_release_fails_loudly_within_the_deadline(testbed_env):
+    bad = release("broken", fault="health-500")
+    result = deploy(testbed_env, bad, HEALTH_TIMEOUT="8")
+    assert result.returncode == 1
+    assert "Traceback" not in result.output
+    assert f"error: release {bad[:12]} is not healthy: not healthy after 8s" in result.stderr
+    assert '"fault": "health-500"' in result.stderr          # the last health body
+    assert "deploy FAILED" in result.stdout and "last backend log lines" in result.stdout
+    waited = re.search(r"!!! wait until healthy \(deadline 8s\) FAILED after ([\d.]+)s", result.stdout)
+    assert waited and float(waited.group(1)) < 8 + 5
+
+
+def test_wrong_host_key_pin_refuses_before_any_remote_command(testbed_env):
+    sha = release("pinned")
+    wrong = "[127.0.0.1]:%s ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+    result = deploy(testbed_env, sha, STAGING_KNOWN_HOSTS=wrong % testbed_env.get("TESTBED_SSH_PORT", "2222"))
+    assert result.returncode == 1
+    assert "does NOT match STAGING_KNOWN_HOSTS" in result.stderr
+    assert "ssh-keyscan -p" in result.stderr
+    assert "--> upload" not in result.stdout

@@ -1,0 +1,52 @@
+"""The task entry points, run as a user runs them: `inv ...` in a subprocess, no Docker needed."""
+import os
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def inv(*args, env=None):
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("STAGING_", "REGISTRY", "DEPLOY_ENV_FILE", "IMAGE_NAME"))}
+    clean.update(env or {})
+    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=clean,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_every_task_is_listed_with_help():
+    listing = inv("--list").stdout
+    for name in ("deploy.staging", "testbed.up", "testbed.down"):
+        line = [l for l in listing.splitlines() if l.strip().startswith(name)]
+        assert line and len(line[0].split()) > 1, f"{name} has no one-line help"
+
+
+def test_missing_settings_and_bad_sha_give_one_clear_line(environ):
+    result = inv("deploy.staging", "--sha", "main")
+    assert result.returncode == 1
+    output = (result.stdout + result.stderr).strip()
+    assert "Traceback" not in output
+    assert len(output.splitlines()) == 1, output
+    assert "missing: STAGING_HOST" in output and "JWT_SECRET" in output
+    assert "--sha 'main' is not a full 40-character" in output
+
+
+def test_unknown_commit_is_rejected_before_anything_runs(environ):
+    env = dict(environ, STAGING_SSH_KEY=environ["STAGING_SSH_KEY"])
+    result = inv("deploy.staging", "--sha", "f" * 40, env=env)
+    assert result.returncode == 1
+    assert "is not a commit in this repository" in result.stderr
+    assert "-->" not in result.stdout  # no step started
+
+
+def test_dry_run_prints_local_and_remote_commands_without_running(environ):
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                          text=True).stdout.strip()
+    result = inv("deploy.staging", "--sha", head, "--dry-run", env=environ)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert f"[local] set -o pipefail; git archive --format=tar {head}:app/backend | docker build" in out
+    assert "[remote] docker compose -p classroom-manager" in out and "pull --quiet" in out
+    assert "[remote] sftp put /opt/classroom-manager/.env (mode 0600" in out
+    for secret in ("s3cret-db-pw", "jwt-very-secret"):
+        assert secret not in out + result.stderr

@@ -1,0 +1,88 @@
+"""Command builders are pure: compare the produced command text."""
+import shlex
+
+from fabfile import images
+from fabfile.compose import ComposeCommands, parse_http, parse_ps, strip_terminal_codes
+from fabfile.deploy import render_env
+from fabfile.shell import cmd, pipe
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+def test_build_uses_the_commit_tree_not_the_working_tree(settings):
+    backend = [s for s in settings.services if s.name == "backend"][0]
+    text = images.build(settings, backend, SHA).render()
+    assert text.startswith(f"set -o pipefail; git archive --format=tar {SHA}:app/backend | docker build")
+    assert f"-t ghcr.io/acme/classroom-manager-backend:staging-{SHA}" in text
+    assert "-t ghcr.io/acme/classroom-manager-backend:staging-latest" in text
+    assert f"--label deploy.project=classroom-manager" in text
+    assert f"--label org.opencontainers.image.revision={SHA}" in text
+    assert text.endswith("-f Dockerfile -")
+
+
+def test_registry_login_keeps_the_password_off_the_command_line():
+    command = images.login("ghcr.io", "bot", "tok'en $(rm -rf)")
+    assert "tok" not in command.render()
+    assert "--password-stdin" in command.argv
+    assert command.stdin == "tok'en $(rm -rf)"
+
+
+def test_arguments_are_shell_quoted():
+    command = cmd("echo", "a b", "$(x)", "it's")
+    assert shlex.split(command.render()) == ["echo", "a b", "$(x)", "it's"]
+    assert pipe(cmd("a"), cmd("b", "c d")).render() == "set -o pipefail; a | b 'c d'"
+
+
+def test_manifest_check_is_insecure_only_for_loopback_registries():
+    assert "--insecure" in images.exists_in_registry("localhost:5000/x/y:t").argv
+    assert "--insecure" not in images.exists_in_registry("ghcr.io/x/y:t").argv
+
+
+def test_compose_commands_name_project_file_and_env_absolutely(settings):
+    compose = ComposeCommands(settings)
+    prefix = ("docker compose -p classroom-manager -f /opt/classroom-manager/compose.yaml "
+              "--env-file /opt/classroom-manager/.env")
+    assert compose.pull().render() == prefix + " pull --quiet"
+    assert compose.up().render() == prefix + " up -d --remove-orphans"
+    assert compose.start_data_services().render() == prefix + " up -d --wait postgres redis"
+    assert compose.migrate().render() == prefix + " run --rm -T --no-deps backend migrate"
+    assert compose.prepare_dir().render() == "install -d -m 0700 /opt/classroom-manager"
+    assert "http://127.0.0.1:80/api/health" in compose.health_on_host().argv
+
+
+def test_nothing_in_compose_commands_prunes(settings):
+    compose = ComposeCommands(settings)
+    for command in (compose.pull(), compose.up(), compose.migrate(), compose.start_data_services()):
+        assert "prune" not in command.render()
+
+
+def test_host_registry_login_uses_stdin(defaults, environ):
+    from fabfile.config import load_settings
+    environ.update(REGISTRY_PULL_USER="reader", REGISTRY_PULL_PASSWORD="pull-token")
+    command = ComposeCommands(load_settings(defaults, environ)).registry_login()
+    assert "pull-token" not in command.render() and command.stdin == "pull-token"
+
+
+def test_parse_ps_reads_both_compose_formats():
+    line = '{"Service":"backend","State":"running","Health":"healthy"}'
+    assert parse_ps(line + "\n" + line) == parse_ps("[" + line + "," + line + "]")
+    assert parse_ps("") == []
+
+
+def test_parse_http_splits_body_and_status():
+    assert parse_http('{"ok":1}\n200') == (200, '{"ok":1}')
+    assert parse_http("curl: (7) refused\n000") == (None, "curl: (7) refused")
+
+
+def test_terminal_codes_are_stripped_from_logs():
+    assert strip_terminal_codes("\x1b[2Kbackend | hi\x1b[0m") == "backend | hi"
+
+
+def test_env_file_values_are_literal():
+    assert render_env({"B": "x$y", "A": "1"}) == "A='1'\nB='x$y'\n"
+
+
+def test_digest_is_picked_for_the_right_repository():
+    output = '["other/repo@sha256:aaa","ghcr.io/acme/x-backend@sha256:bbb"]'
+    assert images.digest_from_inspect(output, "ghcr.io/acme/x-backend") == "sha256:bbb"
+    assert images.digest_from_inspect("not json", "x") is None

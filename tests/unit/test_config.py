@@ -1,0 +1,124 @@
+import pytest
+
+from fabfile.config import load_settings, read_environment, validate_sha
+from fabfile.errors import ConfigError
+
+
+def test_valid_environment_loads_with_defaults_from_invoke_yaml(settings):
+    assert settings.STAGING_PORT == 22
+    assert settings.STAGING_DIR == "/opt/classroom-manager"
+    assert settings.REGISTRY == "ghcr.io"
+    assert settings.STAGING_URL == "https://staging.example.com"  # trailing slash dropped
+    assert settings.HEALTH_TIMEOUT == 30
+    assert [s.name for s in settings.services] == ["frontend", "backend"]
+    assert settings.image_ref("backend", "a" * 40) == \
+        "ghcr.io/acme/classroom-manager-backend:staging-" + "a" * 40
+
+
+def test_every_missing_setting_is_listed_in_one_error(defaults):
+    with pytest.raises(ConfigError) as caught:
+        load_settings(defaults, {})
+    message = str(caught.value)
+    for name in ("STAGING_HOST", "STAGING_USER", "STAGING_SSH_KEY", "STAGING_KNOWN_HOSTS",
+                 "STAGING_URL", "IMAGE_NAME", "DB_PASSWORD", "JWT_SECRET"):
+        assert name in message
+    assert message.count("\n") == 0
+
+
+def test_only_the_groups_a_task_needs_are_required(defaults):
+    with pytest.raises(ConfigError) as caught:
+        load_settings(defaults, {}, groups=("ssh",))
+    assert "STAGING_HOST" in str(caught.value)
+    assert "IMAGE_NAME" not in str(caught.value)
+
+
+def test_environment_overrides_invoke_yaml(defaults, environ):
+    environ.update(STAGING_PORT="2222", HEALTH_TIMEOUT="12.5", REGISTRY="localhost:5000")
+    settings = load_settings(defaults, environ)
+    assert (settings.STAGING_PORT, settings.HEALTH_TIMEOUT, settings.REGISTRY) == \
+        (2222, 12.5, "localhost:5000")
+
+
+@pytest.mark.parametrize("name,value,expected", [
+    ("STAGING_PORT", "ssh", "STAGING_PORT='ssh' must be a number"),
+    ("STAGING_PORT", "70000", "must be a port number"),
+    ("STAGING_URL", "staging.example.com", "must be an http(s) URL"),
+    ("IMAGE_NAME", "Acme/Repo", "must be owner/repo in lower case"),
+    ("STAGING_DIR", "opt/app", "must be an absolute path"),
+    ("HEALTH_TIMEOUT", "-1", "positive number of seconds"),
+])
+def test_malformed_values_are_named_with_the_fix(defaults, environ, name, value, expected):
+    environ[name] = value
+    with pytest.raises(ConfigError) as caught:
+        load_settings(defaults, environ)
+    assert expected in str(caught.value)
+
+
+def test_malformed_secret_is_not_echoed(defaults, environ):
+    environ["DB_PASSWORD"] = "it's-secret"
+    with pytest.raises(ConfigError) as caught:
+        load_settings(defaults, environ)
+    assert "DB_PASSWORD must not contain a single quote" in str(caught.value)
+    assert "it's-secret" not in str(caught.value)
+
+
+def test_registry_credentials_come_in_pairs(defaults, environ):
+    environ["REGISTRY_USER"] = "bot"
+    with pytest.raises(ConfigError, match="REGISTRY_USER and REGISTRY_PASSWORD must be set together"):
+        load_settings(defaults, environ)
+
+
+def test_ssh_key_may_be_a_path(defaults, environ, tmp_path):
+    key = tmp_path / "id"
+    key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nxyz\n-----END OPENSSH PRIVATE KEY-----\n")
+    environ["STAGING_SSH_KEY"] = str(key)
+    assert "xyz" in load_settings(defaults, environ).STAGING_SSH_KEY
+    environ["STAGING_SSH_KEY"] = str(tmp_path / "missing")
+    with pytest.raises(ConfigError, match="neither a private key"):
+        load_settings(defaults, environ)
+
+
+def test_database_url_is_derived_and_escaped(defaults, environ):
+    environ["DB_PASSWORD"] = "p@ss:word"
+    settings = load_settings(defaults, environ)
+    assert settings.DATABASE_URL == "postgresql://classroom:p%40ss%3Aword@postgres:5432/classroom"
+    assert settings.CORS_ORIGIN == "https://staging.example.com"
+
+
+def test_secrets_lists_every_secret_value(settings):
+    assert "s3cret-db-pw" in settings.secrets
+    assert "jwt-very-secret" in settings.secrets
+    assert settings.DATABASE_URL in settings.secrets
+    assert "deploy" not in settings.secrets
+
+
+def test_app_env_names_the_exact_release_images(settings):
+    env = settings.app_env("b" * 40)
+    assert env["BACKEND_IMAGE"].endswith(":staging-" + "b" * 40)
+    assert env["FRONTEND_IMAGE"].startswith("ghcr.io/acme/classroom-manager-frontend:")
+    assert env["JWT_SECRET"] == "jwt-very-secret"
+    assert "staging-latest" not in "".join(env.values())
+
+
+def test_dotenv_file_is_read_and_environment_wins(tmp_path):
+    (tmp_path / ".env").write_text("STAGING_HOST=from-file\nSTAGING_USER=file-user\n")
+    merged = read_environment({"STAGING_USER": "env-user"}, tmp_path)
+    assert merged["STAGING_HOST"] == "from-file"
+    assert merged["STAGING_USER"] == "env-user"
+
+
+def test_named_env_file_must_exist(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        read_environment({"DEPLOY_ENV_FILE": "nope.env"}, tmp_path)
+
+
+@pytest.mark.parametrize("sha,exists,expected", [
+    (None, True, "--sha is required"),
+    ("abc123", True, "not a full 40-character"),
+    ("A" * 40, True, "not a full 40-character"),
+    ("a" * 40, False, "not a commit in this repository"),
+    ("a" * 40, True, None),
+])
+def test_sha_validation(sha, exists, expected):
+    problem = validate_sha(sha, lambda s: exists)
+    assert (problem is None) if expected is None else (expected in problem)

@@ -1,0 +1,58 @@
+import io
+
+import paramiko
+import pytest
+
+from fabfile.errors import ConfigError
+from fabfile.host import host_key_name, pinned_host_keys
+from fabfile.report import Reporter, Summary
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+
+
+def test_reporter_redacts_every_secret():
+    out = io.StringIO()
+    reporter = Reporter(["hunter2", "tok"], stream=out)
+    reporter.say("password hunter2 and tok in one line")
+    assert out.getvalue() == "password *** and *** in one line\n"
+
+
+def test_step_reports_start_end_and_failure():
+    out = io.StringIO()
+    ticks = iter(range(100))
+    reporter = Reporter([], stream=out, clock=lambda: next(ticks))
+    with reporter.step("pull"):
+        pass
+    with pytest.raises(RuntimeError):
+        with reporter.step("up"):
+            raise RuntimeError
+    text = out.getvalue()
+    assert "--> pull" in text and " ok pull" in text and "!!! up FAILED" in text
+
+
+def test_summary_goes_to_the_ci_job_summary_redacted(tmp_path):
+    out, path = io.StringIO(), tmp_path / "summary.md"
+    summary = Summary("deploy", "e" * 40, result="failed", cause="boom with s3cret",
+                      images={"backend": "r/b:staging-x@sha256:1"}, duration=12.34)
+    summary.publish(Reporter(["s3cret"], stream=out), {"GITHUB_STEP_SUMMARY": str(path)})
+    markdown = path.read_text()
+    assert "deploy failed" in markdown and "`r/b:staging-x@sha256:1`" in markdown
+    assert "s3cret" not in markdown + out.getvalue()
+    assert "duration  12.3s" in out.getvalue()
+
+
+def test_known_hosts_for_a_non_standard_port_uses_brackets():
+    assert host_key_name("10.0.0.5", 22) == "10.0.0.5"
+    assert host_key_name("127.0.0.1", 2222) == "[127.0.0.1]:2222"
+    keys = pinned_host_keys(f"[127.0.0.1]:2222 {KEY}\n", "127.0.0.1", 2222)
+    assert isinstance(keys.lookup("[127.0.0.1]:2222")["ssh-ed25519"], paramiko.PKey)
+
+
+def test_pin_for_another_port_is_refused_with_the_fix():
+    with pytest.raises(ConfigError, match=r"ssh-keyscan -p 2222 127.0.0.1"):
+        pinned_host_keys(f"127.0.0.1 {KEY}", "127.0.0.1", 2222)
+
+
+def test_garbage_pin_is_refused():
+    with pytest.raises(ConfigError, match="not a known_hosts entry"):
+        pinned_host_keys("hello world", "h", 22)
