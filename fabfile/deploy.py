@@ -23,9 +23,9 @@ def deploy_staging(settings, sha: str, ctx, reporter: Reporter, rebuild=False,
     summary = Summary("deploy", sha, url=settings.STAGING_URL)
     local = Runner(ctx, "local", dry_run, reporter.say, timeout=settings.command_timeout)
     try:
-        publish_images(settings, sha, local, reporter, rebuild)
+        pushed = publish_images(settings, sha, local, reporter, rebuild)
         with host_session(settings, reporter, dry_run) as remote:
-            release(settings, sha, remote, reporter, summary)
+            release(settings, sha, remote, reporter, summary, pushed)
         summary.result = "succeeded"
         return summary
     except DeployError as exc:
@@ -38,8 +38,10 @@ def deploy_staging(settings, sha: str, ctx, reporter: Reporter, rebuild=False,
             summary.publish(reporter)
 
 
-def publish_images(settings, sha, local: Runner, reporter: Reporter, rebuild: bool) -> None:
-    """Build each service from the commit and push staging-<sha> and staging-latest."""
+def publish_images(settings, sha, local: Runner, reporter: Reporter, rebuild: bool) -> dict:
+    """Build each service from the commit, push staging-<sha> and staging-latest.
+
+    Returns the pushed digest of each service (empty in dry-run)."""
     if settings.REGISTRY_USER:
         with reporter.step(f"log in to {settings.REGISTRY} (local)"):
             local.run(images.login(settings.REGISTRY, settings.REGISTRY_USER,
@@ -57,13 +59,23 @@ def publish_images(settings, sha, local: Runner, reporter: Reporter, rebuild: bo
                     latest = images.latest_ref(settings, service.name)
                     local.run(images.tag(refs[service.name], latest))
                     local.run(images.push(latest), "docker push")
-            return
+            return local_digests(settings, refs, local)
     for service in settings.services:
         with reporter.step(f"build {service.name} from {sha[:12]}"):
             local.run(images.build(settings, service, sha), f"build of {service.name}")
         with reporter.step(f"push {service.name}"):
             local.run(images.push(refs[service.name]), f"push of {refs[service.name]}")
             local.run(images.push(images.latest_ref(settings, service.name)), "push of staging-latest")
+    return local_digests(settings, refs, local)
+
+
+def local_digests(settings, refs: dict, runner: Runner) -> dict:
+    """service -> registry digest of its image, as the given engine knows it."""
+    if runner.dry_run:
+        return {}
+    return {name: images.digest_from_inspect(runner.run(images.repo_digests(ref)).stdout,
+                                             settings.image_repo(name))
+            for name, ref in refs.items()}
 
 
 @contextlib.contextmanager
@@ -81,7 +93,8 @@ def host_session(settings, reporter: Reporter, dry_run: bool):
         conn.close()
 
 
-def release(settings, sha, remote: Runner, reporter: Reporter, summary: Summary) -> None:
+def release(settings, sha, remote: Runner, reporter: Reporter, summary: Summary,
+            pushed: dict) -> None:
     """On the host: upload, pull, start data services, migrate, switch, wait until healthy."""
     compose = ComposeCommands(settings)
     with reporter.step(f"upload compose file and .env to {settings.STAGING_DIR}"):
@@ -93,11 +106,13 @@ def release(settings, sha, remote: Runner, reporter: Reporter, summary: Summary)
             remote.run(compose.registry_login(), "docker login on the host")
     with reporter.step("pull images"):
         remote.run(compose.pull(), "docker compose pull (the running release is untouched)")
-    for service in settings.services:
-        ref = settings.image_ref(service.name, sha)
-        digest = images.digest_from_inspect(remote.run(images.repo_digests(ref)).stdout,
-                                            settings.image_repo(service.name))
-        summary.images[service.name] = f"{ref}@{digest}" if digest else ref
+    refs = {s.name: settings.image_ref(s.name, sha) for s in settings.services}
+    pulled = local_digests(settings, refs, remote)
+    for name, ref in refs.items():
+        summary.images[name] = f"{ref}@{pulled[name]}" if pulled.get(name) else ref
+        if pushed.get(name) and pulled.get(name) != pushed[name]:
+            raise DeployError(f"{ref} on the host is {pulled.get(name)}, but {pushed[name]} was "
+                              "pushed: the tag changed in the registry meanwhile; deploy again")
     with reporter.step("start data services (unchanged ones keep running)"):
         remote.run(compose.start_data_services(), "starting data services")
     with reporter.step("run migrations"):
