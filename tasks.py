@@ -5,18 +5,25 @@ Thin entry point: each task parses its flags, loads validated settings, calls th
 with one clear line and a non-zero exit, never a traceback.
 """
 import functools
+import io
 import os
 import subprocess
+import sys
+from json import dumps
 from pathlib import Path
 
 from invoke import Collection, Exit, task
 
 import testbed as testbed_lib
-from fabfile.config import load_settings, read_environment, validate_sha
+from fabfile.config import SHA_RE, load_settings, read_environment, validate_sha
 from fabfile.deploy import deploy_staging
 from fabfile.errors import ConfigError, DeployError
+from fabfile.host import HostSession
 from fabfile.images import commit_exists
+from fabfile.lock import unlock_commands
 from fabfile.report import Reporter
+from fabfile.rollback import rollback_staging
+from fabfile.status import history, read_status, render_history, render_status
 
 ROOT = Path(__file__).resolve().parent
 
@@ -56,18 +63,111 @@ def git_exit_code(argv) -> int:
                           stderr=subprocess.DEVNULL).returncode
 
 
-@task(help={
+def lock_wait(value) -> float:
+    """--wait-lock alone waits up to 10 minutes; --wait-lock=SECONDS that long; absent: no wait."""
+    if value in (None, False):
+        return None
+    if value is True:
+        return 600.0
+    try:
+        return float(value)
+    except ValueError:
+        raise ConfigError([f"--wait-lock={value!r} must be a number of seconds"]) from None
+
+
+def reporter_for(settings) -> Reporter:
+    return Reporter(settings.secrets)
+
+
+@task(optional=["wait_lock"], help={
     "sha": "full 40-character commit to deploy (CI passes github.sha)",
     "rebuild": "build and push even if staging-<sha> is already in the registry",
     "dry-run": "print the local and remote commands without running anything",
+    "force": "deploy even if --sha is older than (an ancestor of) the running release",
+    "wait-lock": "if another deploy holds the lock, wait for it (default 600 s, or =SECONDS)",
 })
 @user_errors
-def staging(c, sha=None, rebuild=False, dry_run=False):
-    """Build, push and release commit --sha on the staging host; wait until it is healthy."""
-    settings = settings_for(c, ("ssh", "build", "app"), sha, need_sha=True)
-    reporter = Reporter(settings.secrets)
+def staging(c, sha=None, rebuild=False, dry_run=False, force=False, wait_lock=None):
+    """Build, push and release commit --sha on the staging host; roll back on any failure."""
+    settings = settings_for(c, ("host", "build", "app"), sha, need_sha=True)
+    wait = lock_wait(wait_lock)
+    reporter = reporter_for(settings)
     reporter.say(f"deploying {sha} to {settings.STAGING_URL}" + (" (dry run)" if dry_run else ""))
-    deploy_staging(settings, sha, c, reporter, rebuild=rebuild, dry_run=dry_run)
+    deploy_staging(settings, sha, c, reporter, rebuild=rebuild, dry_run=dry_run, force=force,
+                   wait_lock=wait)
+
+
+@task(optional=["wait_lock"], help={
+    "to": "the release (full sha) to restore; default: the last good one before the current",
+    "restore-db": "also restore the database dump taken before the current release's migrations",
+    "yes": "do not ask before restoring the database",
+    "wait-lock": "if a deploy holds the lock, wait for it (default 600 s, or =SECONDS)",
+})
+@user_errors
+def rollback(c, to=None, restore_db=False, yes=False, wait_lock=None):
+    """Restore the previous good release (or --to SHA) from images kept on the host."""
+    settings = settings_for(c, ("host", "build"))
+    if to is not None and not SHA_RE.match(to):
+        raise ConfigError([f"--to {to!r} must be a full 40-character sha (inv deploy.history)"])
+    wait = lock_wait(wait_lock)
+    reporter = reporter_for(settings)
+    with HostSession(settings, reporter) as host:
+        summary = rollback_staging(settings, host, reporter, to=to, restore_db=restore_db, yes=yes,
+                                   wait_lock=wait, confirm=confirm)
+    summary.duration = reporter.elapsed()
+    summary.publish(reporter)
+
+
+def confirm(question: str) -> str:
+    if not sys.stdin.isatty():
+        raise ConfigError(["--restore-db needs confirmation: add --yes when not at a terminal"])
+    return input(question)
+
+
+@task(name="status", help={"json": "print machine-readable JSON"})
+@user_errors
+def status(c, json=False):
+    """Show the running release, its health, the deploy lock and the last ledger entry."""
+    settings = settings_for(c, ("host",))
+    with quiet_session(settings) as host:
+        result = read_status(host.runner, settings)
+    print(dumps(result, indent=2) if json else render_status(result))
+    if not result["healthy"]:
+        raise Exit(code=1)
+
+
+@task(name="history", help={"json": "print machine-readable JSON", "limit": "how many (default 20)"})
+@user_errors
+def history_(c, json=False, limit=20):
+    """List the last deploys and rollbacks from the ledger on the host."""
+    settings = settings_for(c, ("host",))
+    with quiet_session(settings) as host:
+        rows = history(host.runner, settings, int(limit))
+    print(dumps(rows, indent=2) if json else render_history(rows))
+
+
+@task(help={"yes": "do not ask first"})
+@user_errors
+def unlock(c, yes=False):
+    """Remove the deploy lock by hand, ending its holder process on the host, if any."""
+    settings = settings_for(c, ("host",))
+    with quiet_session(settings) as host:
+        current = read_status(host.runner, settings)["lock"]
+        if not current["held"]:
+            host.runner.run(unlock_commands(settings, None)[-1], check=False)
+            print("the deploy lock is free; nothing to do")
+            return
+        print(f"the deploy lock is held: {current['description']}")
+        if not yes and confirm("End that holder and free the lock? Type 'yes': ").strip() != "yes":
+            raise Exit("not unlocked", code=1)
+        for command in unlock_commands(settings, current["holder"].get("pid")):
+            host.runner.run(command, check=False)
+        print("unlocked")
+
+
+def quiet_session(settings):
+    """A HostSession whose step lines are not printed (status and history print only results)."""
+    return HostSession(settings, Reporter(settings.secrets, stream=io.StringIO()))
 
 
 @task(name="up")
@@ -86,7 +186,8 @@ def testbed_down(c, images=False):
 
 
 deploy = Collection("deploy")
-deploy.add_task(staging)
+for deploy_task in (staging, rollback, status, history_, unlock):
+    deploy.add_task(deploy_task)
 testbed = Collection("testbed")
 testbed.add_task(testbed_up)
 testbed.add_task(testbed_down)

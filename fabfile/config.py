@@ -36,6 +36,13 @@ def _seconds(value: str) -> float:
     return number
 
 
+def _count(value: str) -> int:
+    number = _number(value, int)
+    if number < 1:
+        raise ValueError("must be 1 or more")
+    return number
+
+
 def _port(value: str) -> int:
     number = _number(value, int)
     if not 0 < number < 65536:
@@ -67,20 +74,20 @@ class Setting:
     """One setting: its environment variable, its invoke.yaml key (if any) and how to check it."""
     env: str
     help: str
-    group: str                     # which tasks need it: ssh, build, app, or "" (optional)
+    group: str                     # which tasks need it: host, build, app, or "" (optional)
     yaml_key: Optional[str] = None  # its default lives in invoke.yaml under deploy.<yaml_key>
     parse: Callable[[str], object] = _text
     secret: bool = False
 
 
 SETTINGS = [
-    Setting("STAGING_HOST", "staging server hostname or IP", "ssh"),
+    Setting("STAGING_HOST", "staging server hostname or IP", "host"),
     Setting("STAGING_PORT", "SSH port", "", "staging_port", _port),
-    Setting("STAGING_USER", "SSH user that runs the deploy (in the docker group)", "ssh"),
+    Setting("STAGING_USER", "SSH user that runs the deploy (in the docker group)", "host"),
     Setting("STAGING_SSH_KEY", "the private key itself (as CI secrets hold it) or a path to it",
-            "ssh", secret=True),
-    Setting("STAGING_KNOWN_HOSTS", "pinned host key line(s): ssh-keyscan -p PORT HOST", "ssh"),
-    Setting("STAGING_URL", "public base URL of the staging app", "app", parse=_url),
+            "host", secret=True),
+    Setting("STAGING_KNOWN_HOSTS", "pinned host key line(s): ssh-keyscan -p PORT HOST", "host"),
+    Setting("STAGING_URL", "public base URL of the staging app", "host", parse=_url),
     Setting("STAGING_DIR", "deploy directory on the host", "", "staging_dir", _absolute_path),
     Setting("REGISTRY", "container registry host", "", "registry"),
     Setting("IMAGE_NAME", "owner/repo; images are REGISTRY/IMAGE_NAME-<service>", "build",
@@ -92,6 +99,10 @@ SETTINGS = [
     Setting("APP_PORT", "port the frontend publishes on the host", "", "app_port", _port),
     Setting("HEALTH_TIMEOUT", "seconds to wait for a healthy release", "", "health_timeout",
             _seconds),
+    Setting("HEALTH_SETTLE", "seconds a release must stay healthy before it counts", "",
+            "health_settle", _seconds),
+    Setting("KEEP_RELEASES", "good releases whose images and backups prune keeps", "",
+            "keep_releases", _count),
     Setting("DB_USER", "PostgreSQL user", "", "db_user"),
     Setting("DB_NAME", "PostgreSQL database", "", "db_name"),
     Setting("DB_PASSWORD", "PostgreSQL password", "app", secret=True),
@@ -125,6 +136,8 @@ class Settings:
     migrate_service: str
     migrate_command: tuple
     log_service: str
+    database_service: str
+    lock_max_age: float
     health_path: str
     health_interval: float
     connect_timeout: float
@@ -178,7 +191,7 @@ def read_environment(environ: Mapping[str, str], cwd: Path) -> dict:
     return merged
 
 
-def load_settings(defaults: Mapping, environ: Mapping[str, str], groups=("ssh", "build", "app"),
+def load_settings(defaults: Mapping, environ: Mapping[str, str], groups=("host", "build", "app"),
                   cwd: Path = Path(".")) -> Settings:
     """Validate every setting the given groups need; raise ConfigError listing all problems."""
     problems, missing, values = [], [], {}
@@ -201,7 +214,7 @@ def load_settings(defaults: Mapping, environ: Mapping[str, str], groups=("ssh", 
     if missing:
         problems.insert(0, "missing: " + ", ".join(missing))
 
-    if values.get("STAGING_SSH_KEY") and "ssh" in groups:
+    if values.get("STAGING_SSH_KEY") and "host" in groups:
         key, problem = _resolve_key(values["STAGING_SSH_KEY"], cwd)
         values["STAGING_SSH_KEY"] = key
         if problem:
@@ -234,6 +247,8 @@ def load_settings(defaults: Mapping, environ: Mapping[str, str], groups=("ssh", 
         migrate_service=defaults.get("migrate_service", "backend"),
         migrate_command=tuple(defaults.get("migrate_command") or ("migrate",)),
         log_service=defaults.get("log_service", "backend"),
+        database_service=defaults.get("database_service", "postgres"),
+        lock_max_age=float(defaults.get("lock_max_age", 1800)),
         health_path=defaults.get("health_path", "/api/health"),
         health_interval=float(defaults.get("health_interval", 1)),
         connect_timeout=float(defaults.get("connect_timeout", 10)),

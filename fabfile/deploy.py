@@ -1,36 +1,74 @@
-"""The deploy, top to bottom: publish images locally, then release them on the staging host.
+"""The deploy, top to bottom.
 
-`deploy_staging` reads as the story: log in, build or reuse, push; connect; upload compose
-file and .env; pull; start data services; migrate; up; wait until healthy; summarise.
+Locally: build or reuse the images of the commit and push them. On the host, under the deploy
+lock: close abandoned ledger entries, record what runs now (and tag it for rollback), refuse an
+older sha, then stage files, pull, back up, start data services, migrate, switch, and wait until
+healthy. Any failure after the lock (an error, a health deadline, a crash, a lost connection,
+Ctrl-C or SIGTERM) restores the recorded release. After success only: prune.
 """
-import contextlib
-import uuid
+import posixpath
+import time
+from typing import Optional
 
-import requests
+import paramiko
 
-from . import images
-from .compose import ComposeCommands, parse_http, parse_ps, strip_terminal_codes
-from .errors import DeployError, RemoteCommandError
-from .health import HEALTHY, Probe, wait_until_healthy
-from .host import connect, upload_text
+from . import backup, images, prune
+from .compose import RELEASE_FILES, ComposeCommands, release_dir, strip_terminal_codes
+from .errors import DeployError
+from .health import HEALTHY
+from .host import HostSession, upload_text
+from .interrupts import Interrupted, interruptible, shielded
+from .ledger import (ReleaseLedger, end_event, good_releases, merge, start_event, who_runs_this)
+from .lock import held
 from .report import Reporter, Summary
-from .shell import Runner
+from .rollback import close_abandoned, restore_release
+from .running import RunningRelease, read_running, restart_counts, wait_for_release
+from .shell import Runner, cmd
+
+CONNECTION_ERRORS = (paramiko.SSHException, OSError, EOFError)
 
 
-def deploy_staging(settings, sha: str, ctx, reporter: Reporter, rebuild=False,
-                   dry_run=False) -> Summary:
+def deploy_staging(settings, sha: str, ctx, reporter: Reporter, rebuild=False, dry_run=False,
+                   force=False, wait_lock: Optional[float] = None) -> Summary:
     """Ship commit `sha` to staging. Raises DeployError (after printing the summary) on failure."""
     summary = Summary("deploy", sha, url=settings.STAGING_URL)
     local = Runner(ctx, "local", dry_run, reporter.say, timeout=settings.command_timeout)
     try:
-        pushed = publish_images(settings, sha, local, reporter, rebuild)
-        with host_session(settings, reporter, dry_run) as remote:
-            release(settings, sha, remote, reporter, summary, pushed)
+        with interruptible():
+            pushed = publish_images(settings, sha, local, reporter, rebuild)
+            if dry_run:
+                release(settings, sha, Runner(None, "remote", True, reporter.say), reporter,
+                        summary, pushed)
+                return summary
+            with HostSession(settings, reporter) as host, \
+                    held(host, settings, "deploy", sha, wait_lock, reporter) as lock:
+                ledger = ReleaseLedger(settings)
+                entries = close_abandoned(host.runner, settings, reporter)
+                previous = record_running(host.runner, settings, entries, reporter)
+                refuse_older(sha, previous, force, local, reporter)
+                start = start_event("deploy", sha, previous, who_runs_this())
+                host.runner.run(ledger.append(start))
+                began = time.monotonic()
+                try:
+                    release(settings, sha, host.runner, reporter, summary, pushed)
+                except BaseException as failure:
+                    recover(failure, settings, sha, previous, host, lock, start, began, reporter,
+                            summary)
+                host.runner.run(ledger.append(end_event(
+                    start["id"], "succeeded", time.monotonic() - began, images=summary.images,
+                    backup=summary.backup)))
+                prune_after_success(host.runner, settings, sha, previous, reporter)
         summary.result = "succeeded"
         return summary
+    except Interrupted as exc:
+        summary.result, summary.cause = "failed", f"{exc} before the host was changed"
+        raise DeployError(summary.cause) from None
+    except CONNECTION_ERRORS as exc:
+        summary.result, summary.cause = "failed", describe(exc) + " before the host was changed"
+        raise DeployError(summary.cause) from None
     except DeployError as exc:
         summary.result = "failed"
-        summary.cause = str(exc).splitlines()[0]
+        summary.cause = summary.cause or str(exc).splitlines()[0]
         raise
     finally:
         summary.duration = reporter.elapsed()
@@ -78,34 +116,65 @@ def local_digests(settings, refs: dict, runner: Runner) -> dict:
             for name, ref in refs.items()}
 
 
-@contextlib.contextmanager
-def host_session(settings, reporter: Reporter, dry_run: bool):
-    """One SSH connection for the whole deploy (none in dry-run), closed on every path."""
-    if dry_run:
-        yield Runner(None, "remote", True, reporter.say)
+def record_running(runner, settings, entries, reporter) -> Optional[str]:
+    """The release to come back to: what runs now if healthy, else the last good one kept.
+
+    Its images are tagged `rollback` and `release-<sha>` so no prune can remove them, and its
+    files are kept in releases/<sha>/ if they were not already."""
+    with reporter.step("record the running release (from its containers)"):
+        running = read_running(runner, settings)
+        if running.sha and running.healthy:
+            keep_running_release(runner, settings, running)
+            reporter.note(f"running: {running.sha[:12]}, healthy; tagged for rollback")
+            return running.sha
+        fallback = next(iter(good_releases(entries)), None)
+        reporter.note(f"running: {running.sha[:12] if running.sha else 'nothing'} "
+                      f"({running.reason}); rollback target: "
+                      f"{fallback[:12] if fallback else 'none (first deploy)'}")
+        return fallback
+
+
+def keep_running_release(runner, settings, running: RunningRelease) -> None:
+    for service, image_id in running.images.items():
+        repo = settings.image_repo(service)
+        runner.run(images.tag(image_id, f"{repo}:{images.ROLLBACK_TAG}"))
+        runner.run(images.tag(image_id, f"{repo}:{images.release_tag(running.sha)}"))
+    kept = release_dir(settings, running.sha)
+    runner.run(cmd("install", "-d", "-m", "0700", kept))
+    for name in RELEASE_FILES:
+        runner.run(cmd("cp", "-n", "-p", posixpath.join(settings.STAGING_DIR, name),
+                       posixpath.join(kept, name)), check=False)
+
+
+def refuse_older(sha, previous, force, local: Runner, reporter) -> None:
+    """CI runs can arrive out of order: never go back to an ancestor of what runs, unless forced."""
+    if not previous or previous == sha:
         return
-    with reporter.step(f"connect to {settings.STAGING_USER}@{settings.STAGING_HOST}:"
-                       f"{settings.STAGING_PORT} (pinned host key)"):
-        conn = connect(settings)
-    try:
-        yield Runner(conn, "remote", False, reporter.say, timeout=settings.command_timeout)
-    finally:
-        conn.close()
+    answer = local.run(cmd("git", "merge-base", "--is-ancestor", sha, previous), check=False)
+    if answer.exited == 0 and not force:
+        raise DeployError(f"{sha[:12]} is older than the running {previous[:12]} (an ancestor "
+                          "of it): refusing to go back. Use --force to deploy it anyway, or "
+                          "`inv deploy.rollback --to` it")
+    if answer.exited not in (0, 1):
+        reporter.note(f"cannot tell whether {sha[:12]} is older than {previous[:12]} "
+                      "(commit not in this clone); deploying")
 
 
 def release(settings, sha, remote: Runner, reporter: Reporter, summary: Summary,
             pushed: dict) -> None:
-    """On the host: upload, pull, start data services, migrate, switch, wait until healthy."""
-    compose = ComposeCommands(settings)
-    with reporter.step(f"upload compose file and .env to {settings.STAGING_DIR}"):
-        remote.run(compose.prepare_dir(), "creating " + settings.STAGING_DIR)
-        upload(remote, compose.compose_path, read_compose_file(settings))
-        upload(remote, compose.env_path, render_env(settings.app_env(sha)))
+    """On the host: stage files, pull, back up, start data services, migrate, switch, health."""
+    staged = ComposeCommands(settings, release_dir(settings, sha))
+    top = ComposeCommands(settings)
+    with reporter.step(f"stage compose file and .env in {staged.dir}"):
+        remote.run(top.prepare_dir(), "creating " + settings.STAGING_DIR)
+        remote.run(staged.prepare_dir(), "creating " + staged.dir)
+        upload(remote, staged.compose_path, read_compose_file(settings))
+        upload(remote, staged.env_path, render_env(settings.app_env(sha)))
     if settings.REGISTRY_PULL_USER:
         with reporter.step(f"log in to {settings.REGISTRY} on the host"):
-            remote.run(compose.registry_login(), "docker login on the host")
+            remote.run(top.registry_login(), "docker login on the host")
     with reporter.step("pull images"):
-        remote.run(compose.pull(), "docker compose pull (the running release is untouched)")
+        remote.run(staged.pull(), "docker compose pull (the running release is untouched)")
     refs = {s.name: settings.image_ref(s.name, sha) for s in settings.services}
     pulled = local_digests(settings, refs, remote)
     for name, ref in refs.items():
@@ -113,56 +182,127 @@ def release(settings, sha, remote: Runner, reporter: Reporter, summary: Summary,
         if pushed.get(name) and pulled.get(name) != pushed[name]:
             raise DeployError(f"{ref} on the host is {pulled.get(name)}, but {pushed[name]} was "
                               "pushed: the tag changed in the registry meanwhile; deploy again")
+    summary.backup = backup_database(remote, settings, sha, reporter)
     with reporter.step("start data services (unchanged ones keep running)"):
-        remote.run(compose.start_data_services(), "starting data services")
+        remote.run(staged.start_data_services(), "starting data services")
     with reporter.step("run migrations"):
-        remote.run(compose.migrate(), "migrations")
+        remote.run(staged.migrate(), "migrations")
     with reporter.step("switch: docker compose up -d --remove-orphans"):
-        remote.run(compose.up(), "docker compose up")
+        for name in RELEASE_FILES:
+            remote.run(cmd("cp", "-p", posixpath.join(staged.dir, name),
+                           posixpath.join(top.dir, name)), "activating " + name)
+        before = {} if remote.dry_run else restart_counts(remote, settings)
+        remote.run(top.up(), "docker compose up")
     if remote.dry_run:
-        remote.echo(f"[remote] poll health until {settings.HEALTH_TIMEOUT:.0f}s: {compose.health_on_host()}")
+        remote.echo(f"[remote] poll health until {settings.HEALTH_TIMEOUT:.0f}s: {top.health_on_host()}")
         return
     with reporter.step(f"wait until healthy (deadline {settings.HEALTH_TIMEOUT:.0f}s)"):
-        outcome = wait_for_health(settings, sha, remote, compose, reporter)
+        outcome = wait_for_release(remote, settings, sha, reporter, before)
         if outcome.verdict.state != HEALTHY:
             summary.health = "unhealthy"
-            logs = remote.run(compose.logs(settings.log_service), check=False).stdout
-            summary.logs = strip_terminal_codes(logs).strip()
+            summary.logs = last_logs(remote, settings)
             last = outcome.probe.public_body or outcome.probe.host_body
             raise DeployError(f"release {sha[:12]} is not healthy: {outcome.verdict.reason}"
                               + (f"\nlast health body: {last[:500]}" if last else ""))
     summary.health = outcome.verdict.reason
+    for service in settings.services:
+        remote.run(images.tag(settings.image_ref(service.name, sha),
+                              f"{settings.image_repo(service.name)}:{images.release_tag(sha)}"))
 
 
-def wait_for_health(settings, sha, remote: Runner, compose: ComposeCommands, reporter: Reporter):
-    session = requests.Session()
-    public_url = settings.STAGING_URL + settings.health_path
-    last_reported = [0.0]
+def backup_database(remote: Runner, settings, sha, reporter) -> Optional[str]:
+    """pg_dump into STAGING_DIR/backups before migrations; none on a first deploy."""
+    top = ComposeCommands(settings)
+    probe = top.exec_in(settings.database_service, "true")
+    if not remote.dry_run and not remote.run(probe, check=False).ok:
+        reporter.note("no running database to back up (first deploy)")
+        return None
+    path = backup.backup_path(settings, sha)
+    with reporter.step(f"back up the database to {path}"):
+        remote.run(cmd("install", "-d", "-m", "0700", posixpath.dirname(path)))
+        remote.run(backup.dump(top, path), "pg_dump")
+    return path
 
-    def observe() -> Probe:
-        probe = Probe()
+
+def last_logs(remote: Runner, settings) -> str:
+    logs = remote.run(ComposeCommands(settings).logs(settings.log_service), check=False).stdout
+    return strip_terminal_codes(logs).strip()
+
+
+def recover(failure: BaseException, settings, sha, previous, host: HostSession, lock, start,
+            began, reporter, summary) -> None:
+    """After any failure past the lock: restore `previous`, record it, raise the cause."""
+    cause = describe(failure)
+    ledger = ReleaseLedger(settings)
+    with shielded(reporter.say):
+        reporter.say(f"deploy of {sha[:12]} failed: {cause}")
         try:
-            probe.containers = parse_ps(remote.run(compose.ps(), "docker compose ps").stdout)
-            probe.host_status, probe.host_body = parse_http(
-                remote.run(compose.health_on_host(), check=False).stdout)
-        except RemoteCommandError as exc:
-            probe.error = str(exc).splitlines()[0]
-        try:
-            response = session.get(public_url, timeout=3,
-                                   headers={"X-Request-ID": "deploy-" + uuid.uuid4().hex[:12]})
-            probe.public_status, probe.public_body = response.status_code, response.text
-        except requests.RequestException as exc:
-            probe.public_body = f"({type(exc).__name__})"
-        return probe
+            if not host.alive:
+                with reporter.step("reconnect to the host (the connection was lost)"):
+                    host.reconnect()
+                    lock.reacquire()
+            if previous is None:
+                with reporter.step("stop the failed release (first deploy: nothing to roll back to)"):
+                    app = [s.name for s in settings.services]
+                    host.runner.run(ComposeCommands(settings).stop(*app), check=False)
+                result = "failed"
+                summary.cause = (f"{cause}. This was the first deploy: nothing to roll back to; "
+                                 "the failed release is stopped")
+            else:
+                restore_release(host.runner, settings, previous, reporter)
+                result = "rolled_back"
+                summary.cause = f"{cause}; rolled back to {previous[:12]}"
+                summary.health = f"previous release {previous[:12]} is healthy again"
+        except Exception as restore_failure:  # whatever broke the restore, say so loudly
+            summary.cause = (f"{cause}. ROLLBACK TO {str(previous)[:12]} FAILED: "
+                             f"{str(restore_failure).splitlines()[0]}. Staging may be down: run "
+                             f"`inv deploy.status`, then `inv deploy.rollback --to {previous}`")
+            if host.alive:
+                host.runner.run(ledger.append(end_event(
+                    start["id"], "rollback_failed", time.monotonic() - began, cause=cause,
+                    rolled_back_to=previous)), check=False)
+            raise DeployError(summary.cause) from None
+        host.runner.run(ledger.append(end_event(
+            start["id"], result, time.monotonic() - began, cause=cause,
+            rolled_back_to=previous if result == "rolled_back" else None, backup=summary.backup)))
+        raise DeployError(summary.cause) from None
 
-    def on_wait(waited, verdict):
-        if waited - last_reported[0] >= 5:
-            last_reported[0] = waited
-            reporter.note(f"still waiting ({waited:.0f}s): {verdict.reason}")
 
-    services = [s.name for s in settings.services] + list(settings.data_services)
-    return wait_until_healthy(observe, sha, services, settings.HEALTH_TIMEOUT,
-                              settings.health_interval, on_wait)
+def describe(failure: BaseException) -> str:
+    if isinstance(failure, Interrupted):
+        return str(failure)
+    if isinstance(failure, DeployError):
+        return str(failure)
+    return f"connection to the host failed ({type(failure).__name__}: {failure})"
+
+
+def prune_after_success(runner, settings, sha, previous, reporter) -> None:
+    """Remove this project's images and files no longer needed; a failure here only warns."""
+    try:
+        with reporter.step(f"prune (keeping the last {settings.KEEP_RELEASES} good releases)"):
+            entries = merge(runner.run(ReleaseLedger(settings).read(), check=False).stdout)
+            keep = {sha} | ({previous} if previous else set())
+            keep |= set(good_releases(entries)[:settings.KEEP_RELEASES])
+            running = {c["Image"] for c in read_running(runner, settings).containers}
+            rows = prune.parse_images(runner.run(prune.project_images(settings)).stdout)
+            refs = prune.choose_images(rows, keep, running)
+            if refs:
+                runner.run(prune.remove_images(refs), "removing old images")
+            stopped = runner.run(prune.stopped_containers(settings)).stdout.split()
+            if stopped:
+                runner.run(prune.remove_containers(stopped), "removing stopped containers")
+            paths = []
+            for listing, folder in ((prune.list_release_dirs(settings), "releases"),
+                                    (prune.list_backups(settings), "backups")):
+                names = runner.run(listing, check=False).stdout.split()
+                paths += [posixpath.join(settings.STAGING_DIR, folder, n)
+                          for n in prune.choose_files(names, keep)]
+            if paths:
+                runner.run(prune.remove_paths(paths), "removing old release files")
+            reporter.note(f"removed {len(refs)} image references, {len(stopped)} stopped "
+                          f"containers, {len(paths)} old release folders/backups")
+    except DeployError as exc:
+        reporter.say(f"warning: prune failed (the deploy itself succeeded): {exc}")
 
 
 def upload(remote: Runner, path: str, text: str) -> None:

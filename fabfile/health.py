@@ -37,18 +37,25 @@ def reported_version(body: str) -> Optional[str]:
         return None
 
 
-def assess(probe: Probe, sha: str, services) -> Verdict:
-    """Pure decision: healthy, still waiting (with why), or failed for good (with why)."""
+def assess(probe: Probe, sha: str, services, restarts_before=None) -> Verdict:
+    """Pure decision: healthy, still waiting (with why), or failed for good (with why).
+
+    `restarts_before` maps container id -> restart count seen before the switch; a container
+    that restarted since (or a new one that restarted at all) has crashed."""
+    restarts_before = restarts_before or {}
     by_service = {c.get("Service"): c for c in probe.containers}
     for name in services:
         container = by_service.get(name)
         if container is None:
             return Verdict(WAITING, f"{name}: no container yet")
         state = container.get("State", "")
+        code = container.get("ExitCode")
         if state in ("exited", "dead", "restarting"):
-            code = container.get("ExitCode")
             return Verdict(FAILED, f"{name} container is {state}"
                            + (f" (exit code {code})" if code not in (None, "") else ""))
+        restarts = container.get("RestartCount") or 0
+        if restarts > restarts_before.get(container.get("Id"), 0):
+            return Verdict(FAILED, f"{name} container restarted (crashed, last exit code {code})")
         if state != "running":
             return Verdict(WAITING, f"{name}: {state or 'unknown state'}")
         health = container.get("Health", "")
@@ -75,19 +82,32 @@ class Outcome:
 
 
 def wait_until_healthy(observe: Callable[[], Probe], sha: str, services, timeout: float,
-                       interval: float = 1.0, on_wait: Callable[[float, Verdict], None] = None,
+                       interval: float = 1.0, settle: float = 0.0, restarts_before=None,
+                       on_wait: Callable[[float, Verdict], None] = None,
                        clock=time.monotonic, sleep=time.sleep) -> Outcome:
-    """Poll `observe` every `interval` until healthy, failed, or `timeout` seconds have passed."""
+    """Poll `observe` every `interval` until healthy for `settle` seconds in a row, failed, or
+    `timeout` seconds have passed. Anything but healthy after the first healthy probe fails:
+    a release that crashes right after it came up is not a good release."""
     started = clock()
+    healthy_since = None
     while True:
         probe = observe()
-        verdict = assess(probe, sha, services)
-        waited = clock() - started
-        if verdict.state != WAITING:
+        verdict = assess(probe, sha, services, restarts_before)
+        now = clock()
+        waited = now - started
+        if verdict.state == FAILED:
             return Outcome(verdict, probe, waited)
-        if waited >= timeout:
+        if verdict.state == HEALTHY:
+            healthy_since = now if healthy_since is None else healthy_since
+            if now - healthy_since >= settle:
+                return Outcome(verdict, probe, waited)
+        elif healthy_since is not None:
+            return Outcome(Verdict(FAILED, f"unhealthy again {now - healthy_since:.1f}s after it "
+                                           f"came up: {verdict.reason}"), probe, waited)
+        elif waited >= timeout:
             return Outcome(Verdict(FAILED, f"not healthy after {timeout:.0f}s: {verdict.reason}"),
                            probe, waited)
-        if on_wait:
+        if on_wait and verdict.state == WAITING:
             on_wait(waited, verdict)
-        sleep(max(0.0, min(interval, timeout - waited)))
+        pause = interval if healthy_since is not None else min(interval, timeout - waited)
+        sleep(max(0.0, pause))

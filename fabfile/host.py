@@ -5,13 +5,20 @@ STAGING_KNOWN_HOSTS means an unknown or changed host key stops us before any rem
 """
 import io
 import posixpath
+import socket
+import time
 
 import paramiko
 from fabric import Config, Connection
 
 from .errors import ConfigError, DeployError
+from .shell import Runner
 
 KEEPALIVE_SECONDS = 5
+# A silent network drop is noticed in about 15 s: TCP keepalive probes while idle, and a cap on
+# how long sent data may stay unacknowledged while busy.
+TCP_OPTIONS = [("TCP_KEEPIDLE", 5), ("TCP_KEEPINTVL", 2), ("TCP_KEEPCNT", 3),
+               ("TCP_USER_TIMEOUT", 15000)]
 KEY_CLASSES = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
 
 
@@ -89,7 +96,61 @@ def connect(settings) -> Connection:
     except OSError as exc:
         raise DeployError(f"cannot reach {name} over SSH: {exc}") from None
     conn.transport.set_keepalive(KEEPALIVE_SECONDS)
+    sock = conn.transport.sock
+    if isinstance(sock, socket.socket):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for name, value in TCP_OPTIONS:
+            if hasattr(socket, name):
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
     return conn
+
+
+class HostSession:
+    """The one SSH connection of a deploy, and the Runner on it; can reconnect after a drop."""
+
+    def __init__(self, settings, reporter):
+        self.settings = settings
+        self.reporter = reporter
+        self.conn = None
+        self.runner = None
+
+    def __enter__(self):
+        with self.reporter.step(f"connect to {self.settings.STAGING_USER}@{self.settings.STAGING_HOST}:"
+                                f"{self.settings.STAGING_PORT} (pinned host key)"):
+            self._open()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _open(self):
+        self.conn = connect(self.settings)
+        self.runner = Runner(self.conn, "remote", False, self.reporter.say,
+                             timeout=self.settings.command_timeout)
+
+    @property
+    def alive(self) -> bool:
+        return bool(self.conn and self.conn.transport and self.conn.transport.is_active())
+
+    def reconnect(self, within: float = 30.0) -> None:
+        """After a drop: connect again, retrying for `within` seconds."""
+        self.close()
+        deadline = time.monotonic() + within
+        while True:
+            try:
+                self._open()
+                return
+            except DeployError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+
+    def close(self):
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except Exception:  # closing a dead connection may fail; it is closed either way
+                pass
 
 
 def upload_text(conn: Connection, path: str, text: str, mode: int = 0o600) -> None:

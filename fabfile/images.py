@@ -11,6 +11,12 @@ from .shell import Command, cmd, pipe
 
 PROJECT_LABEL = "deploy.project"
 SHA_LABEL = "org.opencontainers.image.revision"
+ROLLBACK_TAG = "rollback"   # on the host: the images that ran before the current deploy
+
+
+def release_tag(sha: str) -> str:
+    """On the host: a tag that keeps a release's images, whatever happens to staging-<sha>."""
+    return f"release-{sha}"
 
 
 def latest_ref(settings, service: str) -> str:
@@ -42,6 +48,10 @@ def pull(ref: str) -> Command:
 
 def tag(source: str, target: str) -> Command:
     return cmd("docker", "tag", source, target)
+
+
+def exists_locally(ref: str) -> Command:
+    return cmd("docker", "image", "inspect", "--format", "{{.Id}}", ref)
 
 
 def exists_in_registry(ref: str) -> Command:

@@ -58,6 +58,7 @@ class Summary:
     cause: str = ""
     url: str = ""
     logs: str = ""
+    backup: Optional[str] = None            # database dump taken before the migrations
     notes: List[str] = field(default_factory=list)
 
     def text(self) -> str:
@@ -68,6 +69,8 @@ class Summary:
             lines.append(f"  url       {self.url}")
         for service, image in sorted(self.images.items()):
             lines.append(f"  {service:<9} {image}")
+        if self.backup:
+            lines.append(f"  backup    {self.backup}")
         if self.cause:
             lines.append(f"  cause     {self.cause}")
         lines += [f"  note      {n}" for n in self.notes]
@@ -85,6 +88,8 @@ class Summary:
         if self.url:
             rows.append(f"| url | {self.url} |")
         rows += [f"| {s} | `{i}` |" for s, i in sorted(self.images.items())]
+        if self.backup:
+            rows.append(f"| database backup | `{self.backup}` |")
         if self.cause:
             rows.append(f"| cause | {self.cause.replace('|', '/')} |")
         rows += [f"| note | {n} |" for n in self.notes]

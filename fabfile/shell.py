@@ -6,7 +6,7 @@ same `run()` signature. Secret input travels on stdin only, never in argv.
 """
 import io
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional, Tuple
 
 from invoke.exceptions import CommandTimedOut
@@ -19,16 +19,19 @@ class Command:
     argv: Tuple[str, ...]
     stdin: Optional[str] = None           # fed on standard input; never printed or logged
     upstream: Optional["Command"] = None  # its stdout is piped into this command
+    output_file: Optional[str] = None     # stdout goes to this file (on the side that runs it)
+    input_file: Optional[str] = None      # stdin comes from this file
 
     def render(self) -> str:
         """Shell text: argv quoted with shlex; a pipeline fails if any part fails."""
+        text = shlex.join(self.argv)
+        if self.input_file:
+            text += " < " + shlex.quote(self.input_file)
+        if self.output_file:
+            text += " > " + shlex.quote(self.output_file)
         if self.upstream is None:
-            return shlex.join(self.argv)
-        parts, node = [], self
-        while node is not None:
-            parts.insert(0, shlex.join(node.argv))
-            node = node.upstream
-        return "set -o pipefail; " + " | ".join(parts)
+            return text
+        return "set -o pipefail; " + self.upstream.render().replace("set -o pipefail; ", "") + " | " + text
 
     def __str__(self) -> str:
         return self.render()
@@ -39,7 +42,15 @@ def cmd(*argv, stdin: Optional[str] = None) -> Command:
 
 
 def pipe(first: Command, second: Command) -> Command:
-    return Command(second.argv, stdin=second.stdin, upstream=first)
+    return replace(second, upstream=first)
+
+
+def to_file(command: Command, path: str) -> Command:
+    return replace(command, output_file=path)
+
+
+def from_file(command: Command, path: str) -> Command:
+    return replace(command, input_file=path)
 
 
 @dataclass

@@ -27,7 +27,7 @@ def test_every_missing_setting_is_listed_in_one_error(defaults):
 
 def test_only_the_groups_a_task_needs_are_required(defaults):
     with pytest.raises(ConfigError) as caught:
-        load_settings(defaults, {}, groups=("ssh",))
+        load_settings(defaults, {}, groups=("host",))
     assert "STAGING_HOST" in str(caught.value)
     assert "IMAGE_NAME" not in str(caught.value)
 
