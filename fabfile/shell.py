@@ -4,14 +4,21 @@ Builders elsewhere return `Command` values; nothing there executes. `Runner` exe
 Command through an Invoke Context (local) or a Fabric Connection (remote): both share the
 same `run()` signature. Secret input travels on stdin only, never in argv.
 """
-import io
+import os
 import shlex
+import socket
+import subprocess
+import time
 from dataclasses import dataclass, replace
 from typing import Optional, Tuple
 
 from invoke.exceptions import CommandTimedOut
 
 from .errors import RemoteCommandError
+
+
+# DEPLOY_TRACE=1 prints every command run, with its duration and exit code.
+TRACE = os.environ.get("DEPLOY_TRACE") == "1"
 
 
 @dataclass(frozen=True)
@@ -85,16 +92,38 @@ class Runner:
             self.echo(f"[{self.label}] {command.render()}" + (" <<< (stdin)" if command.stdin else ""))
             return Result(0, "", "")
         limit = timeout or self.timeout
+        began = time.monotonic()
         try:
-            raw = self.target.run(
-                command.render(), hide=True, warn=True, pty=False,
-                in_stream=io.StringIO(command.stdin) if command.stdin is not None else False,
-                echo_stdin=False, timeout=limit,
-            )
-        except CommandTimedOut as exc:
+            if command.stdin is not None:
+                result = self._run_with_input(command, limit)
+            else:
+                raw = self.target.run(command.render(), hide=True, warn=True, pty=False,
+                                      in_stream=False, timeout=limit)
+                result = Result(raw.exited, raw.stdout, raw.stderr)
+        except (CommandTimedOut, socket.timeout, subprocess.TimeoutExpired):
             raise RemoteCommandError(what or f"{self.label}: {command.argv[0]}",
-                                     f"timed out after {limit:.0f}s\n" + exc.result.stderr[-2000:])
-        result = Result(raw.exited, raw.stdout, raw.stderr)
+                                     f"timed out after {limit:.0f}s") from None
+        if TRACE:
+            self.echo(f"[{self.label} {time.monotonic() - began:.2f}s exit {result.exited}] "
+                      f"{command.render()}")
         if check and not result.ok:
             raise RemoteCommandError(what or f"{self.label}: {command.argv[0]}", result.tail())
         return result
+
+    def _run_with_input(self, command: Command, limit: Optional[float]) -> Result:
+        """Feed stdin in one write (Invoke's stdin pump moves one byte per 10 ms)."""
+        if not hasattr(self.target, "client"):  # a local invoke Context
+            done = subprocess.run(["bash", "-c", command.render()], input=command.stdin,
+                                  capture_output=True, text=True, timeout=limit)
+            return Result(done.returncode, done.stdout, done.stderr)
+        channel = self.target.client.get_transport().open_session()
+        try:
+            channel.settimeout(limit)
+            channel.exec_command(command.render())
+            channel.sendall(command.stdin.encode())
+            channel.shutdown_write()
+            stdout, stderr = channel.makefile("rb").read(), channel.makefile_stderr("rb").read()
+            return Result(channel.recv_exit_status(), stdout.decode(errors="replace"),
+                          stderr.decode(errors="replace"))
+        finally:
+            channel.close()

@@ -47,6 +47,6 @@ def test_dry_run_prints_local_and_remote_commands_without_running(environ):
     out = result.stdout
     assert f"[local] set -o pipefail; git archive --format=tar {head}:app/backend | docker build" in out
     assert "[remote] docker compose -p classroom-manager" in out and "pull --quiet" in out
-    assert "[remote] sftp put /opt/classroom-manager/.env (mode 0600" in out
+    assert f"[remote] sftp put /opt/classroom-manager/releases/{head}/.env (mode 0600" in out
     for secret in ("s3cret-db-pw", "jwt-very-secret"):
         assert secret not in out + result.stderr

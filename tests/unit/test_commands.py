@@ -1,8 +1,9 @@
 """Command builders are pure: compare the produced command text."""
+import json
 import shlex
 
 from fabfile import images
-from fabfile.compose import ComposeCommands, parse_http, parse_ps, strip_terminal_codes
+from fabfile.compose import ComposeCommands, parse_http, parse_inspect, strip_terminal_codes
 from fabfile.deploy import render_env
 from fabfile.shell import cmd, pipe
 
@@ -63,10 +64,18 @@ def test_host_registry_login_uses_stdin(defaults, environ):
     assert "pull-token" not in command.render() and command.stdin == "pull-token"
 
 
-def test_parse_ps_reads_both_compose_formats():
-    line = '{"Service":"backend","State":"running","Health":"healthy"}'
-    assert parse_ps(line + "\n" + line) == parse_ps("[" + line + "," + line + "]")
-    assert parse_ps("") == []
+def test_parse_inspect_reads_service_state_health_restarts_and_sha():
+    item = {"Id": "abc", "Image": "sha256:1", "RestartCount": 2,
+            "State": {"Status": "running", "Health": {"Status": "healthy"}, "ExitCode": 0},
+            "Config": {"Image": "r/x:staging-s", "Labels": {
+                "com.docker.compose.service": "backend",
+                "org.opencontainers.image.revision": "s" * 40}}}
+    oneoff = {"Id": "def", "State": {"Status": "exited"},
+              "Config": {"Labels": {"com.docker.compose.oneoff": "True"}}}
+    rows = parse_inspect(json.dumps([item, oneoff]))
+    assert rows == [{"Id": "abc", "Service": "backend", "State": "running", "Health": "healthy",
+                     "ExitCode": 0, "RestartCount": 2, "Image": "sha256:1",
+                     "ImageRef": "r/x:staging-s", "Revision": "s" * 40}]
 
 
 def test_parse_http_splits_body_and_status():
