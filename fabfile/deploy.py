@@ -202,8 +202,9 @@ def release(settings, sha, remote: Runner, reporter: Reporter, summary: Summary,
             summary.health = "unhealthy"
             summary.logs = last_logs(remote, settings)
             last = outcome.probe.public_body or outcome.probe.host_body
-            raise DeployError(f"release {sha[:12]} is not healthy: {outcome.verdict.reason}"
-                              + (f"\nlast health body: {last[:500]}" if last else ""))
+            if last:
+                summary.notes.append(f"last health body: {last[:500]}")
+            raise DeployError(f"release {sha[:12]} is not healthy: {outcome.verdict.reason}")
     summary.health = outcome.verdict.reason
     for service in settings.services:
         remote.run(images.tag(settings.image_ref(service.name, sha),

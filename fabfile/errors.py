@@ -21,3 +21,7 @@ class RemoteCommandError(DeployError):
         self.what = what
         self.output = result_text
         super().__init__(f"{what} failed:\n{result_text}".rstrip())
+
+
+class ConnectionLost(DeployError):
+    """The SSH connection dropped. Never silently reopened: the deploy lock lived on it."""

@@ -37,6 +37,16 @@ def reported_version(body: str) -> Optional[str]:
         return None
 
 
+def failing_checks(body: str) -> str:
+    """` (database: error: ...)` from a health body's failing checks, or ''."""
+    try:
+        checks = json.loads(body)["data"]["checks"]
+    except (ValueError, KeyError, TypeError):
+        return ""
+    bad = [f"{k}: {v}" for k, v in checks.items() if v != "ok"]
+    return f" ({'; '.join(bad)[:200]})" if bad else ""
+
+
 def assess(probe: Probe, sha: str, services, restarts_before=None) -> Verdict:
     """Pure decision: healthy, still waiting (with why), or failed for good (with why).
 
@@ -58,15 +68,19 @@ def assess(probe: Probe, sha: str, services, restarts_before=None) -> Verdict:
             return Verdict(FAILED, f"{name} container restarted (crashed, last exit code {code})")
         if state != "running":
             return Verdict(WAITING, f"{name}: {state or 'unknown state'}")
-        health = container.get("Health", "")
-        if health and health != "healthy":
-            return Verdict(WAITING, f"{name}: {health}")
     if probe.error:
         return Verdict(WAITING, probe.error)
-    for where, status, body in (("host", probe.host_status, probe.host_body),
-                                ("public URL", probe.public_status, probe.public_body)):
+    endpoints = (("host", probe.host_status, probe.host_body),
+                 ("public URL", probe.public_status, probe.public_body))
+    for where, status, body in endpoints:
         if status != 200:
-            return Verdict(WAITING, f"{where}: health answered {status or 'nothing'}")
+            return Verdict(WAITING, f"{where}: health answered {status or 'nothing'}"
+                                    + failing_checks(body))
+    for name in services:
+        health = by_service[name].get("Health", "")
+        if health and health != "healthy":
+            return Verdict(WAITING, f"{name}: {health}")
+    for where, status, body in endpoints:
         version = reported_version(body)
         if version != sha:
             return Verdict(WAITING, f"{where}: serving version {(version or '?')[:12]}, "

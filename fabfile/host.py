@@ -4,6 +4,7 @@ One Connection serves a whole deploy. Paramiko's RejectPolicy plus the pinned ke
 STAGING_KNOWN_HOSTS means an unknown or changed host key stops us before any remote command.
 """
 import io
+import logging
 import posixpath
 import socket
 import time
@@ -13,6 +14,11 @@ from fabric import Config, Connection
 
 from .errors import ConfigError, DeployError
 from .shell import Runner
+
+# Paramiko logs a traceback from its transport thread when a connection breaks; we report the
+# failure ourselves, in one line.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+logging.getLogger("paramiko").propagate = False
 
 KEEPALIVE_SECONDS = 5
 # A silent network drop is noticed in about 15 s: TCP keepalive probes while idle, and a cap on

@@ -14,7 +14,7 @@ from typing import Optional, Tuple
 
 from invoke.exceptions import CommandTimedOut
 
-from .errors import RemoteCommandError
+from .errors import ConnectionLost, RemoteCommandError
 
 
 # DEPLOY_TRACE=1 prints every command run, with its duration and exit code.
@@ -91,6 +91,9 @@ class Runner:
         if self.dry_run:
             self.echo(f"[{self.label}] {command.render()}" + (" <<< (stdin)" if command.stdin else ""))
             return Result(0, "", "")
+        if not getattr(self.target, "is_connected", True):
+            # Fabric would quietly open a new connection; a deploy must notice the drop instead.
+            raise ConnectionLost(f"lost the SSH connection to the host (before: {what or command.argv[0]})")
         limit = timeout or self.timeout
         began = time.monotonic()
         try:

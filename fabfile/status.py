@@ -46,7 +46,7 @@ def render_status(status: dict) -> str:
     last = status["last"]
     if last:
         lines.append(f"last      {last['action']} of {last['sha'][:12]}: {last['result'] or 'UNFINISHED'}"
-                     + (f" ({last['cause']})" if last.get("cause") else ""))
+                     + (f" ({last['cause'].splitlines()[0]})" if last.get("cause") else ""))
     return "\n".join(lines)
 
 

@@ -30,6 +30,9 @@ VERSION = os.environ.get("APP_VERSION", "unknown")
 PORT = int(os.environ.get("PORT", "4000"))
 CHECK_TIMEOUT = 2.0
 STARTED = time.monotonic()
+DRAIN_SECONDS = 5          # on SIGTERM, in-flight requests get this long to finish
+IN_FLIGHT = [0]
+IN_FLIGHT_LOCK = threading.Lock()
 
 MIGRATIONS = [
     (1, "CREATE TABLE items (id SERIAL PRIMARY KEY, name TEXT NOT NULL,"
@@ -135,11 +138,16 @@ class Handler(BaseHTTPRequestHandler):
     def dispatch(self, method):
         started = time.monotonic()
         status = 500
+        with IN_FLIGHT_LOCK:
+            IN_FLIGHT[0] += 1
         try:
             status, body = self.route(method)
         except Exception as exc:
             log("error", "request failed", error=str(exc))
             body = {"success": False, "error": {"message": "internal error"}}
+        finally:
+            with IN_FLIGHT_LOCK:
+                IN_FLIGHT[0] -= 1
         self.reply(status, body)
         log("info", "request", method=method, path=self.path, status=status,
             request_id=self.headers.get("X-Request-ID"),
@@ -229,7 +237,7 @@ def serve():
             os._exit(3)
         threading.Timer(FAULT_SECONDS, crash).start()
     server = ThreadingHTTPServer(("0.0.0.0", PORT), Handler)
-    server.daemon_threads = False  # server_close() waits for in-flight requests
+    server.daemon_threads = True  # drain() below bounds the wait for in-flight requests
 
     def drain(signum, frame):
         # Stop accepting, let in-flight requests finish, then exit.
@@ -241,7 +249,10 @@ def serve():
     log("info", "listening", port=PORT, fault=FAULT)
     server.serve_forever(poll_interval=0.2)
     server.server_close()
-    log("info", "stopped")
+    deadline = time.monotonic() + DRAIN_SECONDS
+    while IN_FLIGHT[0] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log("info", "stopped", unfinished_requests=IN_FLIGHT[0])
 
 
 def healthcheck():

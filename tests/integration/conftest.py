@@ -4,6 +4,7 @@
 testbed up (installing the engine if needed) and later runs reuse it.
 """
 import os
+import re
 import subprocess
 import sys
 import time
@@ -82,3 +83,63 @@ def health():
         return response.status_code, response.json()
     except (requests.RequestException, ValueError):
         return None, None
+
+
+class DeployProcess:
+    """`inv deploy.staging` running in the background, its output read line by line."""
+
+    def __init__(self, env, sha, *extra, **settings):
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "invoke", "deploy.staging", "--sha", sha, *extra], cwd=ROOT,
+            env=dict(env, **settings), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines = []
+
+    def wait_for_line(self, text, timeout=300):
+        """Read output until a line contains `text` (fail if the deploy ends first)."""
+        deadline = time.monotonic() + timeout
+        for line in self.process.stdout:
+            self.lines.append(line)
+            if text in line:
+                return line
+            assert time.monotonic() < deadline, f"no line with {text!r} within {timeout}s"
+        raise AssertionError(f"deploy ended without a line containing {text!r}:\n{self.output}")
+
+    def finish(self, timeout=300):
+        self.lines += self.process.stdout.readlines()
+        self.process.wait(timeout)
+        return self.process.returncode
+
+    @property
+    def output(self):
+        return "".join(self.lines)
+
+
+def inv(env, *args, timeout=300, **settings):
+    """Any other task (rollback, status, history, unlock), run as a user would."""
+    result = subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT,
+                            env=dict(env, **settings), capture_output=True, text=True,
+                            timeout=timeout)
+    result.output = result.stdout + result.stderr
+    return result
+
+
+def staging_host(*argv, user="deploy", check=True):
+    """A command inside the staging host container (test set-up and inspection only)."""
+    return subprocess.run(["docker", "exec", "-u", user, testbed.HOST, *argv], check=check,
+                          capture_output=True, text=True).stdout
+
+
+def write_row():
+    name = "row-" + uuid.uuid4().hex
+    assert requests.post(APP_URL + "/api/items", json={"name": name}, timeout=5).status_code == 201
+    return name
+
+
+def rows():
+    return [r["name"] for r in requests.get(APP_URL + "/api/items", timeout=5).json()["data"]]
+
+
+def step_seconds(output, step):
+    """Duration the deploy printed for a step (ok or FAILED), or None."""
+    match = re.search(re.escape(step) + r".*?(?:FAILED after |\()([\d.]+)s", output)
+    return float(match.group(1)) if match else None
