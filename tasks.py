@@ -20,7 +20,7 @@ from fabfile.deploy import deploy_staging
 from fabfile.errors import ConfigError, DeployError
 from fabfile.host import HostSession
 from fabfile.images import commit_exists
-from fabfile.lock import unlock_commands
+from fabfile.lock import break_lock
 from fabfile.report import Reporter
 from fabfile.rollback import rollback_staging
 from fabfile.status import history, read_status, render_history, render_status
@@ -149,20 +149,17 @@ def history_(c, json=False, limit=20):
 @task(help={"yes": "do not ask first"})
 @user_errors
 def unlock(c, yes=False):
-    """Remove the deploy lock by hand, ending its holder process on the host, if any."""
+    """Remove the deploy lock by hand, ending whatever process on the host holds it."""
     settings = settings_for(c, ("host",))
     with quiet_session(settings) as host:
         current = read_status(host.runner, settings)["lock"]
-        if not current["held"]:
-            host.runner.run(unlock_commands(settings, None)[-1], check=False)
-            print("the deploy lock is free; nothing to do")
-            return
-        print(f"the deploy lock is held: {current['description']}")
-        if not yes and confirm("End that holder and free the lock? Type 'yes': ").strip() != "yes":
-            raise Exit("not unlocked", code=1)
-        for command in unlock_commands(settings, current["holder"].get("pid")):
-            host.runner.run(command, check=False)
-        print("unlocked")
+        if current["held"]:
+            print(f"the deploy lock is held: {current['description']}")
+            if not yes and confirm("End that holder and free the lock? Type 'yes': ").strip() != "yes":
+                raise Exit("not unlocked", code=1)
+        pids = break_lock(host.runner, settings)
+    print(f"unlocked (ended host process {', '.join(map(str, pids))})" if pids
+          else "the deploy lock was free; nothing to do")
 
 
 def quiet_session(settings):

@@ -103,6 +103,8 @@ SETTINGS = [
             "health_settle", _seconds),
     Setting("KEEP_RELEASES", "good releases whose images and backups prune keeps", "",
             "keep_releases", _count),
+    Setting("LOCK_MAX_AGE", "seconds after which a held deploy lock counts as stale", "",
+            "lock_max_age", _seconds),
     Setting("DB_USER", "PostgreSQL user", "", "db_user"),
     Setting("DB_NAME", "PostgreSQL database", "", "db_name"),
     Setting("DB_PASSWORD", "PostgreSQL password", "app", secret=True),
@@ -137,7 +139,6 @@ class Settings:
     migrate_command: tuple
     log_service: str
     database_service: str
-    lock_max_age: float
     health_path: str
     health_interval: float
     connect_timeout: float
@@ -248,7 +249,6 @@ def load_settings(defaults: Mapping, environ: Mapping[str, str], groups=("host",
         migrate_command=tuple(defaults.get("migrate_command") or ("migrate",)),
         log_service=defaults.get("log_service", "backend"),
         database_service=defaults.get("database_service", "postgres"),
-        lock_max_age=float(defaults.get("lock_max_age", 1800)),
         health_path=defaults.get("health_path", "/api/health"),
         health_interval=float(defaults.get("health_interval", 1)),
         connect_timeout=float(defaults.get("connect_timeout", 10)),

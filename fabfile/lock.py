@@ -9,7 +9,7 @@ import contextlib
 import json
 import posixpath
 import time
-from typing import Optional
+from typing import List, Optional
 
 from .errors import DeployError
 from .ledger import who_runs_this
@@ -54,7 +54,8 @@ class DeployLock:
         self.host = host
         self.path = posixpath.join(settings.STAGING_DIR, LOCK_FILE)
         self.info_path = posixpath.join(settings.STAGING_DIR, INFO_FILE)
-        self.max_age = settings.lock_max_age
+        self.max_age = settings.LOCK_MAX_AGE
+        self.settings = settings
         self.info = dict(info)
         self.channel = None
 
@@ -70,10 +71,10 @@ class DeployLock:
         if self._try(wait):
             return
         holder = self.holder()
-        if is_stale(holder, time.time(), self.max_age) and holder.get("pid"):
+        if is_stale(holder, time.time(), self.max_age):
             if reporter:
                 reporter.note(f"taking over a stale lock ({describe(holder, time.time())})")
-            self.host.runner.run(cmd("kill", str(holder["pid"])), check=False)
+            break_lock(self.host.runner, self.settings)
             if self._try(10):
                 return
         raise LockHeld(f"staging is locked by {describe(holder, time.time())}. Wait for it "
@@ -133,10 +134,22 @@ def held(host, settings, action: str, sha: str, wait: Optional[float], reporter)
         lock.release()
 
 
-def unlock_commands(settings, pid: Optional[int]):
-    """For `inv deploy.unlock`: end the holder process (if any) and remove its note."""
-    commands = []
-    if pid:
-        commands.append(cmd("kill", str(pid)))
-    commands.append(cmd("rm", "-f", posixpath.join(settings.STAGING_DIR, INFO_FILE)))
-    return commands
+def holder_pids(proc_locks: str, inode: str) -> List[int]:
+    """Pids holding a flock on the file with this inode, from /proc/locks (the kernel's truth)."""
+    pids = []
+    for line in proc_locks.splitlines():
+        fields = line.split()
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5].rsplit(":", 1)[-1] == inode:
+            pids.append(int(fields[4]))
+    return pids
+
+
+def break_lock(runner, settings) -> List[int]:
+    """For `inv deploy.unlock`: end whatever process holds the lock, remove its note."""
+    path = posixpath.join(settings.STAGING_DIR, LOCK_FILE)
+    inode = runner.run(cmd("stat", "-c", "%i", path), check=False).stdout.strip()
+    pids = holder_pids(runner.run(cmd("cat", "/proc/locks")).stdout, inode) if inode else []
+    for pid in pids:
+        runner.run(cmd("kill", str(pid)), "ending the lock holder")
+    runner.run(cmd("rm", "-f", posixpath.join(settings.STAGING_DIR, INFO_FILE)), check=False)
+    return pids

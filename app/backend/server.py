@@ -141,14 +141,15 @@ class Handler(BaseHTTPRequestHandler):
         with IN_FLIGHT_LOCK:
             IN_FLIGHT[0] += 1
         try:
-            status, body = self.route(method)
-        except Exception as exc:
-            log("error", "request failed", error=str(exc))
-            body = {"success": False, "error": {"message": "internal error"}}
+            try:
+                status, body = self.route(method)
+            except Exception as exc:
+                log("error", "request failed", error=str(exc))
+                body = {"success": False, "error": {"message": "internal error"}}
+            self.reply(status, body)
         finally:
             with IN_FLIGHT_LOCK:
                 IN_FLIGHT[0] -= 1
-        self.reply(status, body)
         log("info", "request", method=method, path=self.path, status=status,
             request_id=self.headers.get("X-Request-ID"),
             duration_ms=round((time.monotonic() - started) * 1000, 1))

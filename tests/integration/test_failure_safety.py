@@ -145,21 +145,27 @@ def test_older_sha_is_refused_unless_forced(testbed_env, good):
     assert health()[1]["data"]["version"] == a
 
 
-def test_stale_lock_is_reported_and_unlock_frees_it(testbed_env, good):
-    lock = f"{'/opt/classroom-manager'}/deploy.lock"
-    holder = subprocess.Popen(["docker", "exec", "-u", "deploy", testbed.HOST, "flock", lock,
-                               "sleep", "300"])
+def test_lock_of_a_frozen_deploy_is_stale_after_max_age_and_unlock_frees_it(testbed_env, good):
+    frozen = DeployProcess(testbed_env, release("frozen", fault="slow-start:5"))
+    frozen.wait_for_line(" ok take the deploy lock")
+    frozen.process.send_signal(signal.SIGSTOP)  # a lost runner: its connection stays open
     try:
-        staging_host("sh", "-c", "sleep 1; echo '{\"sha\": \"abc\", \"by\": \"ghost\", "
-                     "\"since_epoch\": 1}' > /opt/classroom-manager/deploy.lock.json")
         status = json.loads(inv(testbed_env, "deploy.status", "--json").stdout)["lock"]
-        assert status["held"] and "ghost" in status["description"]
+        assert status["held"] and "deploy of" in status["description"]
         refused = deploy(testbed_env, release("blocked"))
-        # no pid in the note: it cannot be ended automatically, so it is refused with the way out
         assert refused.returncode == 1 and "inv deploy.unlock" in refused.stderr
+        taken = deploy(testbed_env, release("takes-over"), LOCK_MAX_AGE="1")
+        assert taken.returncode == 0, taken.output
+        assert "taking over a stale lock" in taken.output
+
+        frozen2 = DeployProcess(testbed_env, release("frozen2", fault="slow-start:5"))
+        frozen2.wait_for_line(" ok take the deploy lock")
+        frozen2.process.send_signal(signal.SIGSTOP)
         unlocked = inv(testbed_env, "deploy.unlock", "--yes")
-        assert unlocked.returncode == 0, unlocked.output
+        assert unlocked.returncode == 0 and "unlocked" in unlocked.stdout, unlocked.output
+        assert json.loads(inv(testbed_env, "deploy.status", "--json").stdout)["lock"]["held"] is False
+        frozen2.process.kill()
     finally:
-        holder.kill()
-        staging_host("pkill", "-f", "flock /opt/classroom-manager/deploy.lock sleep", check=False)
-    assert json.loads(inv(testbed_env, "deploy.status", "--json").stdout)["lock"]["held"] is False
+        frozen.process.kill()
+    after = deploy(testbed_env, release("after-unlock"))
+    assert after.returncode == 0, after.output
