@@ -213,7 +213,8 @@ def ensure_registry(testbed_id):
 
 
 def ensure_staging_host(testbed_id):
-    args = ["--hostname", "staging", "--restart", "unless-stopped",
+    # --init: an init that reaps orphans (dockerd as PID 1 leaves zombies behind)
+    args = ["--hostname", "staging", "--init", "--restart", "unless-stopped",
             "-p", f"127.0.0.1:{SSH_PORT}:22", "-p", f"127.0.0.1:{HTTP_PORT}:80",
             "-v", f"{VOLUMES[1]}:/var/lib/docker",
             "-v", f"{STATE / 'deploy_key.pub'}:/home/deploy/.ssh/authorized_keys:ro",

@@ -1,0 +1,111 @@
+"""`inv deploy.rollback`, database restore, the first deploy, and prune's scope on a shared host."""
+import json
+import re
+import subprocess
+
+import testbed
+from tests.integration.conftest import (deploy, health, inv, release, rows, staging_host,
+                                        write_row)
+
+OTHER_COMPOSE = """services:
+  cache:
+    image: localhost:5000/testbed/redis:7
+    volumes: [otherdata:/data]
+volumes:
+  otherdata: {}
+"""
+
+
+def deploy_ok(env, sha, **settings):
+    result = deploy(env, sha, **settings)
+    assert result.returncode == 0, result.output
+    return sha
+
+
+def test_rollback_restores_the_previous_release_with_the_registry_down(testbed_env):
+    a = deploy_ok(testbed_env, release("rb-a"))
+    b = deploy_ok(testbed_env, release("rb-b", parent=a))
+    subprocess.run(["docker", "kill", testbed.REGISTRY], check=True, capture_output=True)
+    try:
+        result = inv(testbed_env, "deploy.rollback")
+    finally:
+        testbed.up()
+    assert result.returncode == 0, result.output
+    assert f"rollback SUCCEEDED: {a}" in result.stdout
+    assert health()[1]["data"]["version"] == a
+    history = json.loads(inv(testbed_env, "deploy.history", "--json").stdout)
+    assert (history[0]["action"], history[0]["sha"], history[0]["result"]) == ("rollback", a, "succeeded")
+    assert history[0]["previous"] == b
+
+
+def test_rollback_with_restore_db_brings_back_the_data_from_before_the_release(testbed_env):
+    a = deploy_ok(testbed_env, release("db-a"))
+    before = write_row()
+    deploy_ok(testbed_env, release("db-b", parent=a))
+    after = write_row()
+    refused = inv(testbed_env, "deploy.rollback", "--restore-db")   # no terminal, no --yes
+    assert refused.returncode == 1 and "--yes" in refused.stderr
+    assert after in rows()
+    result = inv(testbed_env, "deploy.rollback", "--restore-db", "--yes")
+    assert result.returncode == 0, result.output
+    assert health()[1]["data"]["version"] == a
+    assert before in rows() and after not in rows()
+
+
+def test_first_deploy_failure_says_so_and_leaves_the_release_stopped(testbed_env):
+    compose = ["docker", "compose", "-p", "classroom-manager", "-f",
+               "/opt/classroom-manager/compose.yaml", "--env-file", "/opt/classroom-manager/.env"]
+    staging_host(*compose, "down", "--remove-orphans")          # volumes stay
+    staging_host("rm", "-f", "/opt/classroom-manager/ledger.jsonl")
+    result = deploy(testbed_env, release("first-bad", fault="health-500"), HEALTH_TIMEOUT="8")
+    assert result.returncode == 1
+    assert "first deploy: nothing to roll back to; the failed release is stopped" in result.stderr
+    states = staging_host("docker", "ps", "-a", "--filter", "label=com.docker.compose.service=backend",
+                          "--format", "{{.State}}").split()
+    assert states and all(state == "exited" for state in states)
+    good = deploy_ok(testbed_env, release("first-good"))
+    assert health()[1]["data"]["version"] == good
+
+
+def test_prune_keeps_other_projects_and_only_the_expected_images(testbed_env):
+    staging_host("sh", "-c", "mkdir -p /tmp/other && cat > /tmp/other/compose.yaml", check=True)
+    subprocess.run(["docker", "exec", "-i", "-u", "deploy", testbed.HOST, "sh", "-c",
+                    "cat > /tmp/other/compose.yaml"], input=OTHER_COMPOSE, text=True, check=True)
+    other = ["docker", "compose", "-p", "otherapp", "-f", "/tmp/other/compose.yaml"]
+    staging_host(*other, "up", "-d", "--wait")
+    staging_host(*other, "exec", "-T", "cache", "redis-cli", "set", "marker", "42")
+    subprocess.run(["docker", "exec", "-i", "-u", "deploy", testbed.HOST, "docker", "build", "-q",
+                    "-t", "otherapp/tool:1", "--label", "deploy.project=otherapp", "-"],
+                   input="FROM localhost:5000/testbed/redis:7\n", text=True, check=True,
+                   capture_output=True)
+    staging_host("docker", "create", "--name", "otherapp-stopped", "localhost:5000/testbed/redis:7",
+                 "true", check=False)
+    try:
+        shas, parent = [], "HEAD"
+        for i in range(10):
+            shas.append(deploy_ok(testbed_env, release(f"prune-{i}", parent=parent),
+                                  KEEP_RELEASES="3"))
+            parent = shas[-1]
+        rolled = inv(testbed_env, "deploy.rollback", "--to", shas[-3])
+        assert rolled.returncode == 0, rolled.output
+        gone = inv(testbed_env, "deploy.rollback", "--to", shas[0])
+        assert gone.returncode == 1 and "not retained on the host" in gone.stderr
+
+        assert staging_host(*other, "exec", "-T", "cache", "redis-cli", "get", "marker").strip() == "42"
+        assert "otherapp_otherdata" in staging_host("docker", "volume", "ls", "-q").split()
+        assert staging_host("docker", "image", "ls", "-q", "otherapp/tool:1").strip()
+        assert "otherapp-stopped" in staging_host("docker", "ps", "-a", "--format", "{{.Names}}")
+
+        tags = staging_host("docker", "image", "ls", "--filter",
+                            "label=deploy.project=classroom-manager", "--format",
+                            "{{.Repository}}:{{.Tag}}").split()
+        kept = {m.group(1) for t in tags if (m := re.search(r":(?:staging|release)-([0-9a-f]{40})$", t))}
+        # the last 3 good releases (one of them restored by the rollback) and the rollback set
+        assert kept <= set(shas[-4:]), kept
+        assert shas[-3] in kept and shas[-1] in kept
+        assert all(re.search(r":(staging-|release-)[0-9a-f]{40}$|:rollback$", t) for t in tags), tags
+        dirs = staging_host("ls", "/opt/classroom-manager/releases").split()
+        assert set(dirs) <= set(shas[-4:])
+    finally:
+        staging_host(*other, "down", check=False)
+        staging_host("docker", "rm", "-f", "otherapp-stopped", check=False)

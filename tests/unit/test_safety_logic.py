@@ -1,0 +1,125 @@
+"""Decisions behind failure safety, without a host: ledger, prune, lock, settle window."""
+import json
+
+from fabfile import ledger, prune
+from fabfile.health import FAILED, HEALTHY, Probe, wait_until_healthy
+from fabfile.lock import acquire_command, describe, holder_pids, is_stale
+
+A, B, C, D = ("a" * 40, "b" * 40, "c" * 40, "d" * 40)
+
+
+def events(*pairs):
+    lines = []
+    for i, (sha, result) in enumerate(pairs):
+        start = ledger.start_event("deploy", sha, None, "tester")
+        start["id"] = f"id{i}"
+        lines.append(json.dumps(start))
+        if result:
+            lines.append(json.dumps(ledger.end_event(f"id{i}", result, 1.0)))
+    return "\n".join(lines)
+
+
+def test_ledger_merges_start_and_end_and_finds_unfinished():
+    entries = ledger.merge(events((A, "succeeded"), (B, "rolled_back"), (C, None)))
+    assert [(e.sha, e.result) for e in entries] == [(A, "succeeded"), (B, "rolled_back"), (C, None)]
+    assert [e.sha for e in ledger.unfinished(entries)] == [C]
+
+
+def test_ledger_skips_garbage_lines():
+    assert len(ledger.merge("not json\n" + events((A, "succeeded")))) == 1
+
+
+def test_rollback_choice_is_the_last_good_release_before_the_current():
+    entries = ledger.merge(events((A, "succeeded"), (B, "succeeded"), (C, "rolled_back")))
+    assert ledger.rollback_choice(entries, current=B) == A
+    assert ledger.rollback_choice(entries, current=A) == B
+    assert ledger.rollback_choice(ledger.merge(events((A, "succeeded"))), current=A) is None
+
+
+def test_backup_for_a_release_is_the_one_taken_before_its_migrations():
+    text = events((A, "succeeded"), (B, "succeeded"))
+    text += "\n" + json.dumps(ledger.end_event("id1", "succeeded", backup="/x/b.dump"))
+    assert ledger.backup_taken_for(ledger.merge(text), B) == "/x/b.dump"
+    assert ledger.backup_taken_for(ledger.merge(text), A) is None
+
+
+def image(repo, tag, image_id):
+    return {"Repository": repo, "Tag": tag, "ID": image_id}
+
+
+def test_prune_keeps_running_rollback_and_retained_releases_only():
+    rows = [image("r/app-backend", f"staging-{A}", "id-a"), image("r/app-backend", f"release-{A}", "id-a"),
+            image("r/app-backend", f"staging-{B}", "id-b"), image("r/app-backend", "rollback", "id-b"),
+            image("r/app-backend", f"staging-{C}", "id-c"), image("r/app-backend", f"staging-{D}", "id-d"),
+            image("<none>", "<none>", "id-old")]
+    remove = prune.choose_images(rows, keep_shas=[A], keep_ids=["id-d"])
+    assert remove == ["id-old", f"r/app-backend:staging-{B}", f"r/app-backend:staging-{C}"]
+
+
+def test_prune_never_runs_an_unfiltered_prune(settings):
+    for command in (prune.project_images(settings), prune.stopped_containers(settings)):
+        text = command.render()
+        assert "prune" not in text and "label=" in text
+    assert "--force" not in prune.remove_images(["x"]).argv
+
+
+def test_prune_removes_only_files_named_for_releases_not_kept():
+    names = [A, B, f"{A}-20260101T000000Z.dump", f"{C}-20260101T000000Z.dump", "notes.txt", ".."]
+    assert prune.choose_files(names, [A]) == [B, f"{C}-20260101T000000Z.dump"]
+
+
+def test_lock_commands_and_holder_description():
+    assert acquire_command("/d/deploy.lock", None).render().startswith(
+        "flock --nonblock --conflict-exit-code 75 /d/deploy.lock sh -c")
+    assert "--timeout 30" in acquire_command("/d/deploy.lock", 30).render()
+    info = {"action": "deploy", "sha": A, "by": "ci", "since_epoch": 100, "pid": 7}
+    assert describe(info, now=160) == f"deploy of {A[:12]} by ci, 60s ago (host pid 7)"
+    assert is_stale(info, now=2000, max_age=1800) and not is_stale(info, now=1000, max_age=1800)
+    assert not is_stale({}, now=10 ** 9, max_age=1)
+
+
+def test_lock_holder_is_found_in_proc_locks():
+    text = ("1: OFDLCK ADVISORY  READ -1 00:36:5 0 EOF\n"
+            "3: FLOCK  ADVISORY  WRITE 812 fe:00:1884171 0 EOF\n"
+            "4: FLOCK  ADVISORY  WRITE 9 fe:00:18841710 0 EOF\n")
+    assert holder_pids(text, "1884171") == [812]
+
+
+def running(restarts=0, state="running"):
+    rows = [{"Id": n, "Service": n, "State": state if n == "backend" else "running",
+             "Health": "healthy", "RestartCount": restarts if n == "backend" else 0}
+            for n in ("frontend", "backend")]
+    body = json.dumps({"data": {"version": A}})
+    return Probe(rows, 200, body, 200, body)
+
+
+class Clock:
+    now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+def test_release_must_stay_healthy_for_the_settle_window():
+    clock = Clock()
+    probes = iter([running(), running(), running(restarts=1)])
+    outcome = wait_until_healthy(lambda: next(probes), A, ["frontend", "backend"], timeout=30,
+                                 settle=5, clock=clock, sleep=clock.sleep)
+    assert outcome.verdict.state == FAILED and "restarted" in outcome.verdict.reason
+
+
+def test_healthy_through_the_settle_window_succeeds():
+    clock = Clock()
+    outcome = wait_until_healthy(running, A, ["frontend", "backend"], timeout=30, settle=3,
+                                 clock=clock, sleep=clock.sleep)
+    assert outcome.verdict.state == HEALTHY and clock.now == 3
+
+
+def test_restarts_from_before_the_switch_do_not_count():
+    clock = Clock()
+    outcome = wait_until_healthy(lambda: running(restarts=2), A, ["frontend", "backend"], timeout=30,
+                                 restarts_before={"backend": 2}, clock=clock, sleep=clock.sleep)
+    assert outcome.verdict.state == HEALTHY
