@@ -110,12 +110,8 @@ def rollback(c, to=None, restore_db=False, yes=False, wait_lock=None):
     if to is not None and not SHA_RE.match(to):
         raise ConfigError([f"--to {to!r} must be a full 40-character sha (inv deploy.history)"])
     wait = lock_wait(wait_lock)
-    reporter = reporter_for(settings)
-    with HostSession(settings, reporter) as host:
-        summary = rollback_staging(settings, host, reporter, to=to, restore_db=restore_db, yes=yes,
-                                   wait_lock=wait, confirm=confirm)
-    summary.duration = reporter.elapsed()
-    summary.publish(reporter)
+    rollback_staging(settings, reporter_for(settings), to=to, restore_db=restore_db, yes=yes,
+                     wait_lock=wait, confirm=confirm)
 
 
 def confirm(question: str) -> str:

@@ -105,6 +105,8 @@ SETTINGS = [
             "keep_releases", _count),
     Setting("LOCK_MAX_AGE", "seconds after which a held deploy lock counts as stale", "",
             "lock_max_age", _seconds),
+    Setting("STAGING_WEBHOOK_URL", "Slack-compatible webhook told of every deploy's result", "",
+            parse=_url, secret=True),
     Setting("DB_USER", "PostgreSQL user", "", "db_user"),
     Setting("DB_NAME", "PostgreSQL database", "", "db_name"),
     Setting("DB_PASSWORD", "PostgreSQL password", "app", secret=True),

@@ -12,13 +12,13 @@ from typing import Optional
 
 import paramiko
 
-from . import backup, images, prune
+from . import backup, images, notify, prune
 from .compose import RELEASE_FILES, ComposeCommands, release_dir, strip_terminal_codes
 from .errors import DeployError
 from .health import HEALTHY
 from .host import HostSession, upload_text
 from .interrupts import Interrupted, interruptible, shielded
-from .ledger import (ReleaseLedger, end_event, good_releases, merge, start_event, who_runs_this)
+from .ledger import ReleaseLedger, end_event, good_releases, merge, start_event, who_runs_this
 from .lock import held
 from .report import Reporter, Summary
 from .rollback import close_abandoned, restore_release
@@ -74,6 +74,7 @@ def deploy_staging(settings, sha: str, ctx, reporter: Reporter, rebuild=False, d
         summary.duration = reporter.elapsed()
         if not dry_run:
             summary.publish(reporter)
+            notify.send(settings.STAGING_WEBHOOK_URL, summary, reporter)
 
 
 def publish_images(settings, sha, local: Runner, reporter: Reporter, rebuild: bool) -> dict:
@@ -264,7 +265,7 @@ def recover(failure: BaseException, settings, sha, previous, host: HostSession, 
                     rolled_back_to=previous)), check=False)
             raise DeployError(summary.cause) from None
         host.runner.run(ledger.append(end_event(
-            start["id"], result, time.monotonic() - began, cause=cause,
+            start["id"], result, time.monotonic() - began, cause=cause, images=summary.images,
             rolled_back_to=previous if result == "rolled_back" else None, backup=summary.backup)))
         raise DeployError(summary.cause) from None
 

@@ -80,7 +80,7 @@ def assess(probe: Probe, sha: str, services, restarts_before=None) -> Verdict:
         health = by_service[name].get("Health", "")
         if health and health != "healthy":
             return Verdict(WAITING, f"{name}: {health}")
-    for where, status, body in endpoints:
+    for where, _, body in endpoints:
         version = reported_version(body)
         if version != sha:
             return Verdict(WAITING, f"{where}: serving version {(version or '?')[:12]}, "

@@ -8,13 +8,22 @@ secrets: re-point `staging-<sha>` at the kept images, put its files back in plac
 import posixpath
 import time
 
-from . import backup, images
+from . import backup, images, notify
 from .compose import RELEASE_FILES, ComposeCommands, release_dir
 from .errors import DeployError
 from .health import HEALTHY
+from .host import HostSession
 from .interrupts import shielded
-from .ledger import (ReleaseLedger, backup_taken_for, end_event, merge, rollback_choice,
-                     start_event, unfinished, who_runs_this)
+from .ledger import (
+    ReleaseLedger,
+    backup_taken_for,
+    end_event,
+    merge,
+    rollback_choice,
+    start_event,
+    unfinished,
+    who_runs_this,
+)
 from .lock import held
 from .report import Summary
 from .running import read_running, restart_counts, wait_for_release
@@ -62,50 +71,63 @@ def close_abandoned(runner, settings, reporter):
     return merge(runner.run(ledger.read(), check=False).stdout) if unfinished(entries) else entries
 
 
-def rollback_staging(settings, host, reporter, to=None, restore_db=False, yes=False,
+def rollback_staging(settings, reporter, to=None, restore_db=False, yes=False,
                      wait_lock=None, confirm=input) -> Summary:
     """`inv deploy.rollback`: restore the last good release before the current one (or --to)."""
     summary = Summary("rollback", to or "?", url=settings.STAGING_URL)
+    try:
+        with HostSession(settings, reporter) as host, \
+                held(host, settings, "rollback", to or "previous", wait_lock, reporter):
+            rollback_on_host(settings, host.runner, reporter, summary, to, restore_db, yes, confirm)
+        summary.result = "succeeded"
+        return summary
+    except DeployError as exc:
+        summary.result, summary.cause = "failed", str(exc).splitlines()[0]
+        raise
+    finally:
+        summary.duration = reporter.elapsed()
+        summary.publish(reporter)
+        notify.send(settings.STAGING_WEBHOOK_URL, summary, reporter)
+
+
+def rollback_on_host(settings, runner, reporter, summary, to, restore_db, yes, confirm) -> None:
     ledger = ReleaseLedger(settings)
-    runner = host.runner
-    with held(host, settings, "rollback", to or "previous", wait_lock, reporter):
-        entries = close_abandoned(runner, settings, reporter)
-        running = read_running(runner, settings)
-        reporter.note(f"running now: {running.sha[:12] if running.sha else 'nothing'} "
-                      f"({'healthy' if running.healthy else running.reason})")
-        target = to or rollback_choice(entries, running.sha)
-        if not target:
-            raise DeployError("no earlier good release is recorded to roll back to; name one with --to SHA")
-        summary.sha = target
-        if not retained(runner, settings, target):
-            raise DeployError(f"release {target[:12]} is not retained on the host (pruned or never "
-                              f"deployed here); `inv deploy.history` lists the releases")
-        dump = backup_taken_for(entries, running.sha) if restore_db else None
-        if restore_db:
-            if not dump:
-                raise DeployError(f"no database backup was taken before {str(running.sha)[:12]} "
-                                  "was deployed; nothing to restore")
-            if not yes and confirm(f"Restore the database from {dump}? Changes made since are "
-                                   "lost. Type 'yes': ").strip() != "yes":
-                raise DeployError("database restore not confirmed; nothing was changed")
-        start = start_event("rollback", target, running.sha, who_runs_this())
-        runner.run(ledger.append(start))
-        began = time.monotonic()
-        try:
-            with shielded(reporter.say):
-                if dump:
-                    restore_database(runner, settings, dump, reporter)
-                outcome = restore_release(runner, settings, target, reporter)
-        except BaseException as exc:
-            runner.run(ledger.append(end_event(start["id"], "failed", time.monotonic() - began,
-                                               cause=str(exc).splitlines()[0])), check=False)
-            raise
-        runner.run(ledger.append(end_event(start["id"], "succeeded", time.monotonic() - began,
-                                           restored_backup=dump)))
-    summary.result, summary.health = "succeeded", outcome.verdict.reason
+    entries = close_abandoned(runner, settings, reporter)
+    running = read_running(runner, settings)
+    reporter.note(f"running now: {running.sha[:12] if running.sha else 'nothing'} "
+                  f"({'healthy' if running.healthy else running.reason})")
+    target = to or rollback_choice(entries, running.sha)
+    if not target:
+        raise DeployError("no earlier good release is recorded to roll back to; name one with --to SHA")
+    summary.sha = target
+    if not retained(runner, settings, target):
+        raise DeployError(f"release {target[:12]} is not retained on the host (pruned or never "
+                          f"deployed here); `inv deploy.history` lists the releases")
+    dump = backup_taken_for(entries, running.sha) if restore_db else None
+    if restore_db:
+        if not dump:
+            raise DeployError(f"no database backup was taken before {str(running.sha)[:12]} "
+                              "was deployed; nothing to restore")
+        if not yes and confirm(f"Restore the database from {dump}? Changes made since are "
+                               "lost. Type 'yes': ").strip() != "yes":
+            raise DeployError("database restore not confirmed; nothing was changed")
+    start = start_event("rollback", target, running.sha, who_runs_this())
+    runner.run(ledger.append(start))
+    began = time.monotonic()
+    try:
+        with shielded(reporter.say):
+            if dump:
+                restore_database(runner, settings, dump, reporter)
+            outcome = restore_release(runner, settings, target, reporter)
+    except BaseException as exc:
+        runner.run(ledger.append(end_event(start["id"], "failed", time.monotonic() - began,
+                                           cause=str(exc).splitlines()[0])), check=False)
+        raise
+    runner.run(ledger.append(end_event(start["id"], "succeeded", time.monotonic() - began,
+                                       restored_backup=dump)))
+    summary.health = outcome.verdict.reason
     if dump:
         summary.notes.append(f"database restored from {dump}")
-    return summary
 
 
 def restore_database(runner, settings, dump: str, reporter) -> None:

@@ -16,7 +16,6 @@ from invoke.exceptions import CommandTimedOut
 
 from .errors import ConnectionLost, RemoteCommandError
 
-
 # DEPLOY_TRACE=1 prints every command run, with its duration and exit code.
 TRACE = os.environ.get("DEPLOY_TRACE") == "1"
 

@@ -3,8 +3,8 @@ import json
 import posixpath
 import time
 
-from .lock import HELD_EXIT, INFO_FILE, LOCK_FILE, describe, is_free_command
 from .ledger import ReleaseLedger, as_dict, merge
+from .lock import HELD_EXIT, INFO_FILE, LOCK_FILE, describe, is_free_command
 from .running import read_running
 from .shell import cmd
 

@@ -20,7 +20,8 @@ def environ():
         "STAGING_HOST": "staging.example.com",
         "STAGING_USER": "deploy",
         "STAGING_SSH_KEY": "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----",
-        "STAGING_KNOWN_HOSTS": "staging.example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
+        "STAGING_KNOWN_HOSTS": "staging.example.com ssh-ed25519 "
+                               "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
         "STAGING_URL": "https://staging.example.com/",
         "IMAGE_NAME": "acme/classroom-manager",
         "DB_PASSWORD": "s3cret-db-pw",
@@ -32,3 +33,16 @@ def environ():
 def settings(defaults, environ):
     from fabfile.config import load_settings
     return load_settings(defaults, environ, cwd=ROOT)
+
+
+class FakeClock:
+    """A monotonic clock and sleep for polling tests: sleeping only moves the clock."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds

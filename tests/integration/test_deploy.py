@@ -45,8 +45,9 @@ def test_health_500_release_fails_loudly_within_the_deadline(testbed_env):
     result = deploy(testbed_env, bad, HEALTH_TIMEOUT="8")
     assert result.returncode == 1
     assert "Traceback" not in result.output
-    assert f"error: release {bad[:12]} is not healthy: not healthy after 8s" in result.stderr
-    assert '"fault": "health-500"' in result.stderr          # the last health body
+    assert (f"error: release {bad[:12]} is not healthy: not healthy after 8s: host: health "
+            "answered 503 (fault: health-500)") in result.stderr
+    assert 'last health body: {"success": false' in result.stdout
     assert "deploy FAILED" in result.stdout and "last backend log lines" in result.stdout
     waited = re.search(r"!!! wait until healthy \(deadline 8s\) FAILED after ([\d.]+)s", result.stdout)
     assert waited and float(waited.group(1)) < 8 + 5

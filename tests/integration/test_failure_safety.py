@@ -11,8 +11,17 @@ import subprocess
 import pytest
 
 import testbed
-from tests.integration.conftest import (DeployProcess, deploy, health, inv, release, rows,
-                                        staging_host, step_seconds, write_row)
+from tests.integration.conftest import (
+    DeployProcess,
+    deploy,
+    health,
+    inv,
+    release,
+    rows,
+    staging_host,
+    step_seconds,
+    write_row,
+)
 
 
 @pytest.fixture

@@ -4,8 +4,7 @@ import re
 import subprocess
 
 import testbed
-from tests.integration.conftest import (deploy, health, inv, release, rows, staging_host,
-                                        write_row)
+from tests.integration.conftest import deploy, health, inv, release, rows, staging_host, write_row
 
 OTHER_COMPOSE = """services:
   cache:

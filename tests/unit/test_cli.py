@@ -16,8 +16,9 @@ def inv(*args, env=None):
 
 def test_every_task_is_listed_with_help():
     listing = inv("--list").stdout
-    for name in ("deploy.staging", "testbed.up", "testbed.down"):
-        line = [l for l in listing.splitlines() if l.strip().startswith(name)]
+    for name in ("deploy.staging", "deploy.rollback", "deploy.status", "deploy.history",
+                 "deploy.unlock", "testbed.up", "testbed.down"):
+        line = [text for text in listing.splitlines() if text.strip().startswith(name)]
         assert line and len(line[0].split()) > 1, f"{name} has no one-line help"
 
 

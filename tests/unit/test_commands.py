@@ -16,7 +16,7 @@ def test_build_uses_the_commit_tree_not_the_working_tree(settings):
     assert text.startswith(f"set -o pipefail; git archive --format=tar {SHA}:app/backend | docker build")
     assert f"-t ghcr.io/acme/classroom-manager-backend:staging-{SHA}" in text
     assert "-t ghcr.io/acme/classroom-manager-backend:staging-latest" in text
-    assert f"--label deploy.project=classroom-manager" in text
+    assert "--label deploy.project=classroom-manager" in text
     assert f"--label org.opencontainers.image.revision={SHA}" in text
     assert text.endswith("-f Dockerfile -")
 

@@ -1,6 +1,7 @@
 import json
 
 from fabfile.health import FAILED, HEALTHY, WAITING, Probe, assess, wait_until_healthy
+from tests.conftest import FakeClock
 
 SHA = "c" * 40
 SERVICES = ["frontend", "backend", "postgres", "redis"]
@@ -54,17 +55,6 @@ def test_exited_or_restarting_container_fails_at_once():
 def test_missing_container_keeps_waiting():
     probe = healthy_probe(containers=[c for c in containers() if c["Service"] != "frontend"])
     assert assess(probe, SHA, SERVICES).state == WAITING
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.now += seconds
 
 
 def test_wait_returns_as_soon_as_healthy():

@@ -4,6 +4,7 @@ import json
 from fabfile import ledger, prune
 from fabfile.health import FAILED, HEALTHY, Probe, wait_until_healthy
 from fabfile.lock import acquire_command, describe, holder_pids, is_stale
+from tests.conftest import FakeClock
 
 A, B, C, D = ("a" * 40, "b" * 40, "c" * 40, "d" * 40)
 
@@ -93,18 +94,8 @@ def running(restarts=0, state="running"):
     return Probe(rows, 200, body, 200, body)
 
 
-class Clock:
-    now = 0.0
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.now += seconds
-
-
 def test_release_must_stay_healthy_for_the_settle_window():
-    clock = Clock()
+    clock = FakeClock()
     probes = iter([running(), running(), running(restarts=1)])
     outcome = wait_until_healthy(lambda: next(probes), A, ["frontend", "backend"], timeout=30,
                                  settle=5, clock=clock, sleep=clock.sleep)
@@ -112,14 +103,14 @@ def test_release_must_stay_healthy_for_the_settle_window():
 
 
 def test_healthy_through_the_settle_window_succeeds():
-    clock = Clock()
+    clock = FakeClock()
     outcome = wait_until_healthy(running, A, ["frontend", "backend"], timeout=30, settle=3,
                                  clock=clock, sleep=clock.sleep)
     assert outcome.verdict.state == HEALTHY and clock.now == 3
 
 
 def test_restarts_from_before_the_switch_do_not_count():
-    clock = Clock()
+    clock = FakeClock()
     outcome = wait_until_healthy(lambda: running(restarts=2), A, ["frontend", "backend"], timeout=30,
                                  restarts_before={"backend": 2}, clock=clock, sleep=clock.sleep)
     assert outcome.verdict.state == HEALTHY
