@@ -15,6 +15,7 @@ from pathlib import Path
 from invoke import Collection, Exit, task
 
 import testbed as testbed_lib
+from fabfile.ci_gate import is_required
 from fabfile.config import SHA_RE, load_settings, read_environment, validate_sha
 from fabfile.deploy import deploy_staging
 from fabfile.errors import ConfigError, DeployError
@@ -85,16 +86,19 @@ def reporter_for(settings) -> Reporter:
     "dry-run": "print the local and remote commands without running anything",
     "force": "deploy even if --sha is older than (an ancestor of) the running release",
     "wait-lock": "if another deploy holds the lock, wait for it (default 600 s, or =SECONDS)",
+    "require-ci": "refuse unless the GitHub API says CI passed for --sha and it is on main "
+                  "(always on in GitHub Actions)",
 })
 @user_errors
-def staging(c, sha=None, rebuild=False, dry_run=False, force=False, wait_lock=None):
+def staging(c, sha=None, rebuild=False, dry_run=False, force=False, wait_lock=None,
+            require_ci=False):
     """Build, push and release commit --sha on the staging host; roll back on any failure."""
     settings = settings_for(c, ("host", "build", "app"), sha, need_sha=True)
     wait = lock_wait(wait_lock)
     reporter = reporter_for(settings)
     reporter.say(f"deploying {sha} to {settings.STAGING_URL}" + (" (dry run)" if dry_run else ""))
     deploy_staging(settings, sha, c, reporter, rebuild=rebuild, dry_run=dry_run, force=force,
-                   wait_lock=wait)
+                   wait_lock=wait, require_ci=is_required(os.environ, require_ci))
 
 
 @task(optional=["wait_lock"], help={

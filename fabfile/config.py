@@ -58,6 +58,7 @@ def _url(value: str) -> str:
 
 
 def _image_name(value: str) -> str:
+    value = value.lower()  # github.repository keeps the owner's capitals; registries want none
     if not re.fullmatch(r"[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)+", value):
         raise ValueError("must be owner/repo in lower case, as in ghcr.io/<owner>/<repo>")
     return value
@@ -107,6 +108,9 @@ SETTINGS = [
             "lock_max_age", _seconds),
     Setting("STAGING_WEBHOOK_URL", "Slack-compatible webhook told of every deploy's result", "",
             parse=_url, secret=True),
+    Setting("GITHUB_TOKEN", "token for the CI check (Actions provides it)", "", secret=True),
+    Setting("GITHUB_REPOSITORY", "owner/repo whose CI is checked (Actions sets it)", ""),
+    Setting("GITHUB_API_URL", "GitHub API base URL (Actions sets it)", "", "github_api", _url),
     Setting("DB_USER", "PostgreSQL user", "", "db_user"),
     Setting("DB_NAME", "PostgreSQL database", "", "db_name"),
     Setting("DB_PASSWORD", "PostgreSQL password", "app", secret=True),
@@ -141,6 +145,8 @@ class Settings:
     migrate_command: tuple
     log_service: str
     database_service: str
+    ci_branch: str
+    ci_checks: tuple
     health_path: str
     health_interval: float
     connect_timeout: float
@@ -251,6 +257,8 @@ def load_settings(defaults: Mapping, environ: Mapping[str, str], groups=("host",
         migrate_command=tuple(defaults.get("migrate_command") or ("migrate",)),
         log_service=defaults.get("log_service", "backend"),
         database_service=defaults.get("database_service", "postgres"),
+        ci_branch=defaults.get("ci_branch", "main"),
+        ci_checks=tuple(defaults.get("ci_checks") or ()),
         health_path=defaults.get("health_path", "/api/health"),
         health_interval=float(defaults.get("health_interval", 1)),
         connect_timeout=float(defaults.get("connect_timeout", 10)),

@@ -12,7 +12,7 @@ from typing import Optional
 
 import paramiko
 
-from . import backup, images, notify, prune
+from . import backup, ci_gate, images, notify, prune
 from .compose import RELEASE_FILES, ComposeCommands, release_dir, strip_terminal_codes
 from .errors import DeployError
 from .health import HEALTHY
@@ -29,12 +29,14 @@ CONNECTION_ERRORS = (paramiko.SSHException, OSError, EOFError)
 
 
 def deploy_staging(settings, sha: str, ctx, reporter: Reporter, rebuild=False, dry_run=False,
-                   force=False, wait_lock: Optional[float] = None) -> Summary:
+                   force=False, wait_lock: Optional[float] = None, require_ci=False) -> Summary:
     """Ship commit `sha` to staging. Raises DeployError (after printing the summary) on failure."""
     summary = Summary("deploy", sha, url=settings.STAGING_URL)
     local = Runner(ctx, "local", dry_run, reporter.say, timeout=settings.command_timeout)
     try:
         with interruptible():
+            if require_ci:
+                ci_gate.enforce(settings, sha, reporter)
             pushed = publish_images(settings, sha, local, reporter, rebuild)
             if dry_run:
                 release(settings, sha, Runner(None, "remote", True, reporter.say), reporter,

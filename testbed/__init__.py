@@ -96,15 +96,19 @@ def up():
 
 
 def ensure_engine():
-    if ok("docker", "info") and ok("docker", "compose", "version") and compose_deb():
+    if ok("docker", "info") and compose_plugin():
         return
     log("installing/starting the Docker engine (testbed/install-host.sh)")
     subprocess.run(["bash", str(HERE / "install-host.sh")], check=True)
 
 
-def compose_deb():
-    found = sorted(CACHE.glob("docker-compose_*.deb"))
-    return found[-1] if found else None
+def compose_plugin():
+    """The builder's Compose v2 CLI plugin binary (the staging host image gets a copy)."""
+    candidates = ["/usr/libexec/docker/cli-plugins", "/usr/lib/docker/cli-plugins",
+                  "/usr/local/lib/docker/cli-plugins", "/usr/local/libexec/docker/cli-plugins",
+                  os.path.expanduser("~/.docker/cli-plugins")]
+    return next((Path(d) / "docker-compose" for d in candidates
+                 if (Path(d) / "docker-compose").is_file()), None)
 
 
 def image_exists(name) -> bool:
@@ -129,7 +133,7 @@ def ensure_base_image():
 
 
 def build_images():
-    shutil.copy(compose_deb(), HERE / "images" / "staging-host" / "docker-compose.deb")
+    shutil.copy(compose_plugin(), HERE / "images" / "staging-host" / "docker-compose")
     for name, tag in [("registry", "cm-testbed/registry"), ("staging-host", "cm-testbed/staging-host"),
                       ("postgres", STAND_INS["postgres"]), ("redis", STAND_INS["redis"])]:
         log(f"build {tag}")

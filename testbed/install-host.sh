@@ -14,6 +14,7 @@ log() { printf '[install-host] %s\n' "$*"; }
 need_apt=()
 command -v dockerd >/dev/null || need_apt+=(docker.io)
 command -v debootstrap >/dev/null || need_apt+=(debootstrap)
+[ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || need_apt+=(debian-archive-keyring)
 command -v ssh-keygen >/dev/null || need_apt+=(openssh-client)
 command -v git >/dev/null || need_apt+=(git)
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -25,7 +26,7 @@ fi
 # Compose v2: bookworm only has v1, so fetch trixie's v2 plugin with a private apt state,
 # which leaves the machine's own sources (and upgrade path) untouched.
 compose_deb="$CACHE_DIR/docker-compose_${COMPOSE_VERSION}_$(dpkg --print-architecture).deb"
-if [ ! -f "$compose_deb" ]; then
+if ! docker compose version 2>/dev/null | grep -q 'v\?2\.' && [ ! -f "$compose_deb" ]; then
   log "downloading docker-compose $COMPOSE_VERSION from trixie"
   apt_dir="$CACHE_DIR/apt-trixie"
   mkdir -p "$apt_dir/lists/partial"

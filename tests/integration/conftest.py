@@ -28,7 +28,10 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture(scope="session")
 def testbed_env():
     testbed.up()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STAGING_", "REGISTRY"))}
+    # Settings come from .env.testbed only; GITHUB_* would turn on the CI gate when these tests
+    # themselves run in Actions.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("STAGING_", "REGISTRY", "GITHUB_"))}
     env["DEPLOY_ENV_FILE"] = str(testbed.ENV_FILE)
     return env
 

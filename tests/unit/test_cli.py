@@ -8,7 +8,7 @@ from tests.conftest import ROOT
 
 def inv(*args, env=None):
     clean = {k: v for k, v in os.environ.items()
-             if not k.startswith(("STAGING_", "REGISTRY", "DEPLOY_ENV_FILE", "IMAGE_NAME"))}
+             if not k.startswith(("STAGING_", "REGISTRY", "DEPLOY_ENV_FILE", "IMAGE_NAME", "GITHUB_"))}
     clean.update(env or {})
     return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=clean,
                           capture_output=True, text=True, timeout=60)

@@ -43,7 +43,7 @@ def test_environment_overrides_invoke_yaml(defaults, environ):
     ("STAGING_PORT", "ssh", "STAGING_PORT='ssh' must be a number"),
     ("STAGING_PORT", "70000", "must be a port number"),
     ("STAGING_URL", "staging.example.com", "must be an http(s) URL"),
-    ("IMAGE_NAME", "Acme/Repo", "must be owner/repo in lower case"),
+    ("IMAGE_NAME", "acme", "must be owner/repo"),
     ("STAGING_DIR", "opt/app", "must be an absolute path"),
     ("HEALTH_TIMEOUT", "-1", "positive number of seconds"),
 ])
@@ -122,3 +122,8 @@ def test_named_env_file_must_exist(tmp_path):
 def test_sha_validation(sha, exists, expected):
     problem = validate_sha(sha, lambda s: exists)
     assert (problem is None) if expected is None else (expected in problem)
+
+
+def test_image_name_from_github_repository_is_lower_cased(defaults, environ):
+    environ["IMAGE_NAME"] = "Nguyen-Mau-Anh/Classroom-Manager"
+    assert load_settings(defaults, environ).IMAGE_NAME == "nguyen-mau-anh/classroom-manager"

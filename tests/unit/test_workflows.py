@@ -1,0 +1,88 @@
+"""The GitHub workflows: valid, clean under zizmor, and holding the invariants that keep
+staging safe (deploy waits for CI, never cancelled mid-way, pinned actions, least privilege)."""
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+WORKFLOWS = ROOT / ".github" / "workflows"
+PINNED = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
+
+
+def load(name):
+    doc = yaml.safe_load((WORKFLOWS / name).read_text())
+    doc["on"] = doc.pop(True, doc.get("on"))   # YAML 1.1 reads the key `on` as True
+    return doc
+
+
+def tool(name):
+    found = shutil.which(name) or str(Path(sys.executable).parent / name)
+    if not Path(found).exists():
+        pytest.fail(f"{name} is not installed: pip install -e '.[dev]'")
+    return found
+
+
+def test_workflows_are_valid_github_workflows():
+    result = subprocess.run([tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows",
+                             *map(str, WORKFLOWS.glob("*.yml"))], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_zizmor_finds_nothing_of_medium_severity_or_worse():
+    result = subprocess.run([tool("zizmor"), "--offline", "--min-severity", "medium", str(WORKFLOWS)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_deploy_waits_for_ci_of_the_same_run_and_is_never_cancelled_midway():
+    deploy = load("deploy-staging.yml")
+    assert set(deploy["on"]) == {"push", "workflow_dispatch"}
+    assert deploy["on"]["push"]["branches"] == ["main"]
+    assert deploy["concurrency"]["cancel-in-progress"] is False
+    assert deploy["jobs"]["ci"]["uses"] == "./.github/workflows/ci.yml"
+    assert deploy["jobs"]["deploy"]["needs"] == "ci"
+    assert "workflow_call" in load("ci.yml")["on"]
+    assert deploy["jobs"]["deploy"]["environment"]["name"] == "staging"
+
+
+def test_the_deploy_step_is_the_one_task_command():
+    steps = load("deploy-staging.yml")["jobs"]["deploy"]["steps"]
+    runs = [s["run"] for s in steps if "run" in s]
+    assert runs[-1] == 'python -m invoke deploy.staging --sha "$DEPLOY_SHA"'
+    assert all("\n" not in run for run in runs), "no shell scripts in YAML"
+    assert [s for s in steps if "run" in s][-1]["env"]["DEPLOY_SHA"] == "${{ github.sha }}"
+
+
+def test_every_action_is_pinned_to_a_commit_with_its_version_noted():
+    for path in WORKFLOWS.glob("*.yml"):
+        for line in path.read_text().splitlines():
+            match = re.search(r"uses:\s*(\S+)", line)
+            if match and not match.group(1).startswith("./"):
+                assert PINNED.match(match.group(1)), f"{path.name}: {line.strip()}"
+                assert re.search(r"#\s*v\d", line), f"{path.name}: no version comment: {line.strip()}"
+
+
+def test_permissions_are_empty_at_the_top_and_least_per_job():
+    allowed = {"ci.yml": {"contents": "read"},
+               "deploy-staging.yml": {"contents": "read", "packages": "write", "checks": "read"}}
+    for name in ("ci.yml", "deploy-staging.yml"):
+        doc = load(name)
+        assert doc["permissions"] == {}
+        for job_name, job in doc["jobs"].items():
+            assert "permissions" in job, f"{name}:{job_name} has no explicit permissions"
+            for scope, level in job["permissions"].items():
+                assert allowed[name].get(scope) == level, f"{name}:{job_name} asks for {scope}: {level}"
+
+
+def test_checkouts_do_not_keep_credentials():
+    for path in WORKFLOWS.glob("*.yml"):
+        for job in load(path.name)["jobs"].values():
+            for step in job.get("steps", []):
+                if str(step.get("uses", "")).startswith("actions/checkout@"):
+                    assert step["with"]["persist-credentials"] is False
