@@ -19,9 +19,10 @@ from fabfile.ci_gate import is_required
 from fabfile.config import SHA_RE, load_settings, read_environment, validate_sha
 from fabfile.deploy import deploy_staging
 from fabfile.errors import ConfigError, DeployError
-from fabfile.host import HostSession
+from fabfile.host import HostSession, upload_file
 from fabfile.images import commit_exists
 from fabfile.lock import break_lock
+from fabfile.provision import setup_host
 from fabfile.report import Reporter
 from fabfile.rollback import rollback_staging
 from fabfile.status import history, read_status, render_history, render_status
@@ -167,6 +168,24 @@ def quiet_session(settings):
     return HostSession(settings, Reporter(settings.secrets, stream=io.StringIO()))
 
 
+@task(name="setup", help={
+    "compose-deb": "a docker-compose-plugin .deb to install where apt has no Compose v2 "
+                   "(Debian bookworm)",
+})
+@user_errors
+def setup(c, compose_deb=None):
+    """Provision a fresh Debian/Ubuntu server (Docker, deploy user, STAGING_DIR); idempotent."""
+    settings = settings_for(c, ("host", "setup"))
+    if compose_deb and not Path(compose_deb).is_file():
+        raise ConfigError([f"--compose-deb {compose_deb} is not a file"])
+    reporter = reporter_for(settings)
+    with HostSession(settings, reporter, settings.SETUP_USER, settings.SETUP_SSH_KEY) as host:
+        line = setup_host(settings, host.runner, reporter, compose_deb,
+                          upload=lambda remote, local: upload_file(host.conn, remote, local))
+    reporter.say(f"ready for deploys as {settings.STAGING_USER}. Pin this host key "
+                 f"(STAGING_KNOWN_HOSTS), after checking its fingerprint on the server:\n{line}")
+
+
 @task(name="up")
 @user_errors
 def testbed_up(c):
@@ -185,7 +204,9 @@ def testbed_down(c, images=False):
 deploy = Collection("deploy")
 for deploy_task in (staging, rollback, status, history_, unlock):
     deploy.add_task(deploy_task)
+staging_hosts = Collection("staging")
+staging_hosts.add_task(setup)
 testbed = Collection("testbed")
 testbed.add_task(testbed_up)
 testbed.add_task(testbed_down)
-namespace = Collection(deploy, testbed)
+namespace = Collection(deploy, staging_hosts, testbed)

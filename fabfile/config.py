@@ -75,7 +75,7 @@ class Setting:
     """One setting: its environment variable, its invoke.yaml key (if any) and how to check it."""
     env: str
     help: str
-    group: str                     # which tasks need it: host, build, app, or "" (optional)
+    group: str                     # which tasks need it: host, build, app, setup, or "" (optional)
     yaml_key: Optional[str] = None  # its default lives in invoke.yaml under deploy.<yaml_key>
     parse: Callable[[str], object] = _text
     secret: bool = False
@@ -89,6 +89,8 @@ SETTINGS = [
             "host", secret=True),
     Setting("STAGING_KNOWN_HOSTS", "pinned host key line(s): ssh-keyscan -p PORT HOST", "host"),
     Setting("STAGING_URL", "public base URL of the staging app", "host", parse=_url),
+    Setting("SETUP_USER", "admin user with passwordless sudo, for `inv staging.setup`", "setup"),
+    Setting("SETUP_SSH_KEY", "that admin's private key (or a path to it)", "setup", secret=True),
     Setting("STAGING_DIR", "deploy directory on the host", "", "staging_dir", _absolute_path),
     Setting("REGISTRY", "container registry host", "", "registry"),
     Setting("IMAGE_NAME", "owner/repo; images are REGISTRY/IMAGE_NAME-<service>", "build",
@@ -223,11 +225,12 @@ def load_settings(defaults: Mapping, environ: Mapping[str, str], groups=("host",
     if missing:
         problems.insert(0, "missing: " + ", ".join(missing))
 
-    if values.get("STAGING_SSH_KEY") and "host" in groups:
-        key, problem = _resolve_key(values["STAGING_SSH_KEY"], cwd)
-        values["STAGING_SSH_KEY"] = key
-        if problem:
-            problems.append(problem)
+    for name in ("STAGING_SSH_KEY", "SETUP_SSH_KEY"):
+        if values.get(name):
+            key, problem = _resolve_key(values[name], cwd, name)
+            values[name] = key
+            if problem:
+                problems.append(problem)
     _pair(values, problems, "REGISTRY_USER", "REGISTRY_PASSWORD")
     _pair(values, problems, "REGISTRY_PULL_USER", "REGISTRY_PULL_PASSWORD")
     if values.get("DB_PASSWORD") and not values.get("DATABASE_URL"):
@@ -267,15 +270,15 @@ def load_settings(defaults: Mapping, environ: Mapping[str, str], groups=("host",
     )
 
 
-def _resolve_key(value: str, cwd: Path):
-    """STAGING_SSH_KEY holds the key itself or a path to it; return (key text, problem)."""
+def _resolve_key(value: str, cwd: Path, name: str):
+    """An SSH key setting holds the key itself or a path to it; return (key text, problem)."""
     if "PRIVATE KEY-----" in value:
         return value.strip() + "\n", None
     path = Path(os.path.expanduser(value.strip()))
     if not path.is_absolute():
         path = cwd / path
     if not path.is_file():
-        return None, ("STAGING_SSH_KEY is neither a private key (-----BEGIN ... PRIVATE KEY-----) "
+        return None, (f"{name} is neither a private key (-----BEGIN ... PRIVATE KEY-----) "
                       "nor a readable file")
     return path.read_text(), None
 

@@ -66,15 +66,17 @@ def pinned_host_keys(known_hosts: str, host: str, port: int) -> paramiko.HostKey
     return keys
 
 
-def connect(settings) -> Connection:
-    """Open the deploy's SSH connection, refusing any host key that is not pinned."""
+def connect(settings, user: str = None, private_key: str = None) -> Connection:
+    """Open an SSH connection (as the deploy user unless told otherwise), refusing any host key
+    that is not pinned."""
     host, port = settings.STAGING_HOST, settings.STAGING_PORT
+    user = user or settings.STAGING_USER
     pinned = pinned_host_keys(settings.STAGING_KNOWN_HOSTS, host, port)
     conn = Connection(
-        host, user=settings.STAGING_USER, port=port,
+        host, user=user, port=port,
         config=Config(overrides={"load_ssh_configs": False}),
         connect_timeout=settings.connect_timeout,
-        connect_kwargs={"pkey": load_private_key(settings.STAGING_SSH_KEY),
+        connect_kwargs={"pkey": load_private_key(private_key or settings.STAGING_SSH_KEY),
                         "look_for_keys": False, "allow_agent": False,
                         "banner_timeout": settings.connect_timeout,
                         "auth_timeout": settings.connect_timeout},
@@ -98,7 +100,7 @@ def connect(settings) -> Connection:
                 f"host key of {name} is not pinned in STAGING_KNOWN_HOSTS (the server offered a key "
                 f"type that is not pinned). Nothing was run. Verify and re-pin it: "
                 f"`{keyscan_hint(host, port)}`") from None
-        raise DeployError(f"SSH to {settings.STAGING_USER}@{name} failed: {exc}") from None
+        raise DeployError(f"SSH to {user}@{name} failed: {exc}") from None
     except OSError as exc:
         raise DeployError(f"cannot reach {name} over SSH: {exc}") from None
     conn.transport.set_keepalive(KEEPALIVE_SECONDS)
@@ -114,14 +116,16 @@ def connect(settings) -> Connection:
 class HostSession:
     """The one SSH connection of a deploy, and the Runner on it; can reconnect after a drop."""
 
-    def __init__(self, settings, reporter):
+    def __init__(self, settings, reporter, user: str = None, private_key: str = None):
         self.settings = settings
         self.reporter = reporter
+        self.user = user or settings.STAGING_USER
+        self.private_key = private_key
         self.conn = None
         self.runner = None
 
     def __enter__(self):
-        with self.reporter.step(f"connect to {self.settings.STAGING_USER}@{self.settings.STAGING_HOST}:"
+        with self.reporter.step(f"connect to {self.user}@{self.settings.STAGING_HOST}:"
                                 f"{self.settings.STAGING_PORT} (pinned host key)"):
             self._open()
         return self
@@ -130,7 +134,7 @@ class HostSession:
         self.close()
 
     def _open(self):
-        self.conn = connect(self.settings)
+        self.conn = connect(self.settings, self.user, self.private_key)
         self.runner = Runner(self.conn, "remote", False, self.reporter.say,
                              timeout=self.settings.command_timeout)
 
@@ -157,6 +161,10 @@ class HostSession:
                 self.conn.close()
             except Exception:  # closing a dead connection may fail; it is closed either way
                 pass
+
+
+def upload_file(conn: Connection, path: str, local_path: str) -> None:
+    conn.sftp().put(local_path, path)
 
 
 def upload_text(conn: Connection, path: str, text: str, mode: int = 0o600) -> None:

@@ -237,9 +237,9 @@ def ensure_staging_host(testbed_id):
     wait_for("staging host sshd", ssh_banner, 30)
 
 
-def ssh_banner() -> bool:
+def ssh_banner(port=SSH_PORT) -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", SSH_PORT), timeout=1) as conn:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
             return conn.recv(4).startswith(b"SSH-")
     except OSError:
         return False
@@ -258,10 +258,35 @@ def stand_in_ref(local: str) -> str:
     return f"localhost:{REGISTRY_PORT}/testbed/{local.split('/', 1)[1]}"
 
 
-def known_hosts_line() -> str:
+def known_hosts_line(container=HOST, port=SSH_PORT) -> str:
     """The host's own public key, read from inside it (not from the network), as known_hosts."""
-    key = sh("docker", "exec", HOST, "cat", "/etc/ssh/ssh_host_ed25519_key.pub").split()
-    return f"[127.0.0.1]:{SSH_PORT} {key[0]} {key[1]}"
+    key = sh("docker", "exec", container, "cat", "/etc/ssh/ssh_host_ed25519_key.pub").split()
+    return f"[127.0.0.1]:{port} {key[0]} {key[1]}"
+
+
+BARE_HOST = "cm-testbed-bare"
+BARE_SSH_PORT = int(os.environ.get("TESTBED_BARE_SSH_PORT", "2223"))
+
+
+def start_bare_host() -> dict:
+    """A fresh server for `staging.setup` tests: sshd, sudo, user `admin`, no Docker. Returns
+    the settings that reach it (admin key path, host key pin)."""
+    sh("docker", "build", "--quiet", "--label", LABEL, "-t", "cm-testbed/bare-host",
+       HERE / "images" / "bare-host")
+    key = STATE / "admin_key"
+    if not key.exists():
+        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "testbed-admin", "-f", key)
+    sh("docker", "rm", "-f", BARE_HOST, check=False)
+    sh("docker", "run", "-d", "--name", BARE_HOST, "--label", LABEL, "--network", NETWORK,
+       "--init", "-p", f"127.0.0.1:{BARE_SSH_PORT}:22",
+       "-v", f"{key}.pub:/home/admin/.ssh/authorized_keys:ro", *DIND_FLAGS, "cm-testbed/bare-host")
+    wait_for("bare host sshd", lambda: ssh_banner(BARE_SSH_PORT), 30)
+    return {"STAGING_PORT": str(BARE_SSH_PORT), "SETUP_USER": "admin", "SETUP_SSH_KEY": str(key),
+            "STAGING_KNOWN_HOSTS": known_hosts_line(BARE_HOST, BARE_SSH_PORT)}
+
+
+def remove_bare_host():
+    sh("docker", "rm", "-f", "-v", BARE_HOST, check=False)
 
 
 def write_env_file(creds, known_hosts):

@@ -5,10 +5,6 @@
 # Idempotent: a machine that already has a running engine and Compose v2 is left alone.
 set -euo pipefail
 
-COMPOSE_VERSION="2.26.1-4"
-CACHE_DIR="${TESTBED_CACHE:-$(cd "$(dirname "$0")" && pwd)/.cache}"
-mkdir -p "$CACHE_DIR"
-
 log() { printf '[install-host] %s\n' "$*"; }
 
 need_apt=()
@@ -23,22 +19,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-# Compose v2: bookworm only has v1, so fetch trixie's v2 plugin with a private apt state,
-# which leaves the machine's own sources (and upgrade path) untouched.
-compose_deb="$CACHE_DIR/docker-compose_${COMPOSE_VERSION}_$(dpkg --print-architecture).deb"
-if ! docker compose version 2>/dev/null | grep -q 'v\?2\.' && [ ! -f "$compose_deb" ]; then
-  log "downloading docker-compose $COMPOSE_VERSION from trixie"
-  apt_dir="$CACHE_DIR/apt-trixie"
-  mkdir -p "$apt_dir/lists/partial"
-  echo "deb http://deb.debian.org/debian trixie main" > "$apt_dir/sources.list"
-  apt_opts=(-o "Dir::Etc::sourcelist=$apt_dir/sources.list" -o "Dir::Etc::sourceparts=-"
-            -o "Dir::State::Lists=$apt_dir/lists" -o "APT::Get::List-Cleanup=0" -o "APT::Sandbox::User=root")
-  apt-get "${apt_opts[@]}" update -qq
-  (cd "$CACHE_DIR" && apt-get "${apt_opts[@]}" download "docker-compose=$COMPOSE_VERSION" >/dev/null)
-fi
-if ! docker compose version >/dev/null 2>&1; then
-  log "installing Compose v2 plugin"
-  dpkg -i "$compose_deb" >/dev/null
+# Compose v2: bookworm only has v1; trixie's plugin package installs on it (compose-deb.sh).
+if ! docker compose version 2>/dev/null | grep -q ' v\?2\.'; then
+  log "installing the Compose v2 plugin from trixie"
+  dpkg -i "$(bash "$(dirname "$0")/compose-deb.sh")" >/dev/null
 fi
 
 if ! docker info >/dev/null 2>&1; then

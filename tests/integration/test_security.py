@@ -1,0 +1,140 @@
+"""SSH pinning, secrets that never leak, notifications: against the real testbed."""
+import json
+import subprocess
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from dotenv import dotenv_values
+
+import testbed
+from tests.conftest import ROOT
+from tests.integration.conftest import deploy, health, release, staging_host
+
+
+class Receiver(BaseHTTPRequestHandler):
+    """A webhook endpoint on 127.0.0.1 that records what it is sent (after `delay` seconds)."""
+    received = []
+    delay = 0.0
+
+    def do_POST(self):
+        time.sleep(Receiver.delay)
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        Receiver.received.append((self.path, json.loads(body)))
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def webhook():
+    Receiver.received, Receiver.delay = [], 0.0
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hooks/T000/B000/canary-{uuid.uuid4().hex}"
+    server.shutdown()
+
+
+class ProcessWatcher:
+    """Samples every command line on the staging host and on this machine while a deploy runs."""
+
+    def __init__(self):
+        self.seen, self.running = set(), True
+        self.thread = threading.Thread(target=self.sample, daemon=True)
+
+    def sample(self):
+        while self.running:
+            for argv in (["docker", "exec", testbed.HOST, "ps", "-eww", "-o", "args="],
+                         ["ps", "-eww", "-o", "args="]):
+                out = subprocess.run(argv, capture_output=True, text=True).stdout
+                self.seen.update(out.splitlines())
+            time.sleep(0.1)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.running = False
+        self.thread.join()
+
+
+def test_no_secret_reaches_output_command_lines_host_files_or_images(testbed_env, webhook):
+    canary = {"JWT_SECRET": f"jwt-canary-{uuid.uuid4().hex}", "STAGING_WEBHOOK_URL": webhook}
+    secrets = dict(canary)
+    file_values = dotenv_values(testbed.ENV_FILE)
+    for name in ("REGISTRY_PASSWORD", "REGISTRY_PULL_PASSWORD", "DB_PASSWORD"):
+        secrets[name] = file_values[name]
+    secrets["STAGING_SSH_KEY"] = (testbed.STATE / "deploy_key").read_text().splitlines()[1]
+
+    good, bad = release("secret-good"), release("secret-bad", fault="health-500")
+    with ProcessWatcher() as watcher:
+        ok = deploy(testbed_env, good, **canary)
+        failed = deploy(testbed_env, bad, HEALTH_TIMEOUT="6", **canary)
+    assert ok.returncode == 0, ok.output
+    assert failed.returncode == 1 and "rolled back" in failed.output
+    assert len(watcher.seen) > 20  # the watcher really saw the deploys' processes
+
+    host_files = staging_host("sh", "-c", "cat /opt/classroom-manager/ledger.jsonl "
+                              "/opt/classroom-manager/deploy.lock.json 2>/dev/null; true")
+    images = ""
+    for service in ("backend", "frontend"):
+        ref = f"localhost:5000/testbed/classroom-manager-{service}:staging-{good}"
+        images += subprocess.run(["docker", "image", "inspect", ref], capture_output=True, text=True).stdout
+        images += subprocess.run(["docker", "history", "--no-trunc", ref], capture_output=True,
+                                 text=True).stdout
+    tracked = subprocess.run(["git", "grep", "-I", "-l", "-e", secrets["DB_PASSWORD"], "-e",
+                              secrets["REGISTRY_PASSWORD"], "HEAD"], cwd=ROOT,
+                             capture_output=True, text=True).stdout
+    places = {"deploy output": ok.output + failed.output,
+              "command lines (host and local)": "\n".join(watcher.seen),
+              "ledger and lock note on the host": host_files,
+              "images": images, "repository": tracked}
+    for where, text in places.items():
+        for name, value in secrets.items():
+            assert value not in text, f"{name} leaked into {where}"
+    # and the .env that carries them is private to the deploy user
+    mode = staging_host("stat", "-c", "%a %U", f"/opt/classroom-manager/releases/{good}/.env")
+    assert mode.split() == ["600", "deploy"]
+    assert staging_host("stat", "-c", "%a", "/opt/classroom-manager").strip() == "700"
+
+
+def test_webhook_hears_success_and_failure(testbed_env, webhook):
+    good, bad = release("hook-good"), release("hook-bad", fault="crash")
+    assert deploy(testbed_env, good, STAGING_WEBHOOK_URL=webhook).returncode == 0
+    assert deploy(testbed_env, bad, STAGING_WEBHOOK_URL=webhook).returncode == 1
+    results = [(body["attachments"][0]["fields"][0]["value"], body["attachments"][0]["fields"][1]["value"])
+               for _, body in Receiver.received]
+    assert results == [(good, "succeeded"), (bad, "failed")]
+    failure = Receiver.received[1][1]
+    assert "rolled back to" in failure["text"]
+    assert {f["title"] for f in failure["attachments"][0]["fields"]} >= {"sha", "result", "duration",
+                                                                         "url", "cause"}
+
+
+def test_a_slow_webhook_does_not_hold_up_or_fail_the_deploy(testbed_env, webhook):
+    Receiver.delay = 30
+    result = deploy(testbed_env, release("hook-slow"), STAGING_WEBHOOK_URL=webhook)
+    assert result.returncode == 0, result.output
+    assert "warning: the webhook notification failed (ReadTimeout)" in result.stdout
+    assert health()[1]["data"]["version"] in result.stdout
+
+
+def test_changed_host_key_is_refused_before_any_remote_command(testbed_env):
+    staging_host("sh", "-c", "rm -f /etc/ssh/ssh_host_* && ssh-keygen -A >/dev/null && "
+                 "kill -HUP $(cat /run/sshd.pid)", user="root")
+    try:
+        result = deploy(testbed_env, release("rekeyed"))
+        assert result.returncode == 1
+        assert "does NOT match STAGING_KNOWN_HOSTS" in result.stderr
+        assert f"ssh-keyscan -p {testbed.SSH_PORT} 127.0.0.1" in result.stderr
+        assert "--> take the deploy lock" not in result.stdout
+    finally:
+        testbed.up()   # pins the new key in .env.testbed
+    assert deploy(testbed_env, release("re-pinned")).returncode == 0
