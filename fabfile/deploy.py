@@ -103,6 +103,8 @@ def publish_images(settings, sha, local: Runner, reporter: Reporter, rebuild: bo
             return local_digests(settings, refs, local)
     for service in settings.services:
         with reporter.step(f"build {service.name} from {sha[:12]}"):
+            # the previous image, as a layer cache (absent on a first build: that is fine)
+            local.run(images.pull(images.latest_ref(settings, service.name)), check=False)
             local.run(images.build(settings, service, sha), f"build of {service.name}")
         with reporter.step(f"push {service.name}"):
             local.run(images.push(refs[service.name]), f"push of {refs[service.name]}")

@@ -24,11 +24,17 @@ def latest_ref(settings, service: str) -> str:
 
 
 def build(settings, service, sha: str) -> Command:
-    """Build one service's image from the commit's tree and tag it staging-<sha> and staging-latest."""
+    """Build one service's image from the commit's tree and tag it staging-<sha> and staging-latest.
+
+    Layers of the last pushed image (staging-latest, pulled first when possible) are reused, so a
+    fresh CI runner does not rebuild what did not change; the inline cache metadata makes that
+    work under BuildKit too."""
     tree = sha if service.context in ("", ".") else f"{sha}:{service.context}"
     return pipe(
         cmd("git", "archive", "--format=tar", tree),
         cmd("docker", "build", "--quiet",
+            "--cache-from", latest_ref(settings, service.name),
+            "--build-arg", "BUILDKIT_INLINE_CACHE=1",
             "--label", f"{PROJECT_LABEL}={settings.project}",
             "--label", f"{SHA_LABEL}={sha}",
             "--build-arg", f"GIT_SHA={sha}",
