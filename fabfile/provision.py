@@ -19,6 +19,15 @@ def sudo(*argv, stdin=None):
     return cmd("sudo", "-n", *argv, stdin=stdin)
 
 
+DOCKERD_PATH = sudo("sh", "-c", "command -v dockerd")   # sudo's PATH has the sbin folders
+
+
+def start_docker(dockerd: str):
+    """systemd; SysV init; no init system at all (a container): dockerd in the background."""
+    return (sudo("systemctl", "start", "docker"), sudo("service", "docker", "start"),
+            sudo("start-stop-daemon", "--start", "--background", "--oknodo", "--exec", dockerd))
+
+
 def apt_install(*packages):
     return sudo("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q",
                 "--no-install-recommends", *packages)
@@ -42,14 +51,15 @@ def setup_host(settings, runner, reporter, compose_deb=None, upload=None) -> str
             raise DeployError("staging.setup supports Debian and Ubuntu hosts only")
 
     with reporter.step("Docker Engine"):
-        if runner.run(cmd("sh", "-c", "command -v dockerd"), check=False).ok:
+        dockerd = runner.run(DOCKERD_PATH, check=False).stdout.strip()
+        if dockerd:
             reporter.note("already installed")
         else:
             runner.run(sudo("apt-get", "update", "-q"), "apt-get update")
             runner.run(apt_install("docker.io", "curl", "ca-certificates"), "installing docker.io")
+            dockerd = runner.run(DOCKERD_PATH, "finding dockerd").stdout.strip()
         if not runner.run(sudo("docker", "info"), check=False).ok:
-            started = runner.run(sudo("systemctl", "start", "docker"), check=False).ok or \
-                runner.run(sudo("service", "docker", "start"), check=False).ok
+            started = any(runner.run(start, check=False).ok for start in start_docker(dockerd))
             if not started or not wait_for_docker(runner):
                 raise DeployError("the Docker engine does not start: see `journalctl -u docker` on the host")
 
