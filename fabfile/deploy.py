@@ -56,10 +56,11 @@ def deploy_staging(settings, sha: str, ctx, reporter: Reporter, rebuild=False, d
                 except BaseException as failure:
                     recover(failure, settings, sha, previous, host, lock, start, began, reporter,
                             summary)
-                host.runner.run(ledger.append(end_event(
-                    start["id"], "succeeded", time.monotonic() - began, images=summary.images,
-                    backup=summary.backup)))
-                prune_after_success(host.runner, settings, sha, previous, reporter)
+                with shielded(reporter.say):  # the release is live: record it, whatever comes
+                    host.runner.run(ledger.append(end_event(
+                        start["id"], "succeeded", time.monotonic() - began, images=summary.images,
+                        backup=summary.backup)))
+                    prune_after_success(host.runner, settings, sha, previous, reporter)
         summary.result = "succeeded"
         return summary
     except Interrupted as exc:

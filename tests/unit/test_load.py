@@ -1,0 +1,46 @@
+"""The load generator used by the zero-downtime tests and `inv bench`."""
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from testbed.load import SteadyLoad, stats
+
+
+def test_stats_count_failures_and_the_longest_gap_without_success():
+    results = [(0.0, 0.1, True), (0.2, 0.3, False), (0.4, 2.1, False), (2.2, 2.3, True)]
+    summary = stats(results, started=0.0, stopped=2.5)
+    assert (summary.sent, summary.failed) == (4, 2)
+    assert summary.longest_gap == pytest.approx(2.2)
+
+
+def test_no_success_at_all_is_one_long_gap():
+    assert stats([(0.0, 1.0, False)], 0.0, 3.0).longest_gap == 3.0
+
+
+class Ok(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_steady_load_is_bounded_and_counts_answers():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Ok)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        load = SteadyLoad(f"http://127.0.0.1:{server.server_address[1]}/", rate=50, max_seconds=1)
+        with load:
+            load.thread.join(5)      # ends by itself at max_seconds
+        summary = load.stop()
+    finally:
+        server.shutdown()
+    assert 40 <= summary.sent <= 51 and summary.failed == 0
+
+
+def test_load_only_goes_to_loopback():
+    with pytest.raises(ValueError, match="loopback"):
+        SteadyLoad("http://10.0.0.1/")
