@@ -201,6 +201,14 @@ def testbed_down(c, images=False):
     testbed_lib.down(remove_images=images)
 
 
+@task(help={"runs": "runs of each scenario (median reported; default 5)"})
+@user_errors
+def bench(c, runs=5):
+    """Benchmark the story's original pipeline against ours on the testbed -> docs/BENCHMARKS.md."""
+    from testbed.bench import main
+    print(main(int(runs)))
+
+
 deploy = Collection("deploy")
 for deploy_task in (staging, rollback, status, history_, unlock):
     deploy.add_task(deploy_task)
@@ -209,4 +217,4 @@ staging_hosts.add_task(setup)
 testbed = Collection("testbed")
 testbed.add_task(testbed_up)
 testbed.add_task(testbed_down)
-namespace = Collection(deploy, staging_hosts, testbed)
+namespace = Collection(deploy, staging_hosts, testbed, bench)

@@ -38,6 +38,9 @@ VOLUMES = ("cm-testbed-registry-data", "cm-testbed-staging-docker")
 REGISTRY_PORT = 5000
 SSH_PORT = int(os.environ.get("TESTBED_SSH_PORT", "2222"))
 HTTP_PORT = int(os.environ.get("TESTBED_HTTP_PORT", "8080"))
+BASELINE_HTTP_PORT = int(os.environ.get("TESTBED_BASELINE_HTTP_PORT", "8081"))  # `inv bench`
+# Bumped when the containers' run arguments change, so `up` replaces older ones.
+LAYOUT = "2"
 BASE_IMAGE = "cm-testbed/bookworm"
 # Built here, pushed to the testbed registry: stand-ins for postgres:16-alpine and redis:7-alpine.
 STAND_INS = {"postgres": "cm-testbed/postgres:15", "redis": "cm-testbed/redis:7"}
@@ -170,7 +173,7 @@ def replace_foreign_testbed(testbed_id):
     for name in (REGISTRY, HOST):
         out = subprocess.run(["docker", "inspect", "--format", '{{index .Config.Labels "cm-testbed.id"}}',
                               name], capture_output=True, text=True)
-        if out.returncode == 0 and out.stdout.strip() != testbed_id:
+        if out.returncode == 0 and out.stdout.strip() != f"{testbed_id}-{LAYOUT}":
             log("found a testbed made with other credentials; replacing it")
             remove_resources()
             return
@@ -193,7 +196,8 @@ def ensure_container(name, run_args, testbed_id):
     if ok("docker", "inspect", name):
         sh("docker", "start", name)
         return
-    sh("docker", "run", "-d", "--name", name, "--label", LABEL, "--label", f"cm-testbed.id={testbed_id}",
+    sh("docker", "run", "-d", "--name", name, "--label", LABEL,
+       "--label", f"cm-testbed.id={testbed_id}-{LAYOUT}",
        "--network", NETWORK, *run_args)
 
 
@@ -220,6 +224,7 @@ def ensure_staging_host(testbed_id):
     # --init: an init that reaps orphans (dockerd as PID 1 leaves zombies behind)
     args = ["--hostname", "staging", "--init", "--restart", "unless-stopped",
             "-p", f"127.0.0.1:{SSH_PORT}:22", "-p", f"127.0.0.1:{HTTP_PORT}:80",
+            "-p", f"127.0.0.1:{BASELINE_HTTP_PORT}:81",
             "-v", f"{VOLUMES[1]}:/var/lib/docker",
             "-v", f"{STATE / 'deploy_key.pub'}:/home/deploy/.ssh/authorized_keys:ro",
             "cm-testbed/staging-host"]

@@ -2,17 +2,24 @@
 
 `SteadyLoad` sends one GET every 1/rate seconds from a background thread (each on a small
 worker pool, so a slow answer does not delay the schedule) until stopped, and never for longer
-than `max_seconds`. `LoadStats` counts failed requests (non-200 or no answer) and the longest
-time without a successful answer.
+than `max_seconds`. `stats` counts failed requests (non-200 or no answer) and the longest time
+without a successful answer; each result also keeps the `version` a health body reported.
 """
 import concurrent.futures
 import threading
 import time
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import List, NamedTuple, Optional
 from urllib.parse import urlparse
 
 import requests
+
+
+class Answer(NamedTuple):
+    sent: float          # time.time() when sent
+    done: float          # time.time() when answered (or failed)
+    ok: bool             # HTTP 200
+    version: Optional[str] = None
 
 
 @dataclass
@@ -20,17 +27,25 @@ class LoadStats:
     sent: int
     failed: int
     longest_gap: float        # seconds without a successful answer, edges of the run included
+    last_failure: Optional[float] = None   # seconds from the start to the last failed answer
 
     def line(self) -> str:
         return f"{self.sent} requests, {self.failed} failed, longest gap {self.longest_gap:.2f}s"
 
 
-def stats(results: List[Tuple[float, float, bool]], started: float, stopped: float) -> LoadStats:
-    """results: (sent at, answered at, ok) per request."""
-    successes = sorted(done for _, done, ok in results if ok)
+def stats(results: List[Answer], started: float, stopped: float) -> LoadStats:
+    successes = sorted(a.done for a in results if a.ok)
+    failures = [a.done for a in results if not a.ok]
     edges = [started] + successes + [stopped]
-    gap = max(b - a for a, b in zip(edges, edges[1:])) if len(edges) > 1 else 0.0
-    return LoadStats(len(results), sum(1 for _, _, ok in results if not ok), gap)
+    gap = max(b - a for a, b in zip(edges, edges[1:]))
+    return LoadStats(len(results), len(failures), gap,
+                     (max(failures) - started) if failures else None)
+
+
+def first_serving(results: List[Answer], version: str, after: float) -> Optional[float]:
+    """When `version` first answered 200 after `after` (time.time()), or None."""
+    times = [a.done for a in results if a.ok and a.version == version and a.done >= after]
+    return min(times) if times else None
 
 
 class SteadyLoad:
@@ -39,7 +54,7 @@ class SteadyLoad:
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError(f"load only goes to loopback addresses, not {host}")
         self.url, self.rate, self.max_seconds, self.timeout = url, rate, max_seconds, timeout
-        self.results: List[Tuple[float, float, bool]] = []
+        self.results: List[Answer] = []
         self.lock = threading.Lock()
         self.stop_event = threading.Event()
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=32)
@@ -47,25 +62,30 @@ class SteadyLoad:
         self.started = self.stopped = 0.0
 
     def _one(self):
-        sent = time.monotonic()
+        sent, version = time.time(), None
         try:
-            ok = requests.get(self.url, timeout=self.timeout).status_code == 200
+            response = requests.get(self.url, timeout=self.timeout)
+            ok = response.status_code == 200
+            try:
+                version = response.json()["data"]["version"]
+            except (ValueError, KeyError, TypeError):
+                pass
         except requests.RequestException:
             ok = False
         with self.lock:
-            self.results.append((sent, time.monotonic(), ok))
+            self.results.append(Answer(sent, time.time(), ok, version))
 
     def _schedule(self):
         interval = 1.0 / self.rate
-        deadline = self.started + self.max_seconds
-        tick = self.started
+        deadline = time.monotonic() + self.max_seconds
+        tick = time.monotonic()
         while not self.stop_event.is_set() and tick < deadline:
             self.pool.submit(self._one)
             tick += interval
             self.stop_event.wait(max(0.0, tick - time.monotonic()))
 
     def __enter__(self):
-        self.started = time.monotonic()
+        self.started = time.time()
         self.thread.start()
         return self
 
@@ -77,6 +97,6 @@ class SteadyLoad:
             self.stop_event.set()
             self.thread.join()
             self.pool.shutdown(wait=True)
-            self.stopped = time.monotonic()
+            self.stopped = time.time()
         with self.lock:
             return stats(list(self.results), self.started, self.stopped)

@@ -4,18 +4,26 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from testbed.load import SteadyLoad, stats
+from testbed.load import Answer, SteadyLoad, first_serving, stats
 
 
 def test_stats_count_failures_and_the_longest_gap_without_success():
-    results = [(0.0, 0.1, True), (0.2, 0.3, False), (0.4, 2.1, False), (2.2, 2.3, True)]
+    results = [Answer(0.0, 0.1, True), Answer(0.2, 0.3, False), Answer(0.4, 2.1, False),
+               Answer(2.2, 2.3, True)]
     summary = stats(results, started=0.0, stopped=2.5)
     assert (summary.sent, summary.failed) == (4, 2)
     assert summary.longest_gap == pytest.approx(2.2)
+    assert summary.last_failure == pytest.approx(2.1)
 
 
 def test_no_success_at_all_is_one_long_gap():
-    assert stats([(0.0, 1.0, False)], 0.0, 3.0).longest_gap == 3.0
+    assert stats([Answer(0.0, 1.0, False)], 0.0, 3.0).longest_gap == 3.0
+
+
+def test_first_serving_finds_when_a_version_took_over():
+    results = [Answer(0, 1, True, "a"), Answer(1, 2, True, "b"), Answer(2, 3, True, "b")]
+    assert first_serving(results, "b", after=0) == 2
+    assert first_serving(results, "c", after=0) is None
 
 
 class Ok(BaseHTTPRequestHandler):
