@@ -52,3 +52,19 @@ def test_steady_load_is_bounded_and_counts_answers():
 def test_load_only_goes_to_loopback():
     with pytest.raises(ValueError, match="loopback"):
         SteadyLoad("http://10.0.0.1/")
+
+
+def test_bench_report_puts_baseline_and_ours_side_by_side():
+    from testbed.bench import Bench, Run
+    bench = Bench(runs=3, say=lambda text: None)
+    for wall in (30.0, 32.0, 31.0):
+        bench.record("good release", "baseline", Run(wall, 120, 2.5, extra={"pull": 0.5, "to-healthy": 3.0}))
+    for wall in (9.0, 10.0, 11.0):
+        bench.record("good release", "ours", Run(wall, 0, 0.1))
+    bench.record("broken: crash", "ours", Run(12.0, 0, 0.1, recovered=0.0, extra={"detect": 0.6}))
+    table = bench.report(took=600)
+    assert "| good release | wall time until the command exits | 31.0s | 10.0s |" in table
+    assert "| good release | failed requests | 120 | 0 |" in table
+    assert "| broken: crash | previous release answers again after | never (no rollback) | 0.0s |" in table
+    assert "= **6.5s**" in table     # 10.0 - 0.5 - 3.0
+    assert "Medians of 3 runs" in table
