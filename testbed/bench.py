@@ -146,11 +146,14 @@ class Bench:
                 run.extra["pull"] = marks["up"] - marks["pull"]
                 run.extra["to-healthy"] = healthy - marks["up"]
         self.record(scenario, "baseline", run)
-        if scenario != "good release":   # the original has no rollback: put a good one back
+        if scenario == "good release":
+            self.baseline_good = sha
+        else:
             self.restore_baseline()
 
     def restore_baseline(self):
-        self.point_latest_at(self.good[0])
+        """The original has no rollback: put the good release that ran before back, untimed."""
+        self.point_latest_at(self.baseline_good)
         on_host(f"cd {BASELINE_DIR} && docker compose pull -q && docker compose up -d --wait")
 
     def prepare_baseline(self):
@@ -185,16 +188,21 @@ class Bench:
                 raise RuntimeError("could not deploy a bench release")
         for sha in broken.values():   # builds and pushes them; each is rolled back
             inv("deploy.staging", "--sha", sha, env=self.env)
+        self.baseline_good = self.good[0]
         self.prepare_baseline()
+        running = {"baseline": self.good[0], "ours": self.good[1]}
         for i in range(self.runs):
             self.say(f"run {i + 1} of {self.runs}")
-            target = self.good[i % 2]
-            self.baseline("good release", target)
-            self.ours("good release", target)
+            # a good release is always a real change: the good one that is not running
+            for side, deploy in (("baseline", self.baseline), ("ours", self.ours)):
+                target = self.good[1] if running[side] == self.good[0] else self.good[0]
+                deploy("good release", target)
+                running[side] = target
             for scenario, sha in broken.items():
                 self.baseline(scenario, sha)
                 self.ours(scenario, sha)
-            self.ours_rollback()
+            self.ours_rollback()   # back to the good release before the current one
+            running["ours"] = self.good[1] if running["ours"] == self.good[0] else self.good[0]
         on_host(f"cd {BASELINE_DIR} && docker compose down")
         return self.report(time.monotonic() - started)
 
