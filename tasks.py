@@ -23,7 +23,7 @@ from fabfile.host import HostSession, upload_file
 from fabfile.images import commit_exists
 from fabfile.lock import break_lock
 from fabfile.provision import setup_host
-from fabfile.report import Reporter
+from fabfile.report import Reporter, redact
 from fabfile.rollback import rollback_staging
 from fabfile.status import history, read_status, render_history, render_status
 
@@ -37,7 +37,7 @@ def user_errors(function):
         try:
             return function(*args, **kwargs)
         except DeployError as exc:
-            raise Exit(f"error: {exc}", code=1) from None
+            raise Exit(redact(f"error: {exc}"), code=1) from None
         except KeyboardInterrupt:
             raise Exit("interrupted", code=130) from None
     return wrapper

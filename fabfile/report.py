@@ -10,18 +10,26 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
+# Every secret any Reporter was given, so the final error line of a task is redacted as well.
+KNOWN_SECRETS = set()
+
+
+def redact(text: str, secrets=None) -> str:
+    for secret in sorted(KNOWN_SECRETS if secrets is None else secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
 
 class Reporter:
     def __init__(self, secrets=(), stream=None, clock=time.monotonic):
         self.secrets = [s for s in secrets if s]
+        KNOWN_SECRETS.update(self.secrets)
         self.stream = stream or sys.stdout
         self.clock = clock
         self.started = clock()
 
     def redact(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
+        return redact(text, self.secrets)
 
     def elapsed(self) -> float:
         return self.clock() - self.started

@@ -17,6 +17,12 @@ def test_reporter_redacts_every_secret():
     assert out.getvalue() == "password *** and *** in one line\n"
 
 
+def test_secrets_of_every_reporter_are_redacted_from_final_errors():
+    from fabfile.report import redact
+    Reporter(["final-secret"], stream=io.StringIO())
+    assert redact("error: login failed for final-secret") == "error: login failed for ***"
+
+
 def test_step_reports_start_end_and_failure():
     out = io.StringIO()
     ticks = iter(range(100))
