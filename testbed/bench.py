@@ -18,6 +18,7 @@ from typing import Dict, List, Optional
 from dotenv import dotenv_values
 
 import testbed
+from testbed.commits import make_commit
 from testbed.load import SteadyLoad, first_serving
 
 ROOT = testbed.ROOT
@@ -35,35 +36,13 @@ class Run:
     extra: Dict[str, float] = field(default_factory=dict)
 
 
-def git(*args) -> str:
-    return subprocess.run(["git", *args], cwd=ROOT, check=True, capture_output=True,
-                          text=True).stdout.strip()
-
-
 def commit(label: str, fault: Optional[str] = None) -> str:
-    """A release commit off HEAD (working tree untouched), kept under refs/bench/."""
-    index = ROOT / ".git" / "bench-index"
-    env = dict(os.environ, GIT_INDEX_FILE=str(index))
+    """A release commit off HEAD with a fixed date, so reruns reuse its images."""
     files = {"app/backend/RELEASE": f"bench {label}\n"}
     if fault:
         files["app/backend/FAULT"] = fault + "\n"
-    subprocess.run(["git", "read-tree", "HEAD"], cwd=ROOT, env=env, check=True)
-    for path, content in files.items():
-        blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=ROOT, input=content,
-                              capture_output=True, text=True, check=True).stdout.strip()
-        subprocess.run(["git", "update-index", "--add", "--cacheinfo", f"100644,{blob},{path}"],
-                       cwd=ROOT, env=env, check=True)
-    tree = subprocess.run(["git", "write-tree"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          check=True).stdout.strip()
-    index.unlink(missing_ok=True)
-    sha = subprocess.run(["git", "commit-tree", tree, "-p", "HEAD", "-m", f"bench {label}"],
-                         cwd=ROOT, capture_output=True, text=True, check=True,
-                         env=dict(os.environ, GIT_AUTHOR_NAME="bench", GIT_AUTHOR_EMAIL="b@b",
-                                  GIT_COMMITTER_NAME="bench", GIT_COMMITTER_EMAIL="b@b",
-                                  GIT_AUTHOR_DATE="2026-01-01T00:00:00Z",
-                                  GIT_COMMITTER_DATE="2026-01-01T00:00:00Z")).stdout.strip()
-    git("update-ref", f"refs/bench/{label}", sha)
-    return sha
+    fixed = {"GIT_AUTHOR_DATE": "2026-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z"}
+    return make_commit(files, "HEAD", f"bench {label}", keep_as="bench", env_extra=fixed)
 
 
 def inv(*args, env) -> subprocess.CompletedProcess:

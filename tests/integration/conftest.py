@@ -14,6 +14,7 @@ import pytest
 import requests
 
 import testbed
+from testbed import commits
 from tests.conftest import ROOT
 
 APP_URL = f"http://127.0.0.1:{testbed.HTTP_PORT}"
@@ -36,28 +37,9 @@ def testbed_env():
     return env
 
 
-def git(*args, env=None):
-    return subprocess.run(["git", *args], cwd=ROOT, check=True, capture_output=True, text=True,
-                          env=env).stdout.strip()
-
-
 def make_commit(files: dict, parent: str = "HEAD", message: str = "test release") -> str:
     """A real commit (parent + changed files) made without touching the working tree or branch."""
-    index = ROOT / ".git" / f"test-index-{uuid.uuid4().hex}"
-    env = dict(os.environ, GIT_INDEX_FILE=str(index), GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="t@t",
-               GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="t@t")
-    try:
-        git("read-tree", parent, env=env)
-        for path, content in files.items():
-            blob = subprocess.run(["git", "hash-object", "-w", "--stdin"], cwd=ROOT, input=content,
-                                  capture_output=True, text=True, check=True).stdout.strip()
-            git("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
-        tree = git("write-tree", env=env)
-        sha = git("commit-tree", tree, "-p", git("rev-parse", parent), "-m", message, env=env)
-    finally:
-        index.unlink(missing_ok=True)
-    git("update-ref", f"refs/testbed/{sha}", sha)  # keep it from garbage collection
-    return sha
+    return commits.make_commit(files, parent, message)
 
 
 def release(label: str, fault: str = None, parent: str = "HEAD") -> str:
