@@ -22,7 +22,7 @@ from .ledger import ReleaseLedger, end_event, good_releases, merge, start_event,
 from .lock import held
 from .report import Reporter, Summary
 from .rollback import close_abandoned, restore_release
-from .running import RunningRelease, read_running, restart_counts, wait_for_release
+from .running import RunningRelease, containers, read_running, restart_counts, wait_for_release
 from .shell import Runner, cmd
 
 CONNECTION_ERRORS = (paramiko.SSHException, OSError, EOFError)
@@ -290,7 +290,7 @@ def prune_after_success(runner, settings, sha, previous, reporter) -> None:
             entries = merge(runner.run(ReleaseLedger(settings).read(), check=False).stdout)
             keep = {sha} | ({previous} if previous else set())
             keep |= set(good_releases(entries)[:settings.KEEP_RELEASES])
-            running = {c["Image"] for c in read_running(runner, settings).containers}
+            running = {c["Image"] for c in containers(runner, ComposeCommands(settings))}
             rows = prune.parse_images(runner.run(prune.project_images(settings)).stdout)
             refs = prune.choose_images(rows, keep, running)
             if refs:
