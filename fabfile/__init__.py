@@ -4,7 +4,7 @@ Read `deploy.py` first: it tells a deploy's story top to bottom. Then, by concer
 
 - config.py     settings from invoke.yaml, .env and the environment, validated once
 - shell.py      commands as data (`Command`) and the one place that runs them (`Runner`)
-- host.py       the SSH connection: pinned host key, keepalive, SFTP upload, reconnect
+- host.py       the SSH connection: pinned host key, liveness watch, SFTP upload, reconnect
 - images.py     build from a commit, tag, push, digests (local docker)
 - compose.py    compose commands on the host, and parsing what docker reports
 - running.py    what runs now, read from the containers; waiting for a release

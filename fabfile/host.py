@@ -1,4 +1,4 @@
-"""The SSH connection to the staging host: strict host-key pinning, key auth, timeouts, keepalive.
+"""The SSH connection to the staging host: strict host-key pinning, key auth, timeouts, liveness watch.
 
 One Connection serves a whole deploy. Paramiko's RejectPolicy plus the pinned keys from
 STAGING_KNOWN_HOSTS means an unknown or changed host key stops us before any remote command.
@@ -7,6 +7,7 @@ import io
 import logging
 import posixpath
 import socket
+import threading
 import time
 
 import paramiko
@@ -20,9 +21,12 @@ from .shell import Runner
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 logging.getLogger("paramiko").propagate = False
 
-KEEPALIVE_SECONDS = 5
-# A silent network drop is noticed in about 15 s: TCP keepalive probes while idle, and a cap on
-# how long sent data may stay unacknowledged while busy.
+# Every LIVENESS_INTERVAL seconds the server must answer an SSH request within LIVENESS_DEADLINE
+# seconds, or the connection is closed (so a silent drop or a frozen host is noticed in ~15 s).
+LIVENESS_INTERVAL = 5
+LIVENESS_DEADLINE = 10
+# TCP-level limits too, for direct connections: keepalive probes while idle, and a cap on how long
+# sent data may stay unacknowledged while busy.
 TCP_OPTIONS = [("TCP_KEEPIDLE", 5), ("TCP_KEEPINTVL", 2), ("TCP_KEEPCNT", 3),
                ("TCP_USER_TIMEOUT", 15000)]
 KEY_CLASSES = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
@@ -103,7 +107,7 @@ def connect(settings, user: str = None, private_key: str = None) -> Connection:
         raise DeployError(f"SSH to {user}@{name} failed: {exc}") from None
     except OSError as exc:
         raise DeployError(f"cannot reach {name} over SSH: {exc}") from None
-    conn.transport.set_keepalive(KEEPALIVE_SECONDS)
+    watch_liveness(conn.transport)
     sock = conn.transport.sock
     if isinstance(sock, socket.socket):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
@@ -111,6 +115,32 @@ def connect(settings, user: str = None, private_key: str = None) -> Connection:
             if hasattr(socket, name):
                 sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
     return conn
+
+
+def watch_liveness(transport, interval: float = LIVENESS_INTERVAL,
+                   deadline: float = LIVENESS_DEADLINE) -> threading.Thread:
+    """Close `transport` when the server stops answering; every command on it then fails at once.
+
+    TCP alone cannot tell: a proxy, load balancer or NAT in between keeps acknowledging our packets
+    after the host is gone or frozen. So, like OpenSSH's ServerAliveInterval, we ask the server
+    itself (`keepalive@openssh.com`, reply wanted; "success" or "failure" both prove it is there).
+    """
+    def ask(answered: threading.Event):
+        transport.global_request("keepalive@openssh.com", wait=True)
+        answered.set()
+
+    def watch():
+        while transport.is_active():
+            answered = threading.Event()
+            threading.Thread(target=ask, args=(answered,), daemon=True).start()
+            if not answered.wait(deadline):
+                transport.close()
+                return
+            time.sleep(interval)
+
+    watcher = threading.Thread(target=watch, name="ssh-liveness", daemon=True)
+    watcher.start()
+    return watcher
 
 
 class HostSession:

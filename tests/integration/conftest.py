@@ -4,9 +4,11 @@
 testbed up (installing the engine if needed) and later runs reuse it.
 """
 import os
+import queue
 import re
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
@@ -71,26 +73,53 @@ def health():
 
 
 class DeployProcess:
-    """`inv deploy.staging` running in the background, its output read line by line."""
+    """`inv deploy.staging` running in the background, its output read line by line.
+
+    A reader thread moves output lines into a queue, so a deploy that hangs without printing
+    fails the wait at its deadline instead of blocking the test.
+    """
 
     def __init__(self, env, sha, *extra, **settings):
         self.process = subprocess.Popen(
             [sys.executable, "-m", "invoke", "deploy.staging", "--sha", sha, *extra], cwd=ROOT,
             env=dict(env, **settings), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.lines = []
+        self._queue = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            self._queue.put(line)
+        self._queue.put(None)  # end of output
+
+    def _next_line(self, deadline):
+        try:
+            line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            return ""
+        if line is not None:
+            self.lines.append(line)
+        return line
 
     def wait_for_line(self, text, timeout=300):
-        """Read output until a line contains `text` (fail if the deploy ends first)."""
+        """Read output until a line contains `text`; fail if the deploy ends or the time is up."""
         deadline = time.monotonic() + timeout
-        for line in self.process.stdout:
-            self.lines.append(line)
+        while True:
+            line = self._next_line(deadline)
+            if line is None:
+                raise AssertionError(f"deploy ended without a line containing {text!r}:\n{self.output}")
             if text in line:
                 return line
-            assert time.monotonic() < deadline, f"no line with {text!r} within {timeout}s"
-        raise AssertionError(f"deploy ended without a line containing {text!r}:\n{self.output}")
+            assert time.monotonic() < deadline, (f"no line with {text!r} within {timeout}s:\n"
+                                                 f"{self.output}")
 
     def finish(self, timeout=300):
-        self.lines += self.process.stdout.readlines()
+        """Wait for the deploy to exit and collect the rest of its output."""
+        deadline = time.monotonic() + timeout
+        while self._next_line(deadline) is not None:
+            if time.monotonic() >= deadline:
+                self.process.kill()
+                raise AssertionError(f"deploy did not end within {timeout}s:\n{self.output}")
         self.process.wait(timeout)
         return self.process.returncode
 

@@ -7,6 +7,7 @@ import json
 import re
 import signal
 import subprocess
+import time
 
 import pytest
 
@@ -104,6 +105,25 @@ def test_ssh_connection_cut_mid_deploy(testbed_env, good):
     staging_host("sh", "-c", "pkill sshd; sleep 0.5; /usr/sbin/sshd", user="root")
     code = running.finish()
     assert "connection" in running.output
+    assert_recovered(testbed_env, code, running.output, previous, row)
+
+
+def test_silent_network_drop_is_noticed_in_seconds(testbed_env, good):
+    """The host freezes (no FIN, no RST; the port proxy in front of it keeps acknowledging TCP):
+    the deploy must notice within seconds, then roll back once the host is back."""
+    previous, row = good
+    running = DeployProcess(testbed_env, release("frozen", fault="slow-start:30"), HEALTH_TIMEOUT="120")
+    running.wait_for_line("--> wait until healthy")
+    subprocess.run(["docker", "pause", testbed.HOST], check=True, capture_output=True)
+    frozen_at = time.monotonic()
+    try:
+        line = running.wait_for_line(" failed: ", timeout=45)
+        noticed = time.monotonic() - frozen_at
+    finally:
+        subprocess.run(["docker", "unpause", testbed.HOST], check=True, capture_output=True)
+    print(f"TIMING frozen host noticed after {noticed:.1f}s")
+    assert "connection" in line.lower()
+    code = running.finish()
     assert_recovered(testbed_env, code, running.output, previous, row)
 
 

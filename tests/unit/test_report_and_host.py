@@ -1,10 +1,12 @@
 import io
+import threading
+import time
 
 import paramiko
 import pytest
 
 from fabfile.errors import ConfigError
-from fabfile.host import host_key_name, pinned_host_keys
+from fabfile.host import host_key_name, pinned_host_keys, watch_liveness
 from fabfile.report import Reporter, Summary
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
@@ -62,3 +64,48 @@ def test_pin_for_another_port_is_refused_with_the_fix():
 def test_garbage_pin_is_refused():
     with pytest.raises(ConfigError, match="not a known_hosts entry"):
         pinned_host_keys("hello world", "h", 22)
+
+
+class FakeTransport:
+    """Answers liveness requests until `frozen` is set; then, like a frozen host, never."""
+
+    def __init__(self):
+        self.active = True
+        self.frozen = threading.Event()
+        self.asked = 0
+        self.closed = threading.Event()
+
+    def is_active(self):
+        return self.active
+
+    def global_request(self, kind, wait):
+        assert kind == "keepalive@openssh.com" and wait
+        self.asked += 1
+        if self.frozen.is_set():
+            self.closed.wait()
+        return None  # OpenSSH answers "failure": still an answer
+
+    def close(self):
+        self.active = False
+        self.closed.set()
+
+
+def test_liveness_watch_keeps_an_answering_connection_and_closes_a_silent_one():
+    transport = FakeTransport()
+    watcher = watch_liveness(transport, interval=0.01, deadline=0.2)
+    deadline = time.monotonic() + 5
+    while transport.asked < 3:
+        assert watcher.is_alive() and time.monotonic() < deadline
+    assert transport.active
+    transport.frozen.set()
+    assert transport.closed.wait(5), "a connection whose server stopped answering was not closed"
+    watcher.join(5)
+    assert not watcher.is_alive()
+
+
+def test_liveness_watch_ends_with_the_connection():
+    transport = FakeTransport()
+    watcher = watch_liveness(transport, interval=0.01, deadline=5)
+    transport.active = False
+    watcher.join(5)
+    assert not watcher.is_alive() and not transport.closed.is_set()
