@@ -1,36 +1,75 @@
-"""Remote commands for the app's compose project on the staging host.
+"""Remote commands for the app's compose projects on the staging host.
+
+The stack is three compose projects: `<project>` (compose.yaml: postgres, redis and the `edge`
+proxy that owns the public port) and two app slots, `<project>-blue` and `<project>-green`
+(app.yaml: frontend, backend). A release starts in the idle slot beside the live one; the edge
+is switched to it once it is healthy. Which slot is live is written in `edge/live.conf`.
 
 Every compose call names the project, the compose file and the env file explicitly with
 absolute paths, so it never depends on the remote working directory. The files of every
-release are kept in `STAGING_DIR/releases/<sha>/`; the pair at the top of STAGING_DIR is the
-release that should be running.
+release are kept in `STAGING_DIR/releases/<sha>/`; the pair at the top of STAGING_DIR is what
+the stable project runs with.
 """
 import json
 import posixpath
 import re
+from typing import Iterable, List, Optional
 
 from .shell import Command, cmd
 
-COMPOSE_FILE = "compose.yaml"
+BASE_FILE = "compose.yaml"
+APP_FILE = "app.yaml"
 ENV_FILE = ".env"
-RELEASE_FILES = (COMPOSE_FILE, ENV_FILE)
+RELEASE_FILES = (BASE_FILE, APP_FILE, ENV_FILE)
+SLOTS = ("blue", "green")
+EDGE_SERVICE = "edge"
+EDGE_CONFIG = "nginx.conf"
+LIVE_FILE = "live.conf"
+PROJECT_LABEL = "com.docker.compose.project"
 
 
 def release_dir(settings, sha: str) -> str:
     return posixpath.join(settings.STAGING_DIR, "releases", sha)
 
 
-class ComposeCommands:
-    """Compose commands for the files in `directory` (default: the active pair in STAGING_DIR)."""
+def edge_dir(settings) -> str:
+    return posixpath.join(settings.STAGING_DIR, "edge")
 
-    def __init__(self, settings, directory: str = None):
+
+def slot_project(settings, slot: str) -> str:
+    return f"{settings.project}-{slot}"
+
+
+def other_slot(slot: Optional[str]) -> str:
+    """The slot a new release goes to: the one that is not live (blue when none is)."""
+    return "green" if slot == "blue" else "blue"
+
+
+def live_conf(slot: str) -> str:
+    """edge/live.conf that sends every request to `slot`."""
+    return f"set $app frontend-{slot}:80;\n"
+
+
+def parse_live_conf(text: str) -> Optional[str]:
+    match = re.search(r"frontend-(blue|green):", text or "")
+    return match.group(1) if match else None
+
+
+class ComposeCommands:
+    """Compose commands for the stable project (slot None) or an app slot, using the files in
+    `directory` (default: the pair at the top of STAGING_DIR)."""
+
+    def __init__(self, settings, directory: str = None, slot: str = None):
         self.settings = settings
+        self.slot = slot
         self.dir = directory or settings.STAGING_DIR
-        self.compose_path = posixpath.join(self.dir, COMPOSE_FILE)
+        self.project = slot_project(settings, slot) if slot else settings.project
+        self.compose_path = posixpath.join(self.dir, APP_FILE if slot else BASE_FILE)
         self.env_path = posixpath.join(self.dir, ENV_FILE)
 
     def _compose(self, *args) -> Command:
-        return cmd("docker", "compose", "-p", self.settings.project, "-f", self.compose_path,
+        slot = ("env", f"DEPLOY_SLOT={self.slot}") if self.slot else ()
+        return cmd(*slot, "docker", "compose", "-p", self.project, "-f", self.compose_path,
                    "--env-file", self.env_path, *args)
 
     def prepare_dir(self) -> Command:
@@ -40,26 +79,23 @@ class ComposeCommands:
     def pull(self) -> Command:
         return self._compose("pull", "--quiet")
 
-    def start_data_services(self) -> Command:
-        """Start (or leave running, if unchanged) the stateful services and wait until healthy."""
-        return self._compose("up", "-d", "--wait", *self.settings.data_services)
+    def up_stable(self) -> Command:
+        """Start (or leave running, if unchanged) the stable services and wait until healthy."""
+        return self._compose("up", "-d", "--wait", "--remove-orphans")
 
     def migrate(self) -> Command:
-        """Migrations as a one-off container of the new image, before the switch."""
+        """Migrations as a one-off container of the new image, before it gets traffic."""
         return self._compose("run", "--rm", "-T", "--no-deps", self.settings.migrate_service,
                              *self.settings.migrate_command)
 
     def up(self, pull_never: bool = False) -> Command:
-        """Bring the stack to these files; with pull_never, only images already on the host."""
+        """Bring the project to these files; with pull_never, only images already on the host."""
         extra = ("--pull", "never") if pull_never else ()
         return self._compose("up", "-d", "--remove-orphans", *extra)
 
-    def stop(self, *services) -> Command:
-        return self._compose("stop", *services)
-
-    def container_ids(self) -> Command:
-        return cmd("docker", "ps", "-a", "-q", "--no-trunc", "--filter",
-                   f"label=com.docker.compose.project={self.settings.project}")
+    def reload_edge(self) -> Command:
+        """nginx re-reads its config; old workers finish their in-flight requests first."""
+        return self._compose("kill", "-s", "HUP", EDGE_SERVICE)
 
     def logs(self, service: str, tail: int = 15) -> Command:
         return self._compose("logs", "--no-color", "--no-log-prefix", "--tail", str(tail), service)
@@ -69,14 +105,42 @@ class ComposeCommands:
         return self._compose("exec", "-T", service, "sh", "-c", script)
 
     def health_on_host(self) -> Command:
-        """The health endpoint through the host's loopback: body, then the HTTP code on its own line."""
-        url = f"http://127.0.0.1:{self.settings.APP_PORT}{self.settings.health_path}"
-        return cmd("curl", "-sS", "-m", "3", "-w", r"\n%{http_code}", url)
+        """The health endpoint through the host's loopback: body, then the HTTP code on its own
+        line. For a slot, through the edge's candidate port (the slot gets no user traffic yet)."""
+        path = self.settings.health_path
+        if self.slot:
+            return cmd("curl", "-sS", "-m", "3", "-w", r"\n%{http_code}", "-H",
+                       f"X-Deploy-Slot: {self.slot}",
+                       f"http://127.0.0.1:{self.settings.PREVIEW_PORT}{path}")
+        return cmd("curl", "-sS", "-m", "3", "-w", r"\n%{http_code}",
+                   f"http://127.0.0.1:{self.settings.APP_PORT}{path}")
 
     def registry_login(self) -> Command:
         return cmd("docker", "login", self.settings.REGISTRY, "--username",
                    self.settings.REGISTRY_PULL_USER, "--password-stdin",
                    stdin=self.settings.REGISTRY_PULL_PASSWORD)
+
+
+def all_containers() -> Command:
+    """Every compose container on the host with its project; `projects_of` picks ours."""
+    return cmd("docker", "ps", "-a", "--no-trunc", "--filter", f"label={PROJECT_LABEL}",
+               "--format", "{{.ID}} {{.Label \"%s\"}}" % PROJECT_LABEL)
+
+
+def ours(output: str, projects: Iterable[str]) -> List[str]:
+    """Container ids (from `all_containers`) that belong to exactly these compose projects."""
+    wanted = set(projects)
+    return [line.split()[0] for line in output.splitlines()
+            if len(line.split()) == 2 and line.split()[1] in wanted]
+
+
+def stop_containers(ids: List[str]) -> Command:
+    """Each stops with its own stop signal and grace period (nginx SIGQUIT drains)."""
+    return cmd("docker", "stop", *ids)
+
+
+def remove_containers(ids: List[str]) -> Command:
+    return cmd("docker", "rm", *ids)
 
 
 def inspect(ids) -> Command:
@@ -97,6 +161,7 @@ def parse_inspect(output: str) -> list:
         rows.append({
             "Id": item.get("Id", ""),
             "Service": labels.get("com.docker.compose.service", ""),
+            "Project": labels.get(PROJECT_LABEL, ""),
             "State": state.get("Status", ""),
             "Health": (state.get("Health") or {}).get("Status", ""),
             "ExitCode": state.get("ExitCode"),

@@ -5,6 +5,7 @@ Sources, later wins: `invoke.yaml` (non-secret defaults, under `deploy:`), a dot
 Every problem is collected and reported in one message before anything runs.
 """
 import os
+import posixpath
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,7 +100,9 @@ SETTINGS = [
     Setting("REGISTRY_PASSWORD", "registry token for pushing", "", secret=True),
     Setting("REGISTRY_PULL_USER", "read-only registry user for the host (unset: host's own login)", ""),
     Setting("REGISTRY_PULL_PASSWORD", "read-only registry token for the host", "", secret=True),
-    Setting("APP_PORT", "port the frontend publishes on the host", "", "app_port", _port),
+    Setting("APP_PORT", "public port the edge proxy publishes on the host", "", "app_port", _port),
+    Setting("PREVIEW_PORT", "host-loopback port where the deploy checks a release before the switch",
+            "", "preview_port", _port),
     Setting("HEALTH_TIMEOUT", "seconds to wait for a healthy release", "", "health_timeout",
             _seconds),
     Setting("HEALTH_SETTLE", "seconds a release must stay healthy before it counts", "",
@@ -124,6 +127,7 @@ SETTINGS = [
     Setting("LOG_LEVEL", "backend log level", "", "log_level"),
     Setting("POSTGRES_IMAGE", "PostgreSQL image", "", "postgres_image"),
     Setting("REDIS_IMAGE", "Redis image", "", "redis_image"),
+    Setting("EDGE_IMAGE", "nginx image of the edge proxy that switches releases", "", "edge_image"),
 ]
 SETTINGS_BY_ENV = {s.env: s for s in SETTINGS}
 
@@ -141,7 +145,7 @@ class Settings:
     """Everything a deploy needs, validated. Built by `load_settings`."""
     project: str
     services: tuple
-    compose_file: str
+    compose_dir: str
     data_services: tuple
     migrate_service: str
     migrate_command: tuple
@@ -176,10 +180,12 @@ class Settings:
 
     def app_env(self, sha: str) -> dict:
         """The variables the compose file reads on the host (written to its .env)."""
-        names = ["APP_PORT", "DB_USER", "DB_NAME", "DB_PASSWORD", "DATABASE_URL", "REDIS_URL",
-                 "JWT_SECRET", "CORS_ORIGIN", "NODE_ENV", "LOG_LEVEL", "POSTGRES_IMAGE",
-                 "REDIS_IMAGE"]
+        names = ["APP_PORT", "PREVIEW_PORT", "DB_USER", "DB_NAME", "DB_PASSWORD", "DATABASE_URL",
+                 "REDIS_URL", "JWT_SECRET", "CORS_ORIGIN", "NODE_ENV", "LOG_LEVEL",
+                 "POSTGRES_IMAGE", "REDIS_IMAGE", "EDGE_IMAGE"]
         env = {name: str(self.values[name]) for name in names}
+        env["EDGE_DIR"] = posixpath.join(self.STAGING_DIR, "edge")
+        env["APP_NETWORK"] = f"{self.project}_default"  # the stable project's network
         for service in self.services:
             env[f"{service.name.upper()}_IMAGE"] = self.image_ref(service.name, sha)
         env["RELEASE_SHA"] = sha
@@ -254,7 +260,7 @@ def load_settings(defaults: Mapping, environ: Mapping[str, str], groups=("host",
     return Settings(
         project=defaults.get("project", "classroom-manager"),
         services=services,
-        compose_file=str(cwd / defaults.get("compose_file", "compose/compose.yaml")),
+        compose_dir=str(cwd / defaults.get("compose_dir", "compose")),
         data_services=tuple(defaults.get("data_services") or ()),
         migrate_service=defaults.get("migrate_service", "backend"),
         migrate_command=tuple(defaults.get("migrate_command") or ("migrate",)),

@@ -2,9 +2,11 @@
 
 Locally: build or reuse the images of the commit and push them. On the host, under the deploy
 lock: close abandoned ledger entries, record what runs now (and tag it for rollback), refuse an
-older sha, then stage files, pull, back up, start data services, migrate, switch, and wait until
-healthy. Any failure after the lock (an error, a health deadline, a crash, a lost connection,
-Ctrl-C or SIGTERM) restores the recorded release. After success only: prune.
+older sha, then stage files, pull, back up, update the stable services, migrate, start the
+release in the idle slot, check it there, switch the edge to it and retire the old slot (see
+slots.py). Any failure after the lock (an error, a health deadline, a crash, a lost connection,
+Ctrl-C or SIGTERM) makes the recorded release the live one again: usually it never stopped
+serving. After success only: prune.
 """
 import posixpath
 import time
@@ -13,17 +15,30 @@ from typing import Optional
 import paramiko
 
 from . import backup, ci_gate, images, notify, prune
-from .compose import RELEASE_FILES, ComposeCommands, release_dir, strip_terminal_codes
+from .compose import (
+    APP_FILE,
+    BASE_FILE,
+    EDGE_CONFIG,
+    ENV_FILE,
+    RELEASE_FILES,
+    SLOTS,
+    ComposeCommands,
+    edge_dir,
+    other_slot,
+    release_dir,
+    remove_containers,
+    strip_terminal_codes,
+)
 from .errors import DeployError
-from .health import HEALTHY
-from .host import HostSession, upload_text
+from .host import HostSession, upload
 from .interrupts import Interrupted, interruptible, shielded
 from .ledger import ReleaseLedger, end_event, good_releases, merge, start_event, who_runs_this
 from .lock import held
 from .report import Reporter, Summary
 from .rollback import close_abandoned, restore_release
-from .running import RunningRelease, containers, read_running, restart_counts, wait_for_release
+from .running import RunningRelease, containers, live_slot, read_running
 from .shell import Runner, cmd
+from .slots import check_candidate, retire, start_in_slot, switch_edge
 
 CONNECTION_ERRORS = (paramiko.SSHException, OSError, EOFError)
 
@@ -168,19 +183,28 @@ def refuse_older(sha, previous, force, local: Runner, reporter) -> None:
 
 def release(settings, sha, remote: Runner, reporter: Reporter, summary: Summary,
             pushed: dict) -> None:
-    """On the host: stage files, pull, back up, start data services, migrate, switch, health."""
+    """On the host: stage files, pull, back up, update the stable services, migrate, start the
+    release in the idle slot, check it there, switch the edge to it, retire the old slot."""
     staged = ComposeCommands(settings, release_dir(settings, sha))
     top = ComposeCommands(settings)
-    with reporter.step(f"stage compose file and .env in {staged.dir}"):
+    live = None if remote.dry_run else live_slot(remote, settings)
+    slot = other_slot(live)
+    candidate = ComposeCommands(settings, staged.dir, slot)
+    with reporter.step(f"stage compose files and .env in {staged.dir}"):
         remote.run(top.prepare_dir(), "creating " + settings.STAGING_DIR)
         remote.run(staged.prepare_dir(), "creating " + staged.dir)
-        upload(remote, staged.compose_path, read_compose_file(settings))
+        remote.run(cmd("install", "-d", "-m", "0755", edge_dir(settings)), "creating edge/")
+        for name in (BASE_FILE, APP_FILE):
+            upload(remote, posixpath.join(staged.dir, name), read_compose_file(settings, name))
         upload(remote, staged.env_path, render_env(settings.app_env(sha)))
+        upload(remote, posixpath.join(edge_dir(settings), EDGE_CONFIG),
+               read_compose_file(settings, posixpath.join("edge", EDGE_CONFIG)), 0o644)
     if settings.REGISTRY_PULL_USER:
         with reporter.step(f"log in to {settings.REGISTRY} on the host"):
             remote.run(top.registry_login(), "docker login on the host")
     with reporter.step("pull images"):
         remote.run(staged.pull(), "docker compose pull (the running release is untouched)")
+        remote.run(candidate.pull(), "docker compose pull (the running release is untouched)")
     refs = {s.name: settings.image_ref(s.name, sha) for s in settings.services}
     pulled = local_digests(settings, refs, remote)
     for name, ref in refs.items():
@@ -189,29 +213,34 @@ def release(settings, sha, remote: Runner, reporter: Reporter, summary: Summary,
             raise DeployError(f"{ref} on the host is {pulled.get(name)}, but {pushed[name]} was "
                               "pushed: the tag changed in the registry meanwhile; deploy again")
     summary.backup = backup_database(remote, settings, sha, reporter)
-    with reporter.step("start data services (unchanged ones keep running)"):
-        remote.run(staged.start_data_services(), "starting data services")
-    with reporter.step("run migrations"):
-        remote.run(staged.migrate(), "migrations")
-    with reporter.step("switch: docker compose up -d --remove-orphans"):
-        for name in RELEASE_FILES:
+    with reporter.step("start stable services: data, edge proxy (unchanged ones keep running)"):
+        for name in (BASE_FILE, ENV_FILE):
             remote.run(cmd("cp", "-p", posixpath.join(staged.dir, name),
                            posixpath.join(top.dir, name)), "activating " + name)
-        before = {} if remote.dry_run else restart_counts(remote, settings)
-        remote.run(top.up(), "docker compose up")
+        remote.run(top.up_stable(), "starting the stable services")
+    with reporter.step("run migrations"):
+        remote.run(candidate.migrate(), "migrations")
+    with reporter.step(f"start {sha[:12]} in slot {slot}, beside the live one"):
+        retire(remote, settings, slot)  # leftovers of an earlier release in the idle slot
+        before = start_in_slot(remote, settings, sha, slot)
     if remote.dry_run:
-        remote.echo(f"[remote] poll health until {settings.HEALTH_TIMEOUT:.0f}s: {top.health_on_host()}")
+        remote.echo(f"[remote] poll health until {settings.HEALTH_TIMEOUT:.0f}s: "
+                    f"{candidate.health_on_host()}")
         return
-    with reporter.step(f"wait until healthy (deadline {settings.HEALTH_TIMEOUT:.0f}s)"):
-        outcome = wait_for_release(remote, settings, sha, reporter, before)
-        if outcome.verdict.state != HEALTHY:
-            summary.health = "unhealthy"
-            summary.logs = last_logs(remote, settings)
-            last = outcome.probe.public_body or outcome.probe.host_body
-            if last:
-                summary.notes.append(f"last health body: {last[:500]}")
-            raise DeployError(f"release {sha[:12]} is not healthy: {outcome.verdict.reason}")
+    with reporter.step(f"check slot {slot} before it gets traffic (deadline "
+                       f"{settings.HEALTH_TIMEOUT:.0f}s)"):
+        try:
+            outcome = check_candidate(remote, settings, sha, slot, reporter, before)
+        except DeployError:
+            summary.health = "unhealthy (it never got traffic)"
+            summary.logs = last_logs(remote, settings, sha, slot)
+            raise
+    with reporter.step(f"switch the edge to slot {slot}"):
+        switch_edge(remote, settings, sha, slot, reporter)
     summary.health = outcome.verdict.reason
+    if live:
+        with reporter.step(f"retire slot {live} (in-flight requests finish first)"):
+            retire(remote, settings, live)
     for service in settings.services:
         remote.run(images.tag(settings.image_ref(service.name, sha),
                               f"{settings.image_repo(service.name)}:{images.release_tag(sha)}"))
@@ -231,8 +260,9 @@ def backup_database(remote: Runner, settings, sha, reporter) -> Optional[str]:
     return path
 
 
-def last_logs(remote: Runner, settings) -> str:
-    logs = remote.run(ComposeCommands(settings).logs(settings.log_service), check=False).stdout
+def last_logs(remote: Runner, settings, sha: str, slot: str) -> str:
+    compose = ComposeCommands(settings, release_dir(settings, sha), slot)
+    logs = remote.run(compose.logs(settings.log_service), check=False).stdout
     return strip_terminal_codes(logs).strip()
 
 
@@ -249,17 +279,21 @@ def recover(failure: BaseException, settings, sha, previous, host: HostSession, 
                     host.reconnect()
                     lock.reacquire()
             if previous is None:
-                with reporter.step("stop the failed release (first deploy: nothing to roll back to)"):
-                    app = [s.name for s in settings.services]
-                    host.runner.run(ComposeCommands(settings).stop(*app), check=False)
+                with reporter.step("remove the failed release (first deploy: nothing to roll back to)"):
+                    for slot in SLOTS:
+                        retire(host.runner, settings, slot)
                 result = "failed"
                 summary.cause = (f"{cause}. This was the first deploy: nothing to roll back to; "
-                                 "the failed release is stopped")
+                                 "the failed release is removed")
             else:
-                restore_release(host.runner, settings, previous, reporter)
+                _, switched = restore_release(host.runner, settings, previous, reporter)
                 result = "rolled_back"
-                summary.cause = f"{cause}; rolled back to {previous[:12]}"
-                summary.health = f"previous release {previous[:12]} is healthy again"
+                if switched:
+                    summary.cause = f"{cause}; rolled back to {previous[:12]}"
+                else:
+                    summary.cause = (f"{cause}; {previous[:12]} kept serving (the failed release "
+                                     "never took traffic and is removed)")
+                summary.health = f"previous release {previous[:12]} is healthy"
         except Exception as restore_failure:  # whatever broke the restore, say so loudly
             summary.cause = (f"{cause}. ROLLBACK TO {str(previous)[:12]} FAILED: "
                              f"{str(restore_failure).splitlines()[0]}. Staging may be down: run "
@@ -290,14 +324,14 @@ def prune_after_success(runner, settings, sha, previous, reporter) -> None:
             entries = merge(runner.run(ReleaseLedger(settings).read(), check=False).stdout)
             keep = {sha} | ({previous} if previous else set())
             keep |= set(good_releases(entries)[:settings.KEEP_RELEASES])
-            running = {c["Image"] for c in containers(runner, ComposeCommands(settings))}
+            ours = containers(runner, settings)
             rows = prune.parse_images(runner.run(prune.project_images(settings)).stdout)
-            refs = prune.choose_images(rows, keep, running)
+            refs = prune.choose_images(rows, keep, {c["Image"] for c in ours})
             if refs:
                 runner.run(prune.remove_images(refs), "removing old images")
-            stopped = runner.run(prune.stopped_containers(settings)).stdout.split()
+            stopped = prune.stopped(ours)
             if stopped:
-                runner.run(prune.remove_containers(stopped), "removing stopped containers")
+                runner.run(remove_containers(stopped), "removing stopped containers")
             paths = []
             for listing, folder in ((prune.list_release_dirs(settings), "releases"),
                                     (prune.list_backups(settings), "backups")):
@@ -312,15 +346,8 @@ def prune_after_success(runner, settings, sha, previous, reporter) -> None:
         reporter.say(f"warning: prune failed (the deploy itself succeeded): {exc}")
 
 
-def upload(remote: Runner, path: str, text: str) -> None:
-    if remote.dry_run:
-        remote.echo(f"[remote] sftp put {path} (mode 0600, {len(text)} bytes)")
-        return
-    upload_text(remote.target, path, text)
-
-
-def read_compose_file(settings) -> str:
-    with open(settings.compose_file, encoding="utf-8") as handle:
+def read_compose_file(settings, name: str) -> str:
+    with open(posixpath.join(settings.compose_dir, name), encoding="utf-8") as handle:
         return handle.read()
 
 

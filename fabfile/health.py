@@ -2,7 +2,8 @@
 
 A release is healthy when, at the same moment: every service container is running (and
 healthy where it has a healthcheck), the host's loopback and the public URL both answer the
-health path with 200, and both report the deployed sha as `version`. An exited or
+health path with 200, and both report the deployed sha as `version`. Before the switch, a
+release in its slot is checked through the edge's candidate port on the host only. An exited or
 restarting container fails at once instead of waiting out the deadline.
 """
 import json
@@ -21,6 +22,7 @@ class Probe:
     host_body: str = ""
     public_status: Optional[int] = None
     public_body: str = ""
+    public_checked: bool = True    # False for a slot that gets no public traffic yet
     error: str = ""
 
 
@@ -70,15 +72,18 @@ def assess(probe: Probe, sha: str, services, restarts_before=None) -> Verdict:
             return Verdict(WAITING, f"{name}: {state or 'unknown state'}")
     if probe.error:
         return Verdict(WAITING, probe.error)
-    endpoints = (("host", probe.host_status, probe.host_body),
-                 ("public URL", probe.public_status, probe.public_body))
+    endpoints = [("host", probe.host_status, probe.host_body)]
+    if probe.public_checked:
+        endpoints.append(("public URL", probe.public_status, probe.public_body))
     for where, status, body in endpoints:
         if status != 200:
             return Verdict(WAITING, f"{where}: health answered {status or 'nothing'}"
                                     + failing_checks(body))
     for name in services:
+        # "starting": its own healthcheck has not run yet; the HTTP checks above just passed
+        # through the whole chain, which is what that healthcheck would find out.
         health = by_service[name].get("Health", "")
-        if health and health != "healthy":
+        if health not in ("", "healthy", "starting"):
             return Verdict(WAITING, f"{name}: {health}")
     for where, _, body in endpoints:
         version = reported_version(body)

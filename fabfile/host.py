@@ -205,3 +205,11 @@ def upload_text(conn: Connection, path: str, text: str, mode: int = 0o600) -> No
         handle.chmod(mode)
         handle.write(text.encode())
     sftp.posix_rename(temporary, path)
+
+
+def upload(remote: Runner, path: str, text: str, mode: int = 0o600) -> None:
+    """upload_text through a Runner (printed instead in a dry run)."""
+    if remote.dry_run:
+        remote.echo(f"[remote] sftp put {path} (mode {mode:04o}, {len(text)} bytes)")
+        return
+    upload_text(remote.target, path, text, mode)

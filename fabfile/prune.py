@@ -1,8 +1,8 @@
 """Scoped prune, after a successful deploy only: this project's images, containers and files.
 
 Images are chosen by the project label the build put on them (and never by anything broader);
-kept are the running release, the rollback set and the last N good releases. Only this compose
-project's stopped containers are removed. Volumes, networks and other projects are never
+kept are the running release, the rollback set and the last N good releases. Only our compose
+projects' stopped containers are removed. Volumes, networks and other projects are never
 touched, and no `docker ... prune` command is ever run.
 """
 import json
@@ -49,14 +49,9 @@ def remove_images(refs: List[str]) -> Command:
     return cmd("docker", "image", "rm", *refs)
 
 
-def stopped_containers(settings) -> Command:
-    project = f"label=com.docker.compose.project={settings.project}"
-    return cmd("docker", "ps", "-a", "-q", "--filter", project, "--filter", "status=exited",
-               "--filter", "status=created", "--filter", "status=dead")
-
-
-def remove_containers(ids: List[str]) -> Command:
-    return cmd("docker", "rm", *ids)
+def stopped(rows: List[dict]) -> List[str]:
+    """Ids of our stopped containers (rows from running.containers: our projects only)."""
+    return [c["Id"] for c in rows if c["State"] in ("exited", "created", "dead")]
 
 
 def list_release_dirs(settings) -> Command:

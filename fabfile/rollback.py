@@ -1,17 +1,16 @@
 """Putting a retained release back: used by automatic rollback and by `inv deploy.rollback`.
 
-A release is retained on the host as its files (`releases/<sha>/compose.yaml` and `.env`) and
-its images (tagged `release-<sha>`). Restoring needs neither the registry nor the caller's app
-secrets: re-point `staging-<sha>` at the kept images, put its files back in place, and
-`docker compose up --pull never`, then wait until it is healthy.
+A release is retained on the host as its files (`releases/<sha>/`: compose.yaml, app.yaml,
+.env) and its images (tagged `release-<sha>`). Restoring needs neither the registry nor the
+caller's app secrets: re-point `staging-<sha>` at the kept images, `docker compose up --pull
+never` in a slot, check it there, and switch the edge to it (slots.py), like any release.
 """
 import posixpath
 import time
 
 from . import backup, images, notify
-from .compose import RELEASE_FILES, ComposeCommands, release_dir
+from .compose import RELEASE_FILES, SLOTS, ComposeCommands, other_slot, release_dir, slot_project
 from .errors import DeployError
-from .health import HEALTHY
 from .host import HostSession
 from .interrupts import shielded
 from .ledger import (
@@ -26,8 +25,9 @@ from .ledger import (
 )
 from .lock import held
 from .report import Summary
-from .running import read_running, restart_counts, wait_for_release
+from .running import containers, live_slot, read_running
 from .shell import cmd
+from .slots import check_candidate, retire, start_in_slot, switch_edge
 
 
 def retained(runner, settings, sha: str) -> bool:
@@ -35,27 +35,39 @@ def retained(runner, settings, sha: str) -> bool:
     refs = [f"{settings.image_repo(s.name)}:{images.release_tag(sha)}" for s in settings.services]
     files = [posixpath.join(release_dir(settings, sha), name) for name in RELEASE_FILES]
     return (all(runner.run(images.exists_locally(ref), check=False).ok for ref in refs)
-            and runner.run(cmd("test", "-f", files[0], "-a", "-f", files[1]), check=False).ok)
+            and all(runner.run(cmd("test", "-f", f), check=False).ok for f in files))
 
 
 def restore_release(runner, settings, sha: str, reporter, timeout: float = None):
-    """Bring release `sha` back from what the host kept; return the health Outcome."""
-    top = ComposeCommands(settings)
-    with reporter.step(f"restore release {sha[:12]} from the host (no pull)"):
+    """Make retained release `sha` the live one; returns (health Outcome, whether the edge had to
+    switch). If it is live and running already, this only confirms it and removes the other slot."""
+    rows = containers(runner, settings)
+    live = live_slot(runner, settings)
+    slot = slot_holding(rows, settings, sha, live) or other_slot(live)
+    with reporter.step(f"restore release {sha[:12]} in slot {slot} from the host (no pull)"):
         for service in settings.services:
             kept = f"{settings.image_repo(service.name)}:{images.release_tag(sha)}"
             runner.run(images.tag(kept, settings.image_ref(service.name, sha)),
                        f"images of {sha[:12]} are not on the host any more")
-        for name in RELEASE_FILES:
-            runner.run(cmd("cp", "-p", posixpath.join(release_dir(settings, sha), name),
-                           posixpath.join(settings.STAGING_DIR, name)), f"restoring {name}")
-        before = restart_counts(runner, settings)
-        runner.run(top.up(pull_never=True), "docker compose up of the restored release")
-    with reporter.step(f"wait until {sha[:12]} is healthy"):
-        outcome = wait_for_release(runner, settings, sha, reporter, before, timeout)
-        if outcome.verdict.state != HEALTHY:
-            raise DeployError(f"restored release {sha[:12]} is not healthy: {outcome.verdict.reason}")
-    return outcome
+        runner.run(ComposeCommands(settings).up_stable(), "starting the stable services")
+        before = start_in_slot(runner, settings, sha, slot, pull_never=True)
+    with reporter.step(f"wait until {sha[:12]} is healthy in slot {slot}"):
+        outcome = check_candidate(runner, settings, sha, slot, reporter, before, timeout)
+    if live != slot:
+        with reporter.step(f"switch the edge to slot {slot}"):
+            outcome = switch_edge(runner, settings, sha, slot, reporter)
+    with reporter.step(f"retire slot {other_slot(slot)}"):
+        retire(runner, settings, other_slot(slot))
+    return outcome, live != slot
+
+
+def slot_holding(rows, settings, sha: str, live: str = None):
+    """The slot whose app containers (in any state) are release `sha`, preferring the live one."""
+    app = {s.name for s in settings.services}
+    holding = {slot for slot in SLOTS for c in rows
+               if c["Project"] == slot_project(settings, slot) and c["Service"] in app
+               and c["Revision"] == sha}
+    return live if live in holding else next(iter(sorted(holding)), None)
 
 
 def close_abandoned(runner, settings, reporter):
@@ -118,7 +130,7 @@ def rollback_on_host(settings, runner, reporter, summary, to, restore_db, yes, c
         with shielded(reporter.say):
             if dump:
                 restore_database(runner, settings, dump, reporter)
-            outcome = restore_release(runner, settings, target, reporter)
+            outcome, _ = restore_release(runner, settings, target, reporter)
     except BaseException as exc:
         runner.run(ledger.append(end_event(start["id"], "failed", time.monotonic() - began,
                                            cause=str(exc).splitlines()[0])), check=False)
@@ -131,9 +143,8 @@ def rollback_on_host(settings, runner, reporter, summary, to, restore_db, yes, c
 
 
 def restore_database(runner, settings, dump: str, reporter) -> None:
-    """Stop the app (no writes during the restore), then load the dump into the database."""
-    app = [s.name for s in settings.services]
-    top = ComposeCommands(settings)
+    """Remove the app (no writes during the restore), then load the dump into the database."""
     with reporter.step(f"restore the database from {posixpath.basename(dump)}"):
-        runner.run(top.stop(*app), "stopping the app for the restore")
-        runner.run(backup.restore(top, dump), "pg_restore")
+        for slot in SLOTS:
+            retire(runner, settings, slot)
+        runner.run(backup.restore(ComposeCommands(settings), dump), "pg_restore")

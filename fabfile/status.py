@@ -25,6 +25,7 @@ def read_status(runner, settings) -> dict:
         "sha": running.sha,
         "healthy": running.healthy,
         "reason": running.reason,
+        "slot": running.slot,
         "url": settings.STAGING_URL,
         "containers": [{k: c[k] for k in ("Service", "State", "Health", "RestartCount", "Revision")}
                        for c in running.containers],
@@ -36,7 +37,7 @@ def read_status(runner, settings) -> dict:
 
 def render_status(status: dict) -> str:
     sha = status["sha"] or "nothing"
-    lines = [f"running   {sha}",
+    lines = [f"running   {sha}" + (f" (slot {status['slot']})" if status.get('slot') else ""),
              f"health    {'HEALTHY' if status['healthy'] else 'NOT HEALTHY'} ({status['reason']})",
              f"url       {status['url']}",
              f"lock      {status['lock']['description']}"]

@@ -42,8 +42,10 @@ BASELINE_HTTP_PORT = int(os.environ.get("TESTBED_BASELINE_HTTP_PORT", "8081"))  
 # Bumped when the containers' run arguments change, so `up` replaces older ones.
 LAYOUT = "2"
 BASE_IMAGE = "cm-testbed/bookworm"
-# Built here, pushed to the testbed registry: stand-ins for postgres:16-alpine and redis:7-alpine.
-STAND_INS = {"postgres": "cm-testbed/postgres:15", "redis": "cm-testbed/redis:7"}
+# Built here, pushed to the testbed registry: stand-ins for postgres:16-alpine, redis:7-alpine
+# and nginx:1.27-alpine (the edge proxy).
+STAND_INS = {"postgres": "cm-testbed/postgres:15", "redis": "cm-testbed/redis:7",
+             "edge": "cm-testbed/nginx:1.22"}
 
 # Docker-in-Docker without --privileged (which some machines refuse: no CAP_SYS_RESOURCE).
 DIND_FLAGS = ["--cap-add=ALL", "--cap-drop=SYS_RESOURCE", "--security-opt", "seccomp=unconfined",
@@ -138,7 +140,7 @@ def ensure_base_image():
 def build_images():
     shutil.copy(compose_plugin(), HERE / "images" / "staging-host" / "docker-compose")
     for name, tag in [("registry", "cm-testbed/registry"), ("staging-host", "cm-testbed/staging-host"),
-                      ("postgres", STAND_INS["postgres"]), ("redis", STAND_INS["redis"])]:
+                      *STAND_INS.items()]:
         log(f"build {tag}")
         sh("docker", "build", "--quiet", "--label", LABEL, "-t", tag, HERE / "images" / name)
 
@@ -312,6 +314,7 @@ def write_env_file(creds, known_hosts):
         "JWT_SECRET": creds["JWT_SECRET"],
         "POSTGRES_IMAGE": stand_in_ref(STAND_INS["postgres"]),
         "REDIS_IMAGE": stand_in_ref(STAND_INS["redis"]),
+        "EDGE_IMAGE": stand_in_ref(STAND_INS["edge"]),
     }
     text = "# Written by `inv testbed.up`: the local testbed's settings. Do not commit.\n"
     text += "".join(f"{k}='{v}'\n" for k, v in values.items())

@@ -44,17 +44,45 @@ def test_compose_commands_name_project_file_and_env_absolutely(settings):
     prefix = ("docker compose -p classroom-manager -f /opt/classroom-manager/compose.yaml "
               "--env-file /opt/classroom-manager/.env")
     assert compose.pull().render() == prefix + " pull --quiet"
-    assert compose.up().render() == prefix + " up -d --remove-orphans"
-    assert compose.start_data_services().render() == prefix + " up -d --wait postgres redis"
-    assert compose.migrate().render() == prefix + " run --rm -T --no-deps backend migrate"
+    assert compose.up_stable().render() == prefix + " up -d --wait --remove-orphans"
+    assert compose.reload_edge().render() == prefix + " kill -s HUP edge"
     assert compose.prepare_dir().render() == "install -d -m 0700 /opt/classroom-manager"
     assert "http://127.0.0.1:80/api/health" in compose.health_on_host().argv
 
 
+def test_a_slot_is_its_own_project_with_the_release_files(settings):
+    slot = ComposeCommands(settings, "/opt/classroom-manager/releases/abc", "green")
+    prefix = ("env DEPLOY_SLOT=green docker compose -p classroom-manager-green "
+              "-f /opt/classroom-manager/releases/abc/app.yaml "
+              "--env-file /opt/classroom-manager/releases/abc/.env")
+    assert slot.up().render() == prefix + " up -d --remove-orphans"
+    assert slot.up(pull_never=True).render() == prefix + " up -d --remove-orphans --pull never"
+    assert slot.migrate().render() == prefix + " run --rm -T --no-deps backend migrate"
+    # checked through the edge's loopback-only candidate port, never the public one
+    probe = slot.health_on_host().argv
+    assert "http://127.0.0.1:8099/api/health" in probe and "X-Deploy-Slot: green" in probe
+
+
+def test_slots_alternate_and_the_live_file_names_one():
+    from fabfile.compose import live_conf, other_slot, parse_live_conf
+    assert other_slot(None) == "blue" and other_slot("blue") == "green"
+    assert other_slot("green") == "blue"
+    assert parse_live_conf(live_conf("green")) == "green"
+    assert parse_live_conf("") is None and parse_live_conf("set $app nothing;") is None
+
+
+def test_only_our_projects_containers_are_picked():
+    from fabfile.compose import ours
+    listing = ("a1 classroom-manager\nb2 classroom-manager-blue\nc3 other-project\n"
+               "d4 classroom-manager-green\ne5 classroom-manager-blue-x\n")
+    assert ours(listing, ["classroom-manager", "classroom-manager-blue",
+                          "classroom-manager-green"]) == ["a1", "b2", "d4"]
+
+
 def test_nothing_in_compose_commands_prunes(settings):
-    compose = ComposeCommands(settings)
-    for command in (compose.pull(), compose.up(), compose.migrate(), compose.start_data_services()):
-        assert "prune" not in command.render()
+    for compose in (ComposeCommands(settings), ComposeCommands(settings, "/d", "blue")):
+        for command in (compose.pull(), compose.up(), compose.migrate(), compose.up_stable()):
+            assert "prune" not in command.render()
 
 
 def test_host_registry_login_uses_stdin(defaults, environ):
@@ -73,7 +101,8 @@ def test_parse_inspect_reads_service_state_health_restarts_and_sha():
     oneoff = {"Id": "def", "State": {"Status": "exited"},
               "Config": {"Labels": {"com.docker.compose.oneoff": "True"}}}
     rows = parse_inspect(json.dumps([item, oneoff]))
-    assert rows == [{"Id": "abc", "Service": "backend", "State": "running", "Health": "healthy",
+    assert rows == [{"Id": "abc", "Service": "backend", "Project": "", "State": "running",
+                     "Health": "healthy",
                      "ExitCode": 0, "RestartCount": 2, "Image": "sha256:1",
                      "ImageRef": "r/x:staging-s", "Revision": "s" * 40}]
 

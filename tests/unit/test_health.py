@@ -40,9 +40,22 @@ def test_public_503_keeps_waiting():
     assert verdict.state == WAITING and "public URL" in verdict.reason
 
 
-def test_starting_container_keeps_waiting():
-    probe = healthy_probe(containers=containers(backend=("running", "starting")))
+def test_unhealthy_container_keeps_waiting_even_when_http_answers():
+    probe = healthy_probe(containers=containers(backend=("running", "unhealthy")))
     assert assess(probe, SHA, SERVICES).state == WAITING
+
+
+def test_starting_container_counts_once_the_http_chain_answers_with_the_sha():
+    probe = healthy_probe(containers=containers(backend=("running", "starting")))
+    assert assess(probe, SHA, SERVICES).state == HEALTHY
+    probe.host_status = 503
+    assert assess(probe, SHA, SERVICES).state == WAITING
+
+
+def test_a_candidate_slot_is_judged_without_the_public_url():
+    probe = healthy_probe()
+    probe.public_checked, probe.public_status, probe.public_body = False, None, ""
+    assert assess(probe, SHA, SERVICES).state == HEALTHY
 
 
 def test_exited_or_restarting_container_fails_at_once():

@@ -58,10 +58,15 @@ def test_prune_keeps_running_rollback_and_retained_releases_only():
 
 
 def test_prune_never_runs_an_unfiltered_prune(settings):
-    for command in (prune.project_images(settings), prune.stopped_containers(settings)):
-        text = command.render()
-        assert "prune" not in text and "label=" in text
+    text = prune.project_images(settings).render()
+    assert "prune" not in text and "label=" in text
     assert "--force" not in prune.remove_images(["x"]).argv
+
+
+def test_prune_removes_only_stopped_containers_of_the_rows_given():
+    rows = [{"Id": "a", "State": "running"}, {"Id": "b", "State": "exited"},
+            {"Id": "c", "State": "created"}, {"Id": "d", "State": "restarting"}]
+    assert prune.stopped(rows) == ["b", "c"]
 
 
 def test_prune_removes_only_files_named_for_releases_not_kept():
