@@ -286,7 +286,7 @@ def recover(failure: BaseException, settings, sha, previous, host: HostSession, 
                 summary.cause = (f"{cause}. This was the first deploy: nothing to roll back to; "
                                  "the failed release is removed")
             else:
-                _, switched = restore_release(host.runner, settings, previous, reporter)
+                switched = restore_release(host.runner, settings, previous, reporter)
                 result = "rolled_back"
                 if switched:
                     summary.cause = f"{cause}; rolled back to {previous[:12]}"

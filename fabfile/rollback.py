@@ -38,12 +38,16 @@ def retained(runner, settings, sha: str) -> bool:
             and all(runner.run(cmd("test", "-f", f), check=False).ok for f in files))
 
 
-def restore_release(runner, settings, sha: str, reporter, timeout: float = None):
-    """Make retained release `sha` the live one; returns (health Outcome, whether the edge had to
-    switch). If it is live and running already, this only confirms it and removes the other slot."""
-    rows = containers(runner, settings)
-    live = live_slot(runner, settings)
-    slot = slot_holding(rows, settings, sha, live) or other_slot(live)
+def restore_release(runner, settings, sha: str, reporter, timeout: float = None) -> bool:
+    """Make retained release `sha` the live one, healthy; returns whether the edge had to switch.
+    If it is live and healthy already, this only removes the other slot."""
+    running = read_running(runner, settings)
+    if running.slot and running.sha == sha and running.healthy:
+        with reporter.step(f"{sha[:12]} is live and healthy; retire slot {other_slot(running.slot)}"):
+            retire(runner, settings, other_slot(running.slot))
+        return False
+    live = running.slot
+    slot = slot_holding(containers(runner, settings), settings, sha, live) or other_slot(live)
     with reporter.step(f"restore release {sha[:12]} in slot {slot} from the host (no pull)"):
         for service in settings.services:
             kept = f"{settings.image_repo(service.name)}:{images.release_tag(sha)}"
@@ -52,13 +56,13 @@ def restore_release(runner, settings, sha: str, reporter, timeout: float = None)
         runner.run(ComposeCommands(settings).up_stable(), "starting the stable services")
         before = start_in_slot(runner, settings, sha, slot, pull_never=True)
     with reporter.step(f"wait until {sha[:12]} is healthy in slot {slot}"):
-        outcome = check_candidate(runner, settings, sha, slot, reporter, before, timeout)
+        check_candidate(runner, settings, sha, slot, reporter, before, timeout)
     if live != slot:
         with reporter.step(f"switch the edge to slot {slot}"):
-            outcome = switch_edge(runner, settings, sha, slot, reporter)
+            switch_edge(runner, settings, sha, slot, reporter)
     with reporter.step(f"retire slot {other_slot(slot)}"):
         retire(runner, settings, other_slot(slot))
-    return outcome, live != slot
+    return live != slot
 
 
 def slot_holding(rows, settings, sha: str, live: str = None):
@@ -130,14 +134,14 @@ def rollback_on_host(settings, runner, reporter, summary, to, restore_db, yes, c
         with shielded(reporter.say):
             if dump:
                 restore_database(runner, settings, dump, reporter)
-            outcome, _ = restore_release(runner, settings, target, reporter)
+            restore_release(runner, settings, target, reporter)
     except BaseException as exc:
         runner.run(ledger.append(end_event(start["id"], "failed", time.monotonic() - began,
                                            cause=str(exc).splitlines()[0])), check=False)
         raise
     runner.run(ledger.append(end_event(start["id"], "succeeded", time.monotonic() - began,
                                        restored_backup=dump)))
-    summary.health = outcome.verdict.reason
+    summary.health = f"{target[:12]} is live and healthy"
     if dump:
         summary.notes.append(f"database restored from {dump}")
 
