@@ -25,7 +25,7 @@ from .ledger import (
 )
 from .lock import held
 from .report import Summary
-from .running import containers, live_slot, read_running
+from .running import containers, read_running
 from .shell import cmd
 from .slots import check_candidate, retire, start_in_slot, switch_edge
 
