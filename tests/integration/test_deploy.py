@@ -49,7 +49,8 @@ def test_health_500_release_fails_loudly_within_the_deadline(testbed_env):
             "answered 503 (fault: health-500)") in result.stderr
     assert 'last health body: {"success": false' in result.stdout
     assert "deploy FAILED" in result.stdout and "last backend log lines" in result.stdout
-    waited = re.search(r"!!! wait until healthy \(deadline 8s\) FAILED after ([\d.]+)s", result.stdout)
+    waited = re.search(r"!!! check slot \w+ before it gets traffic \(deadline 8s\) FAILED after ([\d.]+)s",
+                       result.stdout)
     assert waited and float(waited.group(1)) < 8 + 5
 
 

@@ -51,17 +51,17 @@ def test_rollback_with_restore_db_brings_back_the_data_from_before_the_release(t
     assert before in rows() and after not in rows()
 
 
-def test_first_deploy_failure_says_so_and_leaves_the_release_stopped(testbed_env):
-    compose = ["docker", "compose", "-p", "classroom-manager", "-f",
-               "/opt/classroom-manager/compose.yaml", "--env-file", "/opt/classroom-manager/.env"]
-    staging_host(*compose, "down", "--remove-orphans")          # volumes stay
-    staging_host("rm", "-f", "/opt/classroom-manager/ledger.jsonl")
+def test_first_deploy_failure_says_so_and_removes_the_failed_release(testbed_env):
+    for project in ("classroom-manager", "classroom-manager-blue", "classroom-manager-green"):
+        staging_host("sh", "-c", "docker ps -aq --filter label=com.docker.compose.project=" + project
+                     + " | xargs -r docker rm -f")                   # volumes stay
+    staging_host("rm", "-f", "/opt/classroom-manager/ledger.jsonl",
+                 "/opt/classroom-manager/edge/live.conf")
     result = deploy(testbed_env, release("first-bad", fault="health-500"), HEALTH_TIMEOUT="8")
     assert result.returncode == 1
-    assert "first deploy: nothing to roll back to; the failed release is stopped" in result.stderr
-    states = staging_host("docker", "ps", "-a", "--filter", "label=com.docker.compose.service=backend",
-                          "--format", "{{.State}}").split()
-    assert states and all(state == "exited" for state in states)
+    assert "first deploy: nothing to roll back to; the failed release is removed" in result.stderr
+    assert staging_host("docker", "ps", "-a", "-q", "--filter",
+                        "label=com.docker.compose.service=backend") == ""
     good = deploy_ok(testbed_env, release("first-good"))
     assert health()[1]["data"]["version"] == good
 

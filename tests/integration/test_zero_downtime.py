@@ -1,0 +1,74 @@
+"""Zero downtime, under a steady load on the public port: a good deploy, a broken one and a
+rollback fail no request; a broken release never answers a user; postgres, redis and the edge
+proxy keep their containers across app releases."""
+import pytest
+
+from testbed.load import SteadyLoad
+from tests.integration.conftest import APP_URL, deploy, health, inv, release, staging_host
+
+RATE = 20  # requests per second: small, but a gap of 0.1 s would already fail one
+
+
+def stable_containers():
+    """service -> container id, for the stable project's services."""
+    ids = {}
+    for service in ("postgres", "redis", "edge"):
+        ids[service] = staging_host(
+            "docker", "ps", "-q", "--no-trunc",
+            "--filter", "label=com.docker.compose.project=classroom-manager",
+            "--filter", f"label=com.docker.compose.service={service}").strip()
+    assert all(ids.values()), ids
+    return ids
+
+
+def under_load(action):
+    """Run `action` while the load runs; return its result, the load's stats and every answer."""
+    with SteadyLoad(APP_URL + "/api/health", rate=RATE, max_seconds=300) as load:
+        result = action()
+        stats = load.stop()
+    print(f"\nLOAD {stats.line()}")
+    return result, stats, load.results
+
+
+def deployed(env, label, parent="HEAD", **settings):
+    sha = release(label, parent=parent)
+    result = deploy(env, sha, **settings)
+    assert result.returncode == 0, result.output
+    return sha
+
+
+def test_good_release_fails_no_request_and_keeps_the_stable_containers(testbed_env):
+    a = deployed(testbed_env, "zd-a")
+    before = stable_containers()
+    b = release("zd-b", parent=a)
+    result, stats, answers = under_load(lambda: deploy(testbed_env, b))
+    assert result.returncode == 0, result.output
+    assert stats.failed == 0, stats.line()
+    assert {x.version for x in answers} <= {a, b}
+    assert [x.version for x in answers][-1] == b
+    assert stable_containers() == before
+    assert health()[1]["data"]["version"] == b
+
+
+@pytest.mark.parametrize("fault,settings", [("health-500", {"HEALTH_TIMEOUT": "8"}),
+                                            ("crash", {})])
+def test_broken_release_never_answers_a_user(testbed_env, fault, settings):
+    good = deployed(testbed_env, "zd-good")
+    bad = release("zd-bad", fault=fault)
+    result, stats, answers = under_load(lambda: deploy(testbed_env, bad, **settings))
+    assert result.returncode == 1, result.output
+    assert f"{good[:12]} kept serving (the failed release never took traffic" in result.output
+    assert stats.failed == 0, stats.line()
+    assert {x.version for x in answers} == {good}
+    assert staging_host("docker", "ps", "-a", "-q", "--filter",
+                        f"label=org.opencontainers.image.revision={bad}") == ""
+
+
+def test_rollback_fails_no_request(testbed_env):
+    a = deployed(testbed_env, "zd-rollback-a")
+    b = deployed(testbed_env, "zd-rollback-b", parent=a)
+    result, stats, answers = under_load(lambda: inv(testbed_env, "deploy.rollback"))
+    assert result.returncode == 0, result.output
+    assert stats.failed == 0, stats.line()
+    assert {x.version for x in answers} <= {a, b}
+    assert health()[1]["data"]["version"] == a
