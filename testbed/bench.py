@@ -90,7 +90,8 @@ class Bench:
             raise RuntimeError(f"ours/{scenario}: unexpected result\n{result.stdout}{result.stderr}")
         # when the old release answered again: after the last failed request (0: it never stopped)
         run = Run(wall, load.failed, load.longest_gap, load.last_failure or 0.0)
-        detect = re.search(r"wait until healthy \(deadline \d+s\) FAILED after ([\d.]+)s", result.stdout)
+        detect = re.search(r"before it gets traffic \(deadline \d+s\) FAILED after ([\d.]+)s",
+                           result.stdout)
         if detect:
             run.extra["detect"] = float(detect.group(1))
         self.record(scenario, "ours", run)
@@ -149,7 +150,7 @@ class Bench:
             "DATABASE_URL": f"postgresql://classroom:{settings['DB_PASSWORD']}@postgres:5432/classroom",
             "REDIS_URL": "redis://redis:6379/0"}.items())
         on_host(f"umask 077; cat > {BASELINE_DIR}/.env", stdin=env)
-        on_host(f"cat > {BASELINE_DIR}/compose.yaml", stdin=(ROOT / "compose/compose.yaml").read_text())
+        on_host(f"cat > {BASELINE_DIR}/compose.yaml", stdin=(testbed.HERE / "baseline/compose.yaml").read_text())
         on_host(f"cat > {BASELINE_DIR}/deploy.sh && chmod +x {BASELINE_DIR}/deploy.sh",
                 stdin=(testbed.HERE / "baseline/deploy.sh").read_text())
         self.restore_baseline()
