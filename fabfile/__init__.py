@@ -6,8 +6,9 @@ Read `deploy.py` first: it tells a deploy's story top to bottom. Then, by concer
 - shell.py      commands as data (`Command`) and the one place that runs them (`Runner`)
 - host.py       the SSH connection: pinned host key, liveness watch, SFTP upload, reconnect
 - images.py     build from a commit, tag, push, digests (local docker)
-- compose.py    compose commands on the host, and parsing what docker reports
-- running.py    what runs now, read from the containers; waiting for a release
+- compose.py    compose commands on the host (stable project, blue/green slots), parsing docker
+- running.py    what runs now, read from the containers; waiting for a slot to be healthy
+- slots.py      blue/green: start in the idle slot, check, switch the edge, retire the old slot
 - health.py     deciding healthy / waiting / failed, and the polling loop
 - lock.py       the deploy lock (flock held by a process on our SSH channel)
 - ledger.py     the append-only release ledger on the host

@@ -20,7 +20,6 @@ from .compose import (
     BASE_FILE,
     EDGE_CONFIG,
     ENV_FILE,
-    RELEASE_FILES,
     SLOTS,
     ComposeCommands,
     edge_dir,
@@ -141,8 +140,8 @@ def local_digests(settings, refs: dict, runner: Runner) -> dict:
 def record_running(runner, settings, entries, reporter) -> Optional[str]:
     """The release to come back to: what runs now if healthy, else the last good one kept.
 
-    Its images are tagged `rollback` and `release-<sha>` so no prune can remove them, and its
-    files are kept in releases/<sha>/ if they were not already."""
+    Its images are tagged `rollback` and `release-<sha>` so no prune can remove them (its files
+    are in releases/<sha>/ since its own deploy, and prune keeps them too)."""
     with reporter.step("record the running release (from its containers)"):
         running = read_running(runner, settings)
         if running.sha and running.healthy:
@@ -161,11 +160,6 @@ def keep_running_release(runner, settings, running: RunningRelease) -> None:
         repo = settings.image_repo(service)
         runner.run(images.tag(image_id, f"{repo}:{images.ROLLBACK_TAG}"))
         runner.run(images.tag(image_id, f"{repo}:{images.release_tag(running.sha)}"))
-    kept = release_dir(settings, running.sha)
-    runner.run(cmd("install", "-d", "-m", "0700", kept))
-    for name in RELEASE_FILES:
-        runner.run(cmd("cp", "-n", "-p", posixpath.join(settings.STAGING_DIR, name),
-                       posixpath.join(kept, name)), check=False)
 
 
 def refuse_older(sha, previous, force, local: Runner, reporter) -> None:

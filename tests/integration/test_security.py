@@ -24,10 +24,13 @@ class Receiver(BaseHTTPRequestHandler):
         time.sleep(Receiver.delay)
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         Receiver.received.append((self.path, json.loads(body)))
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
+        try:
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the deploy stopped waiting for a slow webhook: what the slow-webhook test wants
 
     def log_message(self, *args):
         pass
@@ -79,7 +82,7 @@ def test_no_secret_reaches_output_command_lines_host_files_or_images(testbed_env
         ok = deploy(testbed_env, good, **canary)
         failed = deploy(testbed_env, bad, HEALTH_TIMEOUT="6", **canary)
     assert ok.returncode == 0, ok.output
-    assert failed.returncode == 1 and "rolled back" in failed.output
+    assert failed.returncode == 1 and "kept serving" in failed.output
     assert len(watcher.seen) > 20  # the watcher really saw the deploys' processes
 
     host_files = staging_host("sh", "-c", "cat /opt/classroom-manager/ledger.jsonl "
