@@ -240,7 +240,8 @@ class Bench:
             row(scenario, "failed requests", "failed", "", 0)
             row(scenario, "longest gap without a successful answer", "longest_gap")
             if scenario != "good release":
-                never_stopped = all(r.failed == 0 for r in self.results[scenario]["ours"])
+                ours_runs = self.results.get(scenario, {}).get("ours", [])
+                never_stopped = bool(ours_runs) and all(r.failed == 0 for r in ours_runs)
                 row(scenario, "previous release answers again after", "recovered",
                     baseline="never (no rollback)",
                     ours="it never stopped answering" if never_stopped else None)

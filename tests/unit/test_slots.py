@@ -1,0 +1,77 @@
+"""Blue/green decisions, without Docker: which containers are the live release, where a
+release is, and that retiring a slot touches that slot's containers only."""
+from fabfile.health import Probe
+from fabfile.rollback import slot_holding
+from fabfile.running import release_from
+from fabfile.shell import Result
+from fabfile.slots import retire
+
+A, B = "a" * 40, "b" * 40
+
+
+def row(project, service, revision="", state="running", health="healthy", cid=None):
+    return {"Id": cid or f"{project}/{service}", "Project": project, "Service": service,
+            "State": state, "Health": health, "ExitCode": 0, "RestartCount": 0,
+            "Image": f"img-{revision or service}", "Revision": revision}
+
+
+STABLE = [row("classroom-manager", s) for s in ("postgres", "redis")] + \
+         [row("classroom-manager", "edge", health="")]
+
+
+def both_slots():
+    return STABLE + [row("classroom-manager-blue", "frontend", A),
+                     row("classroom-manager-blue", "backend", A),
+                     row("classroom-manager-green", "frontend", B),
+                     row("classroom-manager-green", "backend", B, state="exited")]
+
+
+def live_probe(sha, slot, rows):
+    body = '{"data": {"version": "%s"}}' % sha
+    wanted = {"classroom-manager", f"classroom-manager-{slot}"}
+    return Probe(containers=[c for c in rows if c["Project"] in wanted], host_status=200,
+                 host_body=body, public_status=200, public_body=body)
+
+
+def test_the_running_release_is_the_live_slot_whatever_the_other_holds(settings):
+    running = release_from(live_probe(A, "blue", both_slots()), settings, "blue")
+    assert (running.sha, running.healthy, running.slot) == (A, True, "blue")
+    assert running.images == {"frontend": f"img-{A}", "backend": f"img-{A}"}
+
+
+def test_nothing_is_running_before_the_edge_names_a_slot(settings):
+    running = release_from(live_probe(A, "blue", both_slots()), settings, None)
+    assert running.sha is None and not running.healthy
+
+
+def test_a_release_is_found_in_its_slot_preferring_the_live_one(settings):
+    rows = both_slots()
+    assert slot_holding(rows, settings, A, "green") == "blue"
+    assert slot_holding(rows, settings, B, "blue") == "green"  # stopped containers count too
+    assert slot_holding(rows, settings, "c" * 40, "blue") is None
+    doubled = rows + [row("classroom-manager-green", "frontend", A, cid="x")]
+    assert slot_holding(doubled, settings, A, "green") == "green"
+
+
+class FakeRunner:
+    dry_run = False
+
+    def __init__(self, listing):
+        self.listing, self.ran = listing, []
+
+    def run(self, command, what="", check=True, timeout=None):
+        self.ran.append(command.argv)
+        return Result(0, self.listing if command.argv[:2] == ("docker", "ps") else "", "")
+
+
+def test_retiring_a_slot_stops_then_removes_only_its_containers(settings):
+    runner = FakeRunner("c1 classroom-manager\nc2 classroom-manager-green\nc3 other\n"
+                        "c4 classroom-manager-green\nc5 classroom-manager-blue\n")
+    assert retire(runner, settings, "green") == 2
+    assert runner.ran[1:] == [("docker", "stop", "c2", "c4"), ("docker", "rm", "c2", "c4")]
+
+
+def test_retiring_an_empty_slot_runs_nothing_but_the_listing(settings):
+    runner = FakeRunner("c1 classroom-manager\n")
+    assert retire(runner, settings, "blue") == 0
+    assert len(runner.ran) == 1
