@@ -36,6 +36,7 @@ class Run:
     longest_gap: float
     recovered: Optional[float] = None     # seconds from start until the old release answered again
     extra: Dict[str, float] = field(default_factory=dict)
+    kinds: str = ""                       # what the failed requests were (load.LoadStats.kinds)
 
 
 def commit(label: str, fault: Optional[str] = None) -> str:
@@ -83,7 +84,8 @@ class Bench:
     def record(self, scenario: str, side: str, run: Run):
         self.results.setdefault(scenario, {}).setdefault(side, []).append(run)
         extra = "".join(f"  {k} {v:.1f}s" for k, v in run.extra.items())
-        self.say(f"  {scenario:<22} {side:<8} wall {run.wall:6.1f}s  failed {run.failed:4d}  "
+        kinds = f" ({run.kinds})" if run.kinds else ""
+        self.say(f"  {scenario:<22} {side:<8} wall {run.wall:6.1f}s  failed {run.failed:4d}{kinds}  "
                  f"gap {run.longest_gap:5.1f}s{extra}")
 
     # ---- ours -------------------------------------------------------------------------------
@@ -94,7 +96,7 @@ class Bench:
         if (result.returncode != 0) != expected_failure:
             raise RuntimeError(f"ours/{scenario}: unexpected result\n{result.stdout}{result.stderr}")
         # when the old release answered again: after the last failed request (0: it never stopped)
-        run = Run(wall, load.failed, load.longest_gap, load.last_failure or 0.0)
+        run = Run(wall, load.failed, load.longest_gap, load.last_failure or 0.0, kinds=load.kinds)
         detect = re.search(r"before it gets traffic \(deadline \d+s\) FAILED after ([\d.]+)s",
                            result.stdout)
         if detect:
@@ -105,7 +107,7 @@ class Bench:
         result, wall, _, load, _ = under_load(OURS_URL, lambda: inv("deploy.rollback", env=self.env))
         if result.returncode != 0:
             raise RuntimeError(f"rollback failed\n{result.stdout}{result.stderr}")
-        self.record("rollback", "ours", Run(wall, load.failed, load.longest_gap))
+        self.record("rollback", "ours", Run(wall, load.failed, load.longest_gap, kinds=load.kinds))
 
     # ---- baseline ---------------------------------------------------------------------------
     def point_latest_at(self, sha: str):
@@ -138,7 +140,7 @@ class Bench:
         output, wall, answers, load, started = under_load(BASELINE_URL, deploy_sh)
         marks = dict((m.group(1), float(m.group(2)))
                      for m in re.finditer(r"MARK (\w+) ([\d.]+)", output))
-        run = Run(wall, load.failed, load.longest_gap)
+        run = Run(wall, load.failed, load.longest_gap, kinds=load.kinds)
         if scenario == "good release":
             healthy = first_serving(answers, sha, marks.get("up", started))
             if healthy and "pull" in marks:
@@ -248,6 +250,10 @@ class Bench:
                 row(scenario, "failure detected (health step)", "detect", baseline="after sleep 30")
         row("rollback", "wall time", "wall", baseline="n/a (none)")
         row("rollback", "failed requests", "failed", "", 0, baseline="n/a")
+        seen = [f"{scenario}: {r.kinds}" for scenario, sides in self.results.items()
+                for r in sides.get("ours", []) if r.kinds]
+        if seen:
+            lines += ["", "Every failed request of ours, by run: " + "; ".join(seen) + "."]
         pull = med("baseline", "good release", "pull")
         healthy = med("baseline", "good release", "to-healthy")
         ours_good = med("ours", "good release", "wall")

@@ -5,6 +5,7 @@ worker pool, so a slow answer does not delay the schedule) until stopped, and ne
 than `max_seconds`. `stats` counts failed requests (non-200 or no answer) and the longest time
 without a successful answer; each result also keeps the `version` a health body reported.
 """
+import collections
 import concurrent.futures
 import threading
 import time
@@ -20,6 +21,7 @@ class Answer(NamedTuple):
     done: float          # time.time() when answered (or failed)
     ok: bool             # HTTP 200
     version: Optional[str] = None
+    status: str = ""     # the HTTP code, or the exception's name when there was no answer
 
 
 @dataclass
@@ -28,9 +30,12 @@ class LoadStats:
     failed: int
     longest_gap: float        # seconds without a successful answer, edges of the run included
     last_failure: Optional[float] = None   # seconds from the start to the last failed answer
+    kinds: str = ""                        # what the failures were, e.g. "502 x1, ReadTimeout x2"
 
     def line(self) -> str:
-        return f"{self.sent} requests, {self.failed} failed, longest gap {self.longest_gap:.2f}s"
+        kinds = f" ({self.kinds})" if self.kinds else ""
+        return (f"{self.sent} requests, {self.failed} failed{kinds}, "
+                f"longest gap {self.longest_gap:.2f}s")
 
 
 def stats(results: List[Answer], started: float, stopped: float) -> LoadStats:
@@ -38,8 +43,10 @@ def stats(results: List[Answer], started: float, stopped: float) -> LoadStats:
     failures = [a.done for a in results if not a.ok]
     edges = [started] + successes + [stopped]
     gap = max(b - a for a, b in zip(edges, edges[1:]))
+    kinds = collections.Counter(a.status for a in results if not a.ok)
     return LoadStats(len(results), len(failures), gap,
-                     (max(failures) - started) if failures else None)
+                     (max(failures) - started) if failures else None,
+                     ", ".join(f"{kind} x{count}" for kind, count in sorted(kinds.items())))
 
 
 def first_serving(results: List[Answer], version: str, after: float) -> Optional[float]:
@@ -65,15 +72,15 @@ class SteadyLoad:
         sent, version = time.time(), None
         try:
             response = requests.get(self.url, timeout=self.timeout)
-            ok = response.status_code == 200
+            ok, status = response.status_code == 200, str(response.status_code)
             try:
                 version = response.json()["data"]["version"]
             except (ValueError, KeyError, TypeError):
                 pass
-        except requests.RequestException:
-            ok = False
+        except requests.RequestException as exc:
+            ok, status = False, type(exc).__name__
         with self.lock:
-            self.results.append(Answer(sent, time.time(), ok, version))
+            self.results.append(Answer(sent, time.time(), ok, version, status))
 
     def _schedule(self):
         interval = 1.0 / self.rate

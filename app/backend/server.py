@@ -16,6 +16,7 @@ import concurrent.futures
 import datetime
 import json
 import os
+import queue
 import signal
 import sys
 import threading
@@ -71,24 +72,35 @@ def db_connect():
     return psycopg2.connect(os.environ["DATABASE_URL"], connect_timeout=int(CHECK_TIMEOUT))
 
 
+# Connections kept open between checks, as any real backend pools them: a health check under
+# load should not cost a PostgreSQL process fork each time.
+IDLE_DB = queue.LifoQueue()
+REDIS = None
+
+
 def check_database():
-    conn = db_connect()
+    try:
+        conn = IDLE_DB.get_nowait()
+    except queue.Empty:
+        conn = db_connect()
     try:
         with conn.cursor() as cur:
             cur.execute("SET statement_timeout = %s", (int(CHECK_TIMEOUT * 1000),))
             cur.execute("SELECT 1")
             cur.fetchone()
-    finally:
-        conn.close()
+        conn.rollback()
+    except Exception:
+        conn.close()   # a broken connection is dropped; the next check opens a new one
+        raise
+    IDLE_DB.put(conn)
 
 
 def check_redis():
-    client = redis.Redis.from_url(os.environ["REDIS_URL"], socket_timeout=CHECK_TIMEOUT,
-                                  socket_connect_timeout=CHECK_TIMEOUT)
-    try:
-        client.ping()
-    finally:
-        client.close()
+    global REDIS
+    if REDIS is None:   # redis-py keeps its own connection pool
+        REDIS = redis.Redis.from_url(os.environ["REDIS_URL"], socket_timeout=CHECK_TIMEOUT,
+                                     socket_connect_timeout=CHECK_TIMEOUT)
+    REDIS.ping()
 
 
 CHECK_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=8)

@@ -8,10 +8,12 @@ from testbed.load import Answer, SteadyLoad, first_serving, stats
 
 
 def test_stats_count_failures_and_the_longest_gap_without_success():
-    results = [Answer(0.0, 0.1, True), Answer(0.2, 0.3, False), Answer(0.4, 2.1, False),
-               Answer(2.2, 2.3, True)]
+    results = [Answer(0.0, 0.1, True), Answer(0.2, 0.3, False, status="502"),
+               Answer(0.4, 2.1, False, status="ReadTimeout"), Answer(2.2, 2.3, True)]
     summary = stats(results, started=0.0, stopped=2.5)
     assert (summary.sent, summary.failed) == (4, 2)
+    assert summary.kinds == "502 x1, ReadTimeout x1"
+    assert "2 failed (502 x1, ReadTimeout x1)" in summary.line()
     assert summary.longest_gap == pytest.approx(2.2)
     assert summary.last_failure == pytest.approx(2.1)
 
