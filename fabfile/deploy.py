@@ -184,29 +184,17 @@ def release(settings, sha, remote: Runner, reporter: Reporter, summary: Summary,
     top = ComposeCommands(settings)
     live = None if remote.dry_run else live_slot(remote, settings)
     slot = other_slot(live)
+    if remote.dry_run:
+        remote.echo("[remote] (shown for slot blue; a real deploy uses whichever slot is idle)")
     candidate = ComposeCommands(settings, staged.dir, slot)
-    with reporter.step(f"stage compose files and .env in {staged.dir}"):
-        remote.run(top.prepare_dir(), "creating " + settings.STAGING_DIR)
-        remote.run(staged.prepare_dir(), "creating " + staged.dir)
-        remote.run(cmd("install", "-d", "-m", "0755", edge_dir(settings)), "creating edge/")
-        for name in (BASE_FILE, APP_FILE):
-            upload(remote, posixpath.join(staged.dir, name), read_compose_file(settings, name))
-        upload(remote, staged.env_path, render_env(settings.app_env(sha)))
-        upload(remote, posixpath.join(edge_dir(settings), EDGE_CONFIG),
-               read_compose_file(settings, posixpath.join("edge", EDGE_CONFIG)), 0o644)
+    stage_files(remote, settings, sha, staged, reporter)
     if settings.REGISTRY_PULL_USER:
         with reporter.step(f"log in to {settings.REGISTRY} on the host"):
             remote.run(top.registry_login(), "docker login on the host")
     with reporter.step("pull images"):
-        remote.run(staged.pull(), "docker compose pull (the running release is untouched)")
-        remote.run(candidate.pull(), "docker compose pull (the running release is untouched)")
-    refs = {s.name: settings.image_ref(s.name, sha) for s in settings.services}
-    pulled = local_digests(settings, refs, remote)
-    for name, ref in refs.items():
-        summary.images[name] = f"{ref}@{pulled[name]}" if pulled.get(name) else ref
-        if pushed.get(name) and pulled.get(name) != pushed[name]:
-            raise DeployError(f"{ref} on the host is {pulled.get(name)}, but {pushed[name]} was "
-                              "pushed: the tag changed in the registry meanwhile; deploy again")
+        for compose in (staged, candidate):
+            remote.run(compose.pull(), "docker compose pull (the running release is untouched)")
+    verify_pulled(remote, settings, sha, summary, pushed)
     summary.backup = backup_database(remote, settings, sha, reporter)
     with reporter.step("start stable services: data, edge proxy (unchanged ones keep running)"):
         for name in (BASE_FILE, ENV_FILE):
@@ -235,11 +223,38 @@ def release(settings, sha, remote: Runner, reporter: Reporter, summary: Summary,
         switch_edge(remote, settings, sha, slot, reporter)
     summary.health = outcome.verdict.reason
     if live:
-        with reporter.step(f"retire slot {live} (in-flight requests finish first)"):
-            retire(remote, settings, live)
+        try:  # the new release is live and healthy: a failure here must not undo it
+            with reporter.step(f"retire slot {live} (in-flight requests finish first)"):
+                retire(remote, settings, live)
+        except DeployError as exc:
+            reporter.say(f"warning: could not retire slot {live} (the next deploy retries): {exc}")
     for service in settings.services:
         remote.run(images.tag(settings.image_ref(service.name, sha),
                               f"{settings.image_repo(service.name)}:{images.release_tag(sha)}"))
+
+
+def stage_files(remote: Runner, settings, sha, staged: ComposeCommands, reporter) -> None:
+    """The release's compose files and .env into releases/<sha>/ (0600), the edge config."""
+    with reporter.step(f"stage compose files and .env in {staged.dir}"):
+        remote.run(ComposeCommands(settings).prepare_dir(), "creating " + settings.STAGING_DIR)
+        remote.run(staged.prepare_dir(), "creating " + staged.dir)
+        remote.run(cmd("install", "-d", "-m", "0755", edge_dir(settings)), "creating edge/")
+        for name in (BASE_FILE, APP_FILE):
+            upload(remote, posixpath.join(staged.dir, name), compose_text(settings, name))
+        upload(remote, staged.env_path, render_env(settings.app_env(sha)))
+        upload(remote, posixpath.join(edge_dir(settings), EDGE_CONFIG),
+               compose_text(settings, posixpath.join("edge", EDGE_CONFIG)), 0o644)
+
+
+def verify_pulled(remote: Runner, settings, sha, summary: Summary, pushed: dict) -> None:
+    """The host must hold exactly the digests we pushed (a moved tag would deploy other code)."""
+    refs = {s.name: settings.image_ref(s.name, sha) for s in settings.services}
+    pulled = local_digests(settings, refs, remote)
+    for name, ref in refs.items():
+        summary.images[name] = f"{ref}@{pulled[name]}" if pulled.get(name) else ref
+        if pushed.get(name) and pulled.get(name) != pushed[name]:
+            raise DeployError(f"{ref} on the host is {pulled.get(name)}, but {pushed[name]} was "
+                              "pushed: the tag changed in the registry meanwhile; deploy again")
 
 
 def backup_database(remote: Runner, settings, sha, reporter) -> Optional[str]:
@@ -342,7 +357,8 @@ def prune_after_success(runner, settings, sha, previous, reporter) -> None:
         reporter.say(f"warning: prune failed (the deploy itself succeeded): {exc}")
 
 
-def read_compose_file(settings, name: str) -> str:
+def compose_text(settings, name: str) -> str:
+    """A file of the compose folder (compose.yaml, app.yaml, edge/nginx.conf), to upload."""
     with open(posixpath.join(settings.compose_dir, name), encoding="utf-8") as handle:
         return handle.read()
 
