@@ -13,6 +13,7 @@ import re
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
@@ -73,6 +74,30 @@ def under_load(url: str, action) -> tuple:
     return result, wall, load.results, summary, started
 
 
+class Beside:
+    """Runs an action in a thread, and re-raises its error when joined."""
+
+    def __init__(self, action):
+        self.action, self.error, self.thread = action, None, None
+
+    def _run(self):
+        try:
+            self.action()
+        except Exception as exc:  # handed to join(), in the bench's own thread
+            self.error = exc
+
+    def start(self):
+        if self.action and not self.thread:
+            self.thread = threading.Thread(target=self._run)
+            self.thread.start()
+
+    def join(self):
+        if self.thread:
+            self.thread.join()
+        if self.error:
+            raise self.error
+
+
 class Bench:
     def __init__(self, runs: int, say=print):
         self.runs, self.say = runs, say
@@ -121,8 +146,10 @@ class Bench:
                            capture_output=True)
 
     def baseline(self, scenario: str, sha: str, meanwhile=None):
-        """The baseline's deploy of `sha`; `meanwhile()` runs once it has reached its sleep."""
+        """The baseline's deploy of `sha`; `meanwhile()` starts (in a thread) once it sleeps.
+        The baseline is timed and loaded until its own command exits, whatever ours does."""
         self.point_latest_at(sha)
+        beside = Beside(meanwhile)
 
         def deploy_sh():
             process = subprocess.Popen(
@@ -132,12 +159,13 @@ class Bench:
             output = []
             for line in process.stdout:
                 output.append(line)
-                if line.startswith("MARK sleep") and meanwhile:
-                    meanwhile()
+                if line.startswith("MARK sleep"):
+                    beside.start()
             process.wait()
             return "".join(output)
 
         output, wall, answers, load, started = under_load(BASELINE_URL, deploy_sh)
+        beside.join()
         marks = dict((m.group(1), float(m.group(2)))
                      for m in re.finditer(r"MARK (\w+) ([\d.]+)", output))
         run = Run(wall, load.failed, load.longest_gap, kinds=load.kinds)
