@@ -49,11 +49,12 @@ def check_candidate(runner, settings, sha: str, slot: str, reporter, before: dic
 
 def switch_edge(runner, settings, sha: str, slot: str, reporter):
     """Point the edge at `slot` and wait until users get `sha` from it."""
+    before = {} if runner.dry_run else restart_counts(runner, settings)
     upload(runner, posixpath.join(edge_dir(settings), LIVE_FILE), live_conf(slot), 0o644)
     runner.run(ComposeCommands(settings).reload_edge(), "reloading the edge proxy")
     if runner.dry_run:
         return None
-    outcome = wait_for_slot(runner, settings, sha, slot, reporter, {}, SWITCH_DEADLINE,
+    outcome = wait_for_slot(runner, settings, sha, slot, reporter, before, SWITCH_DEADLINE,
                             candidate=False, settle=0)
     if outcome.verdict.state != HEALTHY:
         raise DeployError(f"after the switch to slot {slot}, {sha[:12]} is not what users get: "

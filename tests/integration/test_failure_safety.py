@@ -88,6 +88,24 @@ def test_slow_start_shorter_than_the_deadline_succeeds(testbed_env, good):
     assert health()[1]["data"]["version"] == sha
 
 
+def test_a_service_that_restarted_before_does_not_fail_later_deploys(testbed_env, good):
+    """Restart counts are history: only restarts during the deploy count as crashes."""
+    redis = "classroom-manager-redis-1"
+
+    def restarts_and_health():
+        count, health = staging_host("docker", "inspect", "-f",
+                                     "{{.RestartCount}} {{.State.Health.Status}}", redis).split()
+        return int(count), health
+
+    before, _ = restarts_and_health()
+    staging_host("docker", "exec", redis, "sh", "-c", "kill 1")  # exits; its restart policy restarts it
+    deadline = time.monotonic() + 60
+    while restarts_and_health() != (before + 1, "healthy"):
+        assert time.monotonic() < deadline, "redis did not come back"
+    result = deploy(testbed_env, release("after-restart"))
+    assert result.returncode == 0, result.output
+
+
 def test_registry_stopped_before_the_pull(testbed_env, good):
     previous, row = good
     running = DeployProcess(testbed_env, release("no-registry"))
