@@ -107,13 +107,11 @@ class ComposeCommands:
     def health_on_host(self) -> Command:
         """The health endpoint through the host's loopback: body, then the HTTP code on its own
         line. For a slot, through the edge's candidate port (the slot gets no user traffic yet)."""
-        path = self.settings.health_path
+        port, headers = self.settings.APP_PORT, ()
         if self.slot:
-            return cmd("curl", "-sS", "-m", "3", "-w", r"\n%{http_code}", "-H",
-                       f"X-Deploy-Slot: {self.slot}",
-                       f"http://127.0.0.1:{self.settings.PREVIEW_PORT}{path}")
-        return cmd("curl", "-sS", "-m", "3", "-w", r"\n%{http_code}",
-                   f"http://127.0.0.1:{self.settings.APP_PORT}{path}")
+            port, headers = self.settings.PREVIEW_PORT, ("-H", f"X-Deploy-Slot: {self.slot}")
+        return cmd("curl", "-sS", "-m", "3", "-w", r"\n%{http_code}", *headers,
+                   f"http://127.0.0.1:{port}{self.settings.health_path}")
 
     def registry_login(self) -> Command:
         return cmd("docker", "login", self.settings.REGISTRY, "--username",
@@ -122,7 +120,7 @@ class ComposeCommands:
 
 
 def all_containers() -> Command:
-    """Every compose container on the host with its project; `projects_of` picks ours."""
+    """Every compose container on the host with its project; `ours` picks ours."""
     return cmd("docker", "ps", "-a", "--no-trunc", "--filter", f"label={PROJECT_LABEL}",
                "--format", "{{.ID}} {{.Label \"%s\"}}" % PROJECT_LABEL)
 
@@ -130,8 +128,8 @@ def all_containers() -> Command:
 def ours(output: str, projects: Iterable[str]) -> List[str]:
     """Container ids (from `all_containers`) that belong to exactly these compose projects."""
     wanted = set(projects)
-    return [line.split()[0] for line in output.splitlines()
-            if len(line.split()) == 2 and line.split()[1] in wanted]
+    rows = [line.split() for line in output.splitlines()]
+    return [row[0] for row in rows if len(row) == 2 and row[1] in wanted]
 
 
 def stop_containers(ids: List[str]) -> Command:

@@ -29,16 +29,15 @@ from .compose import (
     strip_terminal_codes,
 )
 from .errors import DeployError
-from .health import HEALTHY
 from .host import HostSession, upload
 from .interrupts import Interrupted, interruptible, shielded
 from .ledger import ReleaseLedger, end_event, good_releases, merge, start_event, who_runs_this
 from .lock import held
 from .report import Reporter, Summary
 from .rollback import close_abandoned, restore_release
-from .running import RunningRelease, containers, live_slot, read_running, wait_for_slot
+from .running import RunningRelease, containers, live_slot, read_running
 from .shell import Runner, cmd
-from .slots import retire, start_in_slot, switch_edge
+from .slots import check_candidate, retire, start_in_slot, switch_edge
 
 CONNECTION_ERRORS = (paramiko.SSHException, OSError, EOFError)
 
@@ -212,13 +211,14 @@ def release(settings, sha, remote: Runner, reporter: Reporter, summary: Summary,
         return
     with reporter.step(f"check slot {slot} before it gets traffic (deadline "
                        f"{settings.HEALTH_TIMEOUT:.0f}s)"):
-        outcome = wait_for_slot(remote, settings, sha, slot, reporter, before)
-        if outcome.verdict.state != HEALTHY:
+        def report_unhealthy(outcome):
             summary.health = "unhealthy (it never got traffic)"
             summary.logs = last_logs(remote, settings, sha, slot)
             if outcome.probe.host_body:
                 summary.notes.append(f"last health body: {outcome.probe.host_body[:500]}")
-            raise DeployError(f"release {sha[:12]} is not healthy: {outcome.verdict.reason}")
+
+        outcome = check_candidate(remote, settings, sha, slot, reporter, before,
+                                  on_failure=report_unhealthy)
     with reporter.step(f"switch the edge to slot {slot}"):
         switch_edge(remote, settings, sha, slot, reporter)
     summary.health = outcome.verdict.reason

@@ -39,10 +39,13 @@ def start_in_slot(runner, settings, sha: str, slot: str, pull_never: bool = Fals
 
 
 def check_candidate(runner, settings, sha: str, slot: str, reporter, before: dict,
-                    timeout: float = None):
-    """Wait until `sha` in `slot` is healthy through the candidate port; raise if it is not."""
+                    timeout: float = None, on_failure=None):
+    """Wait until `sha` in `slot` is healthy through the candidate port; raise if it is not
+    (after `on_failure(outcome)`, which may gather what the failure report needs)."""
     outcome = wait_for_slot(runner, settings, sha, slot, reporter, before, timeout)
     if outcome.verdict.state != HEALTHY:
+        if on_failure:
+            on_failure(outcome)
         raise DeployError(f"release {sha[:12]} is not healthy: {outcome.verdict.reason}")
     return outcome
 
