@@ -25,6 +25,8 @@ SLOTS = ("blue", "green")
 EDGE_SERVICE = "edge"
 EDGE_CONFIG = "nginx.conf"
 LIVE_FILE = "live.conf"
+# Where compose.yaml mounts edge/ in the edge container, and the config nginx runs with.
+EDGE_MOUNT = "/etc/nginx/deploy"
 PROJECT_LABEL = "com.docker.compose.project"
 
 
@@ -45,9 +47,17 @@ def other_slot(slot: Optional[str]) -> str:
     return "green" if slot == "blue" else "blue"
 
 
-def live_conf(slot: str) -> str:
-    """edge/live.conf that sends every request to `slot`."""
-    return f"set $app frontend-{slot}:80;\n"
+def live_conf(slot: str, fallback: Optional[str] = None) -> str:
+    """edge/live.conf (included in the edge's `location /`): send every request to `slot`.
+
+    With `fallback` (the previous slot, kept running through the watch window), a request the
+    new slot fails with 502, 503 or 504 is answered by the fallback slot instead."""
+    text = f"set $app frontend-{slot}:80;\n"
+    if fallback:
+        text += (f"set $fallback frontend-{fallback}:80;\n"
+                 "proxy_intercept_errors on;\n"
+                 "error_page 502 503 504 = @fallback;\n")
+    return text
 
 
 def parse_live_conf(text: str) -> Optional[str]:
@@ -94,8 +104,12 @@ class ComposeCommands:
         return self._compose("up", "-d", "--remove-orphans", *extra)
 
     def reload_edge(self) -> Command:
-        """nginx re-reads its config; old workers finish their in-flight requests first."""
-        return self._compose("kill", "-s", "HUP", EDGE_SERVICE)
+        """nginx checks, then re-reads its config; old workers finish their in-flight requests.
+
+        Through `exec`, never a signal from the engine: Docker 20.10 counts `docker kill` as a
+        stop by hand, and does not restart such a container when the server reboots."""
+        conf = f"{EDGE_MOUNT}/{EDGE_CONFIG}"
+        return self.exec_in(EDGE_SERVICE, f"nginx -t -q -c {conf} && nginx -s reload -c {conf}")
 
     def logs(self, service: str, tail: int = 15) -> Command:
         return self._compose("logs", "--no-color", "--no-log-prefix", "--tail", str(tail), service)
@@ -104,19 +118,26 @@ class ComposeCommands:
         """A shell script inside a running service container (its env vars, not our argv)."""
         return self._compose("exec", "-T", service, "sh", "-c", script)
 
-    def health_on_host(self) -> Command:
-        """The health endpoint through the host's loopback: body, then the HTTP code on its own
-        line. For a slot, through the edge's candidate port (the slot gets no user traffic yet)."""
-        port, headers = self.settings.APP_PORT, ()
-        if self.slot:
-            port, headers = self.settings.PREVIEW_PORT, ("-H", f"X-Deploy-Slot: {self.slot}")
-        return cmd("curl", "-sS", "-m", "3", "-w", r"\n%{http_code}", *headers,
-                   f"http://127.0.0.1:{port}{self.settings.health_path}")
-
     def registry_login(self) -> Command:
         return cmd("docker", "login", self.settings.REGISTRY, "--username",
                    self.settings.REGISTRY_PULL_USER, "--password-stdin",
                    stdin=self.settings.REGISTRY_PULL_PASSWORD)
+
+
+def health_on_host(settings, slot: Optional[str] = None) -> Command:
+    """The health endpoint through the host's loopback: body, then the HTTP code on its own
+    line. Through the public port, or, for `slot`, straight to that slot through the edge's
+    candidate port (whether or not it is live)."""
+    port, headers = settings.APP_PORT, ()
+    if slot:
+        port, headers = settings.PREVIEW_PORT, ("-H", f"X-Deploy-Slot: {slot}")
+    return cmd("curl", "-sS", "-m", "3", "-w", r"\n%{http_code}", *headers,
+               f"http://127.0.0.1:{port}{settings.health_path}")
+
+
+def engine_version() -> Command:
+    """Answers (exit 0) once the host's Docker engine is up."""
+    return cmd("docker", "version", "--format", "{{.Server.Version}}")
 
 
 def all_containers() -> Command:

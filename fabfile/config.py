@@ -37,6 +37,13 @@ def _seconds(value: str) -> float:
     return number
 
 
+def _seconds_or_zero(value: str) -> float:
+    number = _number(value)
+    if not 0 <= number < float("inf"):
+        raise ValueError("must be 0 or a positive number of seconds")
+    return number
+
+
 def _count(value: str) -> int:
     number = _number(value, int)
     if number < 1:
@@ -107,6 +114,8 @@ SETTINGS = [
             _seconds),
     Setting("HEALTH_SETTLE", "seconds a release must stay healthy before it counts", "",
             "health_settle", _seconds),
+    Setting("WATCH_SECONDS", "seconds a release is watched after the switch, the previous one "
+            "standing by (0: no window)", "", "watch_seconds", _seconds_or_zero),
     Setting("KEEP_RELEASES", "good releases whose images and backups prune keeps", "",
             "keep_releases", _count),
     Setting("LOCK_MAX_AGE", "seconds after which a held deploy lock counts as stale", "",

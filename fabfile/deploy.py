@@ -3,10 +3,11 @@
 Locally: build or reuse the images of the commit and push them. On the host, under the deploy
 lock: close abandoned ledger entries, record what runs now (and tag it for rollback), refuse an
 older sha, then stage files, pull, back up, update the stable services, migrate, start the
-release in the idle slot, check it there, switch the edge to it and retire the old slot (see
-slots.py). Any failure after the lock (an error, a health deadline, a crash, a lost connection,
-Ctrl-C or SIGTERM) makes the recorded release the live one again: usually it never stopped
-serving. After success only: prune.
+release in the idle slot, check it there, switch the edge to it, watch it live for
+WATCH_SECONDS with the old slot standing by, and retire the old slot (see slots.py). Any
+failure after the lock (an error, a health deadline, a crash before or after the switch, a lost
+connection, Ctrl-C or SIGTERM) makes the recorded release the live one again: usually it never
+stopped serving, or still runs beside the failed one. After success only: prune.
 """
 import posixpath
 import time
@@ -23,6 +24,7 @@ from .compose import (
     SLOTS,
     ComposeCommands,
     edge_dir,
+    engine_version,
     other_slot,
     release_dir,
     remove_containers,
@@ -37,9 +39,20 @@ from .report import Reporter, Summary
 from .rollback import close_abandoned, restore_release
 from .running import RunningRelease, containers, live_slot, read_running
 from .shell import Runner, cmd
-from .slots import check_candidate, retire, start_in_slot, switch_edge
+from .slots import (
+    check_candidate,
+    confirm_switch,
+    retire,
+    start_in_slot,
+    switch_edge,
+    watch_live,
+)
 
 CONNECTION_ERRORS = (paramiko.SSHException, OSError, EOFError)
+# After a lost connection (a network drop, a reboot of the host): how long to try to reconnect,
+# then how long the host's Docker engine may take to answer (it starts after sshd on a boot).
+RECONNECT_WITHIN = 120
+ENGINE_WITHIN = 120
 
 
 def deploy_staging(settings, sha: str, ctx, reporter: Reporter, rebuild=False, dry_run=False,
@@ -178,13 +191,15 @@ def refuse_older(sha, previous, force, local: Runner, reporter) -> None:
 def release(settings, sha, remote: Runner, reporter: Reporter, summary: Summary,
             pushed: dict) -> None:
     """On the host: stage files, pull, back up, update the stable services, migrate, start the
-    release in the idle slot, check it there, switch the edge to it, retire the old slot."""
+    release in the idle slot, check it there, switch the edge to it, watch it live with the old
+    slot standing by, retire the old slot."""
     staged = ComposeCommands(settings, release_dir(settings, sha))
     top = ComposeCommands(settings)
-    live = None if remote.dry_run else live_slot(remote, settings)
+    live = "green" if remote.dry_run else live_slot(remote, settings)
     slot = other_slot(live)
     if remote.dry_run:
-        remote.echo("[remote] (shown for slot blue; a real deploy uses whichever slot is idle)")
+        remote.echo("[remote] (shown for slot blue, green live; a real deploy uses whichever slot "
+                    "is idle)")
     candidate = ComposeCommands(settings, staged.dir, slot)
     stage_files(remote, settings, sha, staged, reporter)
     if settings.REGISTRY_PULL_USER:
@@ -205,29 +220,33 @@ def release(settings, sha, remote: Runner, reporter: Reporter, summary: Summary,
     with reporter.step(f"start {sha[:12]} in slot {slot}, beside the live one"):
         retire(remote, settings, slot)  # leftovers of an earlier release in the idle slot
         before = start_in_slot(remote, settings, sha, slot)
-    if remote.dry_run:
-        remote.echo(f"[remote] poll health until {settings.HEALTH_TIMEOUT:.0f}s: "
-                    f"{candidate.health_on_host()}")
-        return
+
+    def report_failure(outcome):
+        summary.logs = last_logs(remote, settings, sha, slot)
+        failing = [a.body for a in outcome.probe.answers if a.status != 200 and a.body]
+        if failing:
+            summary.notes.append(f"last health body: {failing[0][:500]}")
+
     with reporter.step(f"check slot {slot} before it gets traffic (deadline "
                        f"{settings.HEALTH_TIMEOUT:.0f}s)"):
-        def report_unhealthy(outcome):
-            summary.health = "unhealthy (it never got traffic)"
-            summary.logs = last_logs(remote, settings, sha, slot)
-            if outcome.probe.host_body:
-                summary.notes.append(f"last health body: {outcome.probe.host_body[:500]}")
-
-        outcome = check_candidate(remote, settings, sha, slot, reporter, before,
-                                  on_failure=report_unhealthy)
-    with reporter.step(f"switch the edge to slot {slot}"):
-        switch_edge(remote, settings, sha, slot, reporter)
-    summary.health = outcome.verdict.reason
-    if live:
-        try:  # the new release is live and healthy: a failure here must not undo it
-            with reporter.step(f"retire slot {live} (in-flight requests finish first)"):
-                retire(remote, settings, live)
-        except DeployError as exc:
-            reporter.say(f"warning: could not retire slot {live} (the next deploy retries): {exc}")
+        summary.health = "unhealthy (it never got traffic)"
+        check_candidate(remote, settings, sha, slot, reporter, before, on_failure=report_failure)
+    stands_by = f" (slot {live} stands by)" if live else ""
+    with reporter.step(f"switch the edge to slot {slot}{stands_by}"):
+        went_live = switch_edge(remote, settings, sha, slot, reporter, fallback=live)
+    summary.health = "failed after the switch"
+    window = f"{settings.WATCH_SECONDS:.0f}s after the switch"
+    with reporter.step(f"watch {window}{stands_by}"):
+        summary.watch = f"{window}: failed"
+        watch_live(remote, settings, sha, slot, went_live, before, on_failure=report_failure)
+    summary.watch = f"{window}: ok"
+    summary.health = "all services running; health 200 with the deployed version"
+    try:  # the new release is live and healthy: a failure here must not undo it
+        with reporter.step(f"retire slot {live} (in-flight requests finish first)"
+                           if live else "confirm the edge"):
+            confirm_switch(remote, settings, slot, live)
+    except DeployError as exc:
+        reporter.say(f"warning: could not retire slot {live} (the next deploy retries): {exc}")
     for service in settings.services:
         remote.run(images.tag(settings.image_ref(service.name, sha),
                               f"{settings.image_repo(service.name)}:{images.release_tag(sha)}"))
@@ -286,9 +305,10 @@ def recover(failure: BaseException, settings, sha, previous, host: HostSession, 
         reporter.say(f"deploy of {sha[:12]} failed: {cause}")
         try:
             if not host.alive:
-                with reporter.step("reconnect to the host (the connection was lost)"):
-                    host.reconnect()
+                with reporter.step("reconnect to the host (the connection was lost; a reboot?)"):
+                    host.reconnect(RECONNECT_WITHIN)
                     lock.reacquire()
+                    wait_for_engine(host.runner, ENGINE_WITHIN)
             if previous is None:
                 with reporter.step("remove the failed release (first deploy: nothing to roll back to)"):
                     for slot in SLOTS:
@@ -318,6 +338,15 @@ def recover(failure: BaseException, settings, sha, previous, host: HostSession, 
             start["id"], result, time.monotonic() - began, cause=cause, images=summary.images,
             rolled_back_to=previous if result == "rolled_back" else None, backup=summary.backup)))
         raise DeployError(summary.cause) from None
+
+
+def wait_for_engine(runner: Runner, within: float) -> None:
+    """Poll until the host's Docker engine answers (after a reboot, it starts after sshd)."""
+    deadline = time.monotonic() + within
+    while not runner.run(engine_version(), check=False).ok:
+        if time.monotonic() > deadline:
+            raise DeployError(f"the Docker engine on the host did not answer within {within:.0f}s")
+        time.sleep(1)
 
 
 def describe(failure: BaseException) -> str:

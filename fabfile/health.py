@@ -1,10 +1,10 @@
-"""Deciding whether a release is healthy, and waiting for it with a deadline.
+"""Deciding whether a release is healthy, waiting for it with a deadline, and watching it once live.
 
 A release is healthy when, at the same moment: every service container is running (and
-healthy where it has a healthcheck), the host's loopback and the public URL both answer the
-health path with 200, and both report the deployed sha as `version`. Before the switch, a
-release in its slot is checked through the edge's candidate port on the host only. An exited or
-restarting container fails at once instead of waiting out the deadline.
+healthy where it has a healthcheck), and every place it is asked (its slot through the edge's
+candidate port; once live, the host's public port and the public URL too) answers the health
+path with 200 and reports the deployed sha as `version`. An exited or restarting container
+fails at once instead of waiting out the deadline.
 """
 import json
 import time
@@ -15,14 +15,18 @@ HEALTHY, WAITING, FAILED = "healthy", "waiting", "failed"
 
 
 @dataclass
+class Answer:
+    """What one place answered on the health path."""
+    where: str                     # "slot green", "host", "public URL"
+    status: Optional[int]          # None: nothing answered
+    body: str = ""
+
+
+@dataclass
 class Probe:
     """One observation of the release, from the host and from the caller."""
-    containers: List[dict] = field(default_factory=list)   # docker compose ps -a --format json
-    host_status: Optional[int] = None
-    host_body: str = ""
-    public_status: Optional[int] = None
-    public_body: str = ""
-    public_checked: bool = True    # False for a slot that gets no public traffic yet
+    containers: List[dict] = field(default_factory=list)   # running.parse_inspect rows
+    answers: List[Answer] = field(default_factory=list)
     error: str = ""
 
 
@@ -72,23 +76,20 @@ def assess(probe: Probe, sha: str, services, restarts_before=None) -> Verdict:
             return Verdict(WAITING, f"{name}: {state or 'unknown state'}")
     if probe.error:
         return Verdict(WAITING, probe.error)
-    endpoints = [("host", probe.host_status, probe.host_body)]
-    if probe.public_checked:
-        endpoints.append(("public URL", probe.public_status, probe.public_body))
-    for where, status, body in endpoints:
-        if status != 200:
-            return Verdict(WAITING, f"{where}: health answered {status or 'nothing'}"
-                                    + failing_checks(body))
+    for answer in probe.answers:
+        if answer.status != 200:
+            return Verdict(WAITING, f"{answer.where}: health answered {answer.status or 'nothing'}"
+                                    + failing_checks(answer.body))
     for name in services:
         # "starting": its own healthcheck has not run yet; the HTTP checks above just passed
         # through the whole chain, which is what that healthcheck would find out.
         health = by_service[name].get("Health", "")
         if health not in ("", "healthy", "starting"):
             return Verdict(WAITING, f"{name}: {health}")
-    for where, _, body in endpoints:
-        version = reported_version(body)
+    for answer in probe.answers:
+        version = reported_version(answer.body)
         if version != sha:
-            return Verdict(WAITING, f"{where}: serving version {(version or '?')[:12]}, "
+            return Verdict(WAITING, f"{answer.where}: serving version {(version or '?')[:12]}, "
                                     f"not {sha[:12]}")
     return Verdict(HEALTHY, "all services running; health 200 with the deployed version")
 
@@ -130,3 +131,30 @@ def wait_until_healthy(observe: Callable[[], Probe], sha: str, services, timeout
             on_wait(waited, verdict)
         pause = interval if healthy_since is not None else min(interval, timeout - waited)
         sleep(max(0.0, pause))
+
+
+def watch_window(observe: Callable[[], Probe], sha: str, services, seconds: float,
+                 went_live: float, interval: float = 1.0, restarts_before=None,
+                 clock=time.monotonic, sleep=time.sleep) -> Outcome:
+    """After the switch: observe every `interval` until `seconds` after `went_live`.
+
+    A crash (a container exited, restarting, or restarted since `restarts_before`) fails at
+    once; anything else that is not healthy fails when the next observation agrees (one slow
+    answer on a busy host is not a broken release). `waited` is the time since it went live."""
+    misses = 0
+    while True:
+        began = clock()
+        probe = observe()
+        verdict = assess(probe, sha, services, restarts_before)
+        after = clock() - went_live
+        misses = 0 if verdict.state == HEALTHY else misses + 1
+        if verdict.state == FAILED or misses >= 2:
+            return Outcome(Verdict(FAILED, f"{verdict.reason}, {after:.1f}s after it went live"),
+                           probe, after)
+        if after >= seconds and not misses:
+            return Outcome(Verdict(HEALTHY, f"healthy for {seconds:.0f}s after the switch"),
+                           probe, after)
+        next_look = began + interval
+        if not misses:  # a clean window's last look is at its very end
+            next_look = min(next_look, went_live + seconds)
+        sleep(max(0.0, next_look - clock()))

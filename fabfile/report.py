@@ -62,6 +62,7 @@ class Summary:
     result: str = "running"                 # succeeded | failed
     images: Dict[str, str] = field(default_factory=dict)     # service -> ref@digest
     health: str = ""
+    watch: str = ""                         # the watch window after the switch, and its result
     duration: float = 0.0
     cause: str = ""
     url: str = ""
@@ -73,6 +74,8 @@ class Summary:
         lines = [f"{self.action} {self.result.upper()}: {self.sha}",
                  f"  duration  {self.duration:.1f}s",
                  f"  health    {self.health or 'not checked'}"]
+        if self.watch:
+            lines.append(f"  watch     {self.watch}")
         if self.url:
             lines.append(f"  url       {self.url}")
         for service, image in sorted(self.images.items()):
@@ -93,6 +96,8 @@ class Summary:
                 "| | |", "|---|---|",
                 f"| commit | `{self.sha}` |", f"| duration | {self.duration:.1f}s |",
                 f"| health | {self.health or 'not checked'} |"]
+        if self.watch:
+            rows.append(f"| watch | {self.watch} |")
         if self.url:
             rows.append(f"| url | {self.url} |")
         rows += [f"| {s} | `{i}` |" for s, i in sorted(self.images.items())]

@@ -25,9 +25,17 @@ from .ledger import (
 )
 from .lock import held
 from .report import Summary
-from .running import containers, read_running
+from .running import containers, read_running, restart_counts
 from .shell import cmd
-from .slots import check_candidate, retire, start_in_slot, switch_edge
+from .slots import (
+    check_candidate,
+    confirm_switch,
+    retire,
+    standing_by,
+    start_in_slot,
+    switch_edge,
+    watch_live,
+)
 
 
 def retained(runner, settings, sha: str) -> bool:
@@ -39,8 +47,10 @@ def retained(runner, settings, sha: str) -> bool:
 
 
 def restore_release(runner, settings, sha: str, reporter, timeout: float = None) -> bool:
-    """Make retained release `sha` the live one, healthy; returns whether the edge had to switch.
-    If it is live and healthy already, this only removes the other slot."""
+    """Make retained release `sha` the live one, healthy and watched; returns whether the edge
+    had to switch. If it is live and healthy already, this only removes the other slot; if it
+    still runs healthy in the other slot (standing by through a watch window), the edge switches
+    back to it at once."""
     running = read_running(runner, settings)
     if running.slot and running.sha == sha and running.healthy:
         with reporter.step(f"{sha[:12]} is live and healthy; retire slot {other_slot(running.slot)}"):
@@ -48,20 +58,28 @@ def restore_release(runner, settings, sha: str, reporter, timeout: float = None)
         return False
     live = running.slot
     slot = slot_holding(containers(runner, settings), settings, sha, live) or other_slot(live)
-    with reporter.step(f"restore release {sha[:12]} in slot {slot} from the host (no pull)"):
-        for service in settings.services:
-            kept = f"{settings.image_repo(service.name)}:{images.release_tag(sha)}"
-            runner.run(images.tag(kept, settings.image_ref(service.name, sha)),
-                       f"images of {sha[:12]} are not on the host any more")
-        runner.run(ComposeCommands(settings).up_stable(), "starting the stable services")
-        before = start_in_slot(runner, settings, sha, slot, pull_never=True)
-    with reporter.step(f"wait until {sha[:12]} is healthy in slot {slot}"):
-        check_candidate(runner, settings, sha, slot, reporter, before, timeout)
+    if slot != live and standing_by(runner, settings, sha, slot):
+        reporter.note(f"{sha[:12]} still runs healthy in slot {slot}: switching back at once")
+        before = restart_counts(runner, settings)
+    else:
+        with reporter.step(f"restore release {sha[:12]} in slot {slot} from the host (no pull)"):
+            for service in settings.services:
+                kept = f"{settings.image_repo(service.name)}:{images.release_tag(sha)}"
+                runner.run(images.tag(kept, settings.image_ref(service.name, sha)),
+                           f"images of {sha[:12]} are not on the host any more")
+            runner.run(ComposeCommands(settings).up_stable(), "starting the stable services")
+            before = start_in_slot(runner, settings, sha, slot, pull_never=True)
+        with reporter.step(f"wait until {sha[:12]} is healthy in slot {slot}"):
+            check_candidate(runner, settings, sha, slot, reporter, before, timeout)
+    went_live = time.monotonic()
+    stands_by = f" (slot {live} stands by)" if live and live != slot else ""
     if live != slot:
-        with reporter.step(f"switch the edge to slot {slot}"):
-            switch_edge(runner, settings, sha, slot, reporter)
+        with reporter.step(f"switch the edge to slot {slot}{stands_by}"):
+            went_live = switch_edge(runner, settings, sha, slot, reporter, fallback=live)
+    with reporter.step(f"watch {settings.WATCH_SECONDS:.0f}s after the switch{stands_by}"):
+        watch_live(runner, settings, sha, slot, went_live, before)
     with reporter.step(f"retire slot {other_slot(slot)}"):
-        retire(runner, settings, other_slot(slot))
+        confirm_switch(runner, settings, slot, other_slot(slot))
     return live != slot
 
 
@@ -136,9 +154,17 @@ def rollback_on_host(settings, runner, reporter, summary, to, restore_db, yes, c
                 restore_database(runner, settings, dump, reporter)
             restore_release(runner, settings, target, reporter)
     except BaseException as exc:
+        cause = str(exc).splitlines()[0]
         runner.run(ledger.append(end_event(start["id"], "failed", time.monotonic() - began,
-                                           cause=str(exc).splitlines()[0])), check=False)
-        raise
+                                           cause=cause)), check=False)
+        if not isinstance(exc, DeployError):
+            raise
+        back = (f" (`--to {running.sha}` goes back to what ran before, still running beside it)"
+                if running.sha and running.sha != target else "")
+        raise DeployError(
+            f"ROLLBACK TO {target[:12]} FAILED: {cause}. Staging may be down: run `inv "
+            f"deploy.status` and `inv deploy.logs`, then `inv deploy.rollback --to <sha>` with "
+            f"another release from `inv deploy.history`{back}") from None
     runner.run(ledger.append(end_event(start["id"], "succeeded", time.monotonic() - began,
                                        restored_backup=dump)))
     summary.health = f"{target[:12]} is live and healthy"

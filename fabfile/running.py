@@ -1,9 +1,10 @@
 """Facts about what runs on the host now, read from the containers themselves (never a tag).
 
-`observe` is one health observation of a slot (its containers and the stable ones, health on
-the host, and for the live slot health from here too); `read_running` turns the live slot's
-observation into the running release: the sha its app containers were built from, their image
-ids, and whether it is healthy right now.
+`observe` is one health observation of a slot: its containers and the stable ones, and the
+health path asked where the caller says (the slot itself through the edge's candidate port, the
+host's public port, the public URL from here); `read_running` turns the live slot's observation
+into the running release: the sha its app containers were built from, their image ids, and
+whether it is healthy right now.
 """
 import uuid
 from dataclasses import dataclass, field
@@ -15,9 +16,9 @@ from .compose import (
     EDGE_SERVICE,
     LIVE_FILE,
     SLOTS,
-    ComposeCommands,
     all_containers,
     edge_dir,
+    health_on_host,
     inspect,
     ours,
     parse_http,
@@ -26,7 +27,7 @@ from .compose import (
     slot_project,
 )
 from .errors import RemoteCommandError
-from .health import HEALTHY, Outcome, Probe, assess, wait_until_healthy
+from .health import HEALTHY, Answer, Outcome, Probe, assess, wait_until_healthy, watch_window
 from .shell import cmd
 
 
@@ -64,27 +65,36 @@ def live_slot(runner, settings) -> Optional[str]:
     return parse_live_conf(runner.run(cmd("cat", path), check=False).stdout)
 
 
-def observe(runner, settings, slot: Optional[str], candidate: bool = False,
-            session=None) -> Probe:
-    """One look at a slot: its containers and health on the host; unless it is a candidate
-    (no user traffic yet), also health through the public URL from here."""
-    probe = Probe(public_checked=not candidate)
-    compose = ComposeCommands(settings, slot=slot if candidate else None)
+# Where a health observation asks: the slot itself (through the edge's candidate port), the
+# host's public port, the public URL from here.
+SLOT, HOST, PUBLIC = "slot", "host", "public"
+CANDIDATE = (SLOT,)              # before the switch: no user reaches the slot yet
+LIVE = (HOST, PUBLIC)            # what users get
+WATCHED = (SLOT, HOST, PUBLIC)   # in the watch window: the slot's own answer names the cause
+
+
+def observe(runner, settings, slot: Optional[str], via=LIVE, session=None) -> Probe:
+    """One look at a slot: its containers (and the stable ones), and the health path `via`."""
+    probe = Probe()
     try:
         probe.containers = slot_containers(containers(runner, settings), settings, slot)
-        probe.host_status, probe.host_body = parse_http(
-            runner.run(compose.health_on_host(), check=False, timeout=10).stdout)
+        for place in via:
+            if place != PUBLIC:
+                command = health_on_host(settings, slot if place == SLOT else None)
+                status, body = parse_http(runner.run(command, check=False, timeout=10).stdout)
+                probe.answers.append(Answer(f"slot {slot}" if place == SLOT else "host",
+                                            status, body))
     except RemoteCommandError as exc:
         probe.error = str(exc).splitlines()[0]
-    if candidate:
         return probe
-    try:
-        response = (session or requests).get(
-            settings.STAGING_URL + settings.health_path, timeout=3,
-            headers={"X-Request-ID": "deploy-" + uuid.uuid4().hex[:12]})
-        probe.public_status, probe.public_body = response.status_code, response.text
-    except requests.RequestException as exc:
-        probe.public_body = f"({type(exc).__name__})"
+    if PUBLIC in via:
+        try:
+            response = (session or requests).get(
+                settings.STAGING_URL + settings.health_path, timeout=3,
+                headers={"X-Request-ID": "deploy-" + uuid.uuid4().hex[:12]})
+            probe.answers.append(Answer("public URL", response.status_code, response.text))
+        except requests.RequestException as exc:
+            probe.answers.append(Answer("public URL", None, f"({type(exc).__name__})"))
     return probe
 
 
@@ -105,11 +115,19 @@ def release_from(probe: Probe, settings, slot: Optional[str]) -> RunningRelease:
         return RunningRelease(None, False, f"app containers disagree on their sha: {sorted(shas)}",
                               slot, containers=probe.containers)
     sha = shas.pop()
-    # Restarts before now are history, not this observation's business.
+    # Restarts are history for this observation (a data service may have restarted long ago)...
     restarts = {c["Id"]: c["RestartCount"] for c in probe.containers}
     verdict = assess(probe, sha, checked_services(settings), restarts)
-    return RunningRelease(sha, verdict.state == HEALTHY, verdict.reason, slot,
-                          {c["Service"]: c["Image"] for c in rows}, probe.containers)
+    healthy, reason = verdict.state == HEALTHY, verdict.reason
+    # ...but an app container is new with its release, and the engine counts from its last start
+    # (a reboot resets the count): any restart is the release crashing since it went live.
+    crashed = [c for c in rows if c["RestartCount"]]
+    if healthy and crashed:
+        healthy, reason = False, "; ".join(
+            f"{c['Service']} restarted {c['RestartCount']} time(s) since it went live (crashing)"
+            for c in crashed)
+    return RunningRelease(sha, healthy, reason, slot, {c["Service"]: c["Image"] for c in rows},
+                          probe.containers)
 
 
 def read_running(runner, settings) -> RunningRelease:
@@ -124,9 +142,9 @@ def restart_counts(runner, settings) -> Dict[str, int]:
 
 def wait_for_slot(runner, settings, sha: str, slot: str, reporter,
                   restarts_before: Dict[str, int], timeout: float = None,
-                  candidate: bool = True, settle: float = None) -> Outcome:
+                  via=CANDIDATE, settle: float = None) -> Outcome:
     """Poll until release `sha` in `slot` is healthy and stays so for the settle window, or
-    fails. As a candidate it is checked through the edge's candidate port; once live, through
+    fails. As a candidate it is asked through the edge's candidate port; once live, through
     the public port on the host and the public URL from here."""
     session = requests.Session()
     last_note = [0.0]
@@ -137,6 +155,16 @@ def wait_for_slot(runner, settings, sha: str, slot: str, reporter,
             reporter.note(f"still waiting ({waited:.0f}s): {verdict.reason}")
 
     return wait_until_healthy(
-        lambda: observe(runner, settings, slot, candidate, session), sha,
+        lambda: observe(runner, settings, slot, via, session), sha,
         checked_services(settings), timeout or settings.HEALTH_TIMEOUT, settings.health_interval,
         settings.HEALTH_SETTLE if settle is None else settle, restarts_before, on_wait)
+
+
+def watch_slot(runner, settings, sha: str, slot: str, went_live: float,
+               restarts_before: Dict[str, int]) -> Outcome:
+    """The watch window: `sha`, live in `slot`, observed every second (its slot, the public
+    port, the public URL) until WATCH_SECONDS after it went live."""
+    session = requests.Session()
+    return watch_window(lambda: observe(runner, settings, slot, WATCHED, session), sha,
+                        checked_services(settings), settings.WATCH_SECONDS, went_live,
+                        settings.health_interval, restarts_before)

@@ -40,7 +40,7 @@ SSH_PORT = int(os.environ.get("TESTBED_SSH_PORT", "2222"))
 HTTP_PORT = int(os.environ.get("TESTBED_HTTP_PORT", "8080"))
 BASELINE_HTTP_PORT = int(os.environ.get("TESTBED_BASELINE_HTTP_PORT", "8081"))  # `inv bench`
 # Bumped when the containers' run arguments change, so `up` replaces older ones.
-LAYOUT = "2"
+LAYOUT = "3"
 BASE_IMAGE = "cm-testbed/bookworm"
 # Built here, pushed to the testbed registry: stand-ins for postgres:16-alpine, redis:7-alpine
 # and nginx:1.27-alpine (the edge proxy).

@@ -6,6 +6,7 @@ Only the standard library plus Debian's python3-psycopg2 and python3-redis.
 A file named FAULT beside this one, present at image build time, makes the service
 misbehave on purpose so the deploy pipeline's failure handling can be tested:
   health-500       /api/health always answers 503
+  health-500-after:N  /api/health answers 503 from N seconds after start
   crash            the server exits at start
   crash-after:N    the server exits N seconds after start
   hang             /api/health never answers
@@ -126,8 +127,8 @@ def health_report():
     """Return (http_status, body) for GET /api/health."""
     checks = run_checks()
     uptime = time.monotonic() - STARTED
-    if FAULT == "health-500":
-        checks["fault"] = "health-500"
+    if FAULT == "health-500" or (FAULT == "health-500-after" and uptime >= FAULT_SECONDS):
+        checks["fault"] = FAULT
     elif FAULT == "slow-start" and uptime < FAULT_SECONDS:
         checks["startup"] = "warming up (%.0fs of %.0fs)" % (uptime, FAULT_SECONDS)
     healthy = all(value == "ok" for value in checks.values())

@@ -3,9 +3,16 @@ import json
 import shlex
 
 from fabfile import images
-from fabfile.compose import ComposeCommands, parse_http, parse_inspect, strip_terminal_codes
+from fabfile.compose import (
+    ComposeCommands,
+    health_on_host,
+    parse_http,
+    parse_inspect,
+    strip_terminal_codes,
+)
 from fabfile.deploy import render_env
 from fabfile.shell import cmd, pipe
+from tests.conftest import ROOT
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
@@ -45,9 +52,12 @@ def test_compose_commands_name_project_file_and_env_absolutely(settings):
               "--env-file /opt/classroom-manager/.env")
     assert compose.pull().render() == prefix + " pull --quiet"
     assert compose.up_stable().render() == prefix + " up -d --wait --remove-orphans"
-    assert compose.reload_edge().render() == prefix + " kill -s HUP edge"
+    # never a signal from the engine: Docker 20.10 would not restart the edge after a reboot
+    assert compose.reload_edge().render() == prefix + (
+        " exec -T edge sh -c 'nginx -t -q -c /etc/nginx/deploy/nginx.conf"
+        " && nginx -s reload -c /etc/nginx/deploy/nginx.conf'")
     assert compose.prepare_dir().render() == "install -d -m 0700 /opt/classroom-manager"
-    assert "http://127.0.0.1:80/api/health" in compose.health_on_host().argv
+    assert "http://127.0.0.1:80/api/health" in health_on_host(settings).argv
 
 
 def test_a_slot_is_its_own_project_with_the_release_files(settings):
@@ -59,7 +69,7 @@ def test_a_slot_is_its_own_project_with_the_release_files(settings):
     assert slot.up(pull_never=True).render() == prefix + " up -d --remove-orphans --pull never"
     assert slot.migrate().render() == prefix + " run --rm -T --no-deps backend migrate"
     # checked through the edge's loopback-only candidate port, never the public one
-    probe = slot.health_on_host().argv
+    probe = health_on_host(settings, "green").argv
     assert "http://127.0.0.1:8099/api/health" in probe and "X-Deploy-Slot: green" in probe
 
 
@@ -69,6 +79,17 @@ def test_slots_alternate_and_the_live_file_names_one():
     assert other_slot("green") == "blue"
     assert parse_live_conf(live_conf("green")) == "green"
     assert parse_live_conf("") is None and parse_live_conf("set $app nothing;") is None
+
+
+def test_during_the_watch_window_the_edge_hands_failed_requests_to_the_previous_slot():
+    from fabfile.compose import live_conf, parse_live_conf
+    assert live_conf("green") == "set $app frontend-green:80;\n"
+    watched = live_conf("green", fallback="blue")
+    assert parse_live_conf(watched) == "green"
+    assert "set $fallback frontend-blue:80;" in watched
+    assert "error_page 502 503 504 = @fallback;" in watched
+    edge = (ROOT / "compose" / "edge" / "nginx.conf").read_text()
+    assert "location @fallback" in edge and "proxy_pass http://$fallback;" in edge
 
 
 def test_only_our_projects_containers_are_picked():

@@ -2,7 +2,7 @@
 import json
 
 from fabfile import ledger, prune
-from fabfile.health import FAILED, HEALTHY, Probe, wait_until_healthy
+from fabfile.health import FAILED, HEALTHY, Answer, Probe, wait_until_healthy
 from fabfile.lock import acquire_command, describe, holder_pids, is_stale
 from tests.conftest import FakeClock
 
@@ -96,7 +96,7 @@ def running(restarts=0, state="running"):
              "Health": "healthy", "RestartCount": restarts if n == "backend" else 0}
             for n in ("frontend", "backend")]
     body = json.dumps({"data": {"version": A}})
-    return Probe(rows, 200, body, 200, body)
+    return Probe(rows, [Answer("host", 200, body), Answer("public URL", 200, body)])
 
 
 def test_release_must_stay_healthy_for_the_settle_window():

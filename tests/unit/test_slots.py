@@ -1,6 +1,6 @@
 """Blue/green decisions, without Docker: which containers are the live release, where a
 release is, and that retiring a slot touches that slot's containers only."""
-from fabfile.health import Probe
+from fabfile.health import Answer, Probe
 from fabfile.rollback import slot_holding
 from fabfile.running import release_from
 from fabfile.shell import Result
@@ -29,14 +29,26 @@ def both_slots():
 def live_probe(sha, slot, rows):
     body = '{"data": {"version": "%s"}}' % sha
     wanted = {"classroom-manager", f"classroom-manager-{slot}"}
-    return Probe(containers=[c for c in rows if c["Project"] in wanted], host_status=200,
-                 host_body=body, public_status=200, public_body=body)
+    return Probe([c for c in rows if c["Project"] in wanted],
+                 [Answer("host", 200, body), Answer("public URL", 200, body)])
 
 
 def test_the_running_release_is_the_live_slot_whatever_the_other_holds(settings):
     running = release_from(live_probe(A, "blue", both_slots()), settings, "blue")
     assert (running.sha, running.healthy, running.slot) == (A, True, "blue")
     assert running.images == {"frontend": f"img-{A}", "backend": f"img-{A}"}
+
+
+def test_a_live_release_whose_app_restarted_is_not_healthy(settings):
+    """App containers are new with each release (and a reboot resets the count): a restart is
+    the release crashing, even when this one look finds it answering again."""
+    rows = both_slots()
+    rows[4]["RestartCount"] = 3        # blue's backend
+    running = release_from(live_probe(A, "blue", rows), settings, "blue")
+    assert not running.healthy
+    assert running.reason == "backend restarted 3 time(s) since it went live (crashing)"
+    rows[4]["RestartCount"], rows[0]["RestartCount"] = 0, 2     # postgres, long ago
+    assert release_from(live_probe(A, "blue", rows), settings, "blue").healthy
 
 
 def test_nothing_is_running_before_the_edge_names_a_slot(settings):

@@ -2,6 +2,9 @@
 # Starts sshd, a forwarder that carries the name localhost:5000 to the testbed registry (so image
 # names are the same for the builder and this host), and this host's own dockerd in the foreground.
 set -eu
+# A restart of this container is the testbed's reboot, and a real reboot empties /run: without
+# this, the pid file of a dockerd that was stopped before it finished keeps the next one from starting.
+find /run -mindepth 1 -maxdepth 1 -exec rm -rf {} +
 ssh-keygen -A >/dev/null
 mkdir -p /run/sshd
 /usr/sbin/sshd
