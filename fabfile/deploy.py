@@ -49,10 +49,9 @@ from .slots import (
 )
 
 CONNECTION_ERRORS = (paramiko.SSHException, OSError, EOFError)
-# After a lost connection (a network drop, a reboot of the host): how long to try to reconnect,
-# then how long the host's Docker engine may take to answer (it starts after sshd on a boot).
-RECONNECT_WITHIN = 120
-ENGINE_WITHIN = 120
+# After a failure, how long the recovery rides out a host that does not answer (a network drop,
+# a reboot: sshd and then the Docker engine come back) before it gives up.
+RECOVERY_WITHIN = 180
 
 
 def deploy_staging(settings, sha: str, ctx, reporter: Reporter, rebuild=False, dry_run=False,
@@ -304,27 +303,8 @@ def recover(failure: BaseException, settings, sha, previous, host: HostSession, 
     with shielded(reporter.say):
         reporter.say(f"deploy of {sha[:12]} failed: {cause}")
         try:
-            if not host.alive:
-                with reporter.step("reconnect to the host (the connection was lost; a reboot?)"):
-                    host.reconnect(RECONNECT_WITHIN)
-                    lock.reacquire()
-                    wait_for_engine(host.runner, ENGINE_WITHIN)
-            if previous is None:
-                with reporter.step("remove the failed release (first deploy: nothing to roll back to)"):
-                    for slot in SLOTS:
-                        retire(host.runner, settings, slot)
-                result = "failed"
-                summary.cause = (f"{cause}. This was the first deploy: nothing to roll back to; "
-                                 "the failed release is removed")
-            else:
-                switched = restore_release(host.runner, settings, previous, reporter)
-                result = "rolled_back"
-                if switched:
-                    summary.cause = f"{cause}; rolled back to {previous[:12]}"
-                else:
-                    summary.cause = (f"{cause}; {previous[:12]} kept serving (the failed release "
-                                     "never took traffic and is removed)")
-                summary.health = f"previous release {previous[:12]} is healthy"
+            switched = ride_out(host, lock, reporter,
+                                lambda: restore_or_remove(host.runner, settings, previous, reporter))
         except Exception as restore_failure:  # whatever broke the restore, say so loudly
             summary.cause = (f"{cause}. ROLLBACK TO {str(previous)[:12]} FAILED: "
                              f"{str(restore_failure).splitlines()[0]}. Staging may be down: run "
@@ -334,18 +314,66 @@ def recover(failure: BaseException, settings, sha, previous, host: HostSession, 
                     start["id"], "rollback_failed", time.monotonic() - began, cause=cause,
                     rolled_back_to=previous)), check=False)
             raise DeployError(summary.cause) from None
+        if previous is None:
+            result = "failed"
+            summary.cause = (f"{cause}. This was the first deploy: nothing to roll back to; "
+                             "the failed release is removed")
+        else:
+            result = "rolled_back"
+            summary.cause = (f"{cause}; rolled back to {previous[:12]}" if switched else
+                             f"{cause}; {previous[:12]} kept serving (the failed release never "
+                             "took traffic and is removed)")
+            summary.health = f"previous release {previous[:12]} is healthy"
         host.runner.run(ledger.append(end_event(
             start["id"], result, time.monotonic() - began, cause=cause, images=summary.images,
             rolled_back_to=previous if result == "rolled_back" else None, backup=summary.backup)))
         raise DeployError(summary.cause) from None
 
 
-def wait_for_engine(runner: Runner, within: float) -> None:
-    """Poll until the host's Docker engine answers (after a reboot, it starts after sshd)."""
+def restore_or_remove(runner, settings, previous: Optional[str], reporter) -> bool:
+    """Make `previous` the live release again (returns whether the edge had to switch); on a
+    first deploy, remove the failed release."""
+    if previous is not None:
+        return restore_release(runner, settings, previous, reporter)
+    with reporter.step("remove the failed release (first deploy: nothing to roll back to)"):
+        for slot in SLOTS:
+            retire(runner, settings, slot)
+    return False
+
+
+def ride_out(host: HostSession, lock, reporter, action, within: float = RECOVERY_WITHIN):
+    """Run `action` on the host, riding out a lost connection or an engine that does not answer
+    (a reboot): reconnect, re-take the lock, wait for the engine, run it again; for `within`
+    seconds. A failure while the host and its engine answer is final."""
     deadline = time.monotonic() + within
+    while True:
+        try:
+            if not host.alive:
+                with reporter.step("reconnect to the host (the connection was lost; a reboot?)"):
+                    host.reconnect(max(1.0, deadline - time.monotonic()))
+                    lock.reacquire()
+            wait_for_engine(host.runner, deadline)
+            return action()
+        except Exception as exc:
+            if time.monotonic() > deadline or host_answers(host):
+                raise
+            reporter.note(f"the host is not answering ({describe(exc).splitlines()[0]}); "
+                          "waiting for it to come back")
+
+
+def host_answers(host: HostSession) -> bool:
+    """Is the host connected, with its Docker engine answering?"""
+    try:
+        return host.alive and host.runner.run(engine_version(), check=False).ok
+    except (DeployError, *CONNECTION_ERRORS):
+        return False
+
+
+def wait_for_engine(runner: Runner, deadline: float) -> None:
+    """Poll until the host's Docker engine answers (after a reboot, it starts after sshd)."""
     while not runner.run(engine_version(), check=False).ok:
         if time.monotonic() > deadline:
-            raise DeployError(f"the Docker engine on the host did not answer within {within:.0f}s")
+            raise DeployError("the Docker engine on the host did not answer in time")
         time.sleep(1)
 
 

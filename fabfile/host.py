@@ -126,7 +126,10 @@ def watch_liveness(transport, interval: float = LIVENESS_INTERVAL,
     itself (`keepalive@openssh.com`, reply wanted; "success" or "failure" both prove it is there).
     """
     def ask(answered: threading.Event):
-        transport.global_request("keepalive@openssh.com", wait=True)
+        try:
+            transport.global_request("keepalive@openssh.com", wait=True)
+        except Exception:  # the transport closed under us: the watch below ends with it
+            return
         answered.set()
 
     def watch():

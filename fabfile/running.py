@@ -121,11 +121,11 @@ def release_from(probe: Probe, settings, slot: Optional[str]) -> RunningRelease:
     healthy, reason = verdict.state == HEALTHY, verdict.reason
     # ...but an app container is new with its release, and the engine counts from its last start
     # (a reboot resets the count): any restart is the release crashing since it went live.
-    crashed = [c for c in rows if c["RestartCount"]]
-    if healthy and crashed:
-        healthy, reason = False, "; ".join(
-            f"{c['Service']} restarted {c['RestartCount']} time(s) since it went live (crashing)"
-            for c in crashed)
+    crashes = [f"{c['Service']} restarted {c['RestartCount']} time(s) since it went live "
+               "(crashing)" for c in rows if c["RestartCount"]]
+    if crashes:
+        healthy = False
+        reason = "; ".join(crashes + ([] if verdict.state == HEALTHY else [reason]))
     return RunningRelease(sha, healthy, reason, slot, {c["Service"]: c["Image"] for c in rows},
                           probe.containers)
 
