@@ -21,9 +21,10 @@ from fabfile.deploy import deploy_staging
 from fabfile.errors import ConfigError, DeployError
 from fabfile.host import HostSession, upload_file
 from fabfile.images import commit_exists
+from fabfile.incident import exec_in_live, exec_problems, log_problems, show_logs
 from fabfile.lock import break_lock
 from fabfile.provision import setup_host
-from fabfile.report import Reporter, redact
+from fabfile.report import RedactingStream, Reporter, redact
 from fabfile.rollback import rollback_staging
 from fabfile.status import history, read_status, render_history, render_status
 
@@ -103,7 +104,8 @@ def staging(c, sha=None, rebuild=False, dry_run=False, force=False, wait_lock=No
 
 
 @task(optional=["wait_lock"], help={
-    "to": "the release (full sha) to restore; default: the last good one before the current",
+    "to": "the release (full sha) to restore; default (or empty): the last good one before the "
+          "current",
     "restore-db": "also restore the database dump taken before the current release's migrations",
     "yes": "do not ask before restoring the database",
     "wait-lock": "if a deploy holds the lock, wait for it (default 600 s, or =SECONDS)",
@@ -112,6 +114,7 @@ def staging(c, sha=None, rebuild=False, dry_run=False, force=False, wait_lock=No
 def rollback(c, to=None, restore_db=False, yes=False, wait_lock=None):
     """Restore the previous good release (or --to SHA) from images kept on the host."""
     settings = settings_for(c, ("host", "build"))
+    to = to or None   # an empty --to (the rollback workflow without input): the default
     if to is not None and not SHA_RE.match(to):
         raise ConfigError([f"--to {to!r} must be a full 40-character sha (inv deploy.history)"])
     wait = lock_wait(wait_lock)
@@ -163,6 +166,55 @@ def unlock(c, yes=False):
           else "the deploy lock was free; nothing to do")
 
 
+@task(help={
+    "service": "one service (frontend, backend, postgres, redis, edge); default: frontend and backend",
+    "since": "only lines newer than this: a duration (10m, 1h30m) or a time (2026-11-27T10:00:00Z)",
+    "tail": "how many lines back to start, per service, or all (default 100)",
+    "follow": "keep printing new lines until Ctrl-C",
+})
+@user_errors
+def logs(c, service=None, since=None, tail="100", follow=False):
+    """Show the live release's logs (frontend and backend, or --service); secrets masked."""
+    settings = settings_for(c, ("host",))
+    problems = log_problems(settings, service, since, str(tail))
+    if problems:
+        raise DeployError("; ".join(problems))
+    out = RedactingStream(settings.secrets)
+    try:
+        with quiet_session(settings) as host:
+            show_logs(host.runner, settings, service, since, str(tail), follow, out)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how --follow ends
+    finally:
+        out.close()
+
+
+@task(name="exec", positional=["service"], help={
+    "service": "the app service (frontend or backend) whose live image and environment to use",
+    "force": "run even while a deploy or rollback holds the deploy lock",
+})
+@user_errors
+def exec_(c, service, force=False):
+    """Run `-- COMMAND...` in a new container of the live release's SERVICE (a seed, a fix, a shell)."""
+    settings = settings_for(c, ("host",))
+    argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else []
+    problems = exec_problems(settings, service, argv)
+    if problems:
+        raise DeployError("; ".join(problems))
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    stdin = None if interactive else sys.stdin.read()
+    out = RedactingStream(settings.secrets)
+    notes = Reporter(settings.secrets, stream=sys.stderr)
+    try:
+        with quiet_session(settings) as host:
+            code = exec_in_live(host.runner, settings, service, argv, out, force, interactive,
+                                stdin, notes.say)
+    finally:
+        out.close()
+    if code:
+        raise Exit(code=code)
+
+
 def quiet_session(settings):
     """A HostSession whose step lines are not printed (status and history print only results)."""
     return HostSession(settings, Reporter(settings.secrets, stream=io.StringIO()))
@@ -210,7 +262,7 @@ def bench(c, runs=5):
 
 
 deploy = Collection("deploy")
-for deploy_task in (staging, rollback, status, history_, unlock):
+for deploy_task in (staging, rollback, status, history_, logs, exec_, unlock):
     deploy.add_task(deploy_task)
 staging_hosts = Collection("staging")
 staging_hosts.add_task(setup)

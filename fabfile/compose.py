@@ -13,6 +13,8 @@ the stable project runs with.
 import json
 import posixpath
 import re
+import shlex
+from dataclasses import replace
 from typing import Iterable, List, Optional
 
 from .shell import Command, cmd
@@ -111,8 +113,23 @@ class ComposeCommands:
         conf = f"{EDGE_MOUNT}/{EDGE_CONFIG}"
         return self.exec_in(EDGE_SERVICE, f"nginx -t -q -c {conf} && nginx -s reload -c {conf}")
 
-    def logs(self, service: str, tail: int = 15) -> Command:
-        return self._compose("logs", "--no-color", "--no-log-prefix", "--tail", str(tail), service)
+    def logs(self, *services: str, tail="15", since: str = None, follow: bool = False,
+             prefix: bool = False) -> Command:
+        """The services' logs (all of the project's when none is named), each line prefixed
+        with its container's name if `prefix`."""
+        return self._compose("logs", "--no-color", *(() if prefix else ("--no-log-prefix",)),
+                             "--tail", str(tail), *(("--since", since) if since else ()),
+                             *(("--follow",) if follow else ()), *services)
+
+    def run_one_off(self, service: str, argv, interactive: bool = False,
+                    stdin: str = None) -> Command:
+        """`argv` in a new container of `service` (its image, its environment; the image's
+        entrypoint replaced, as with docker exec), removed after. No dependency is started and
+        it has no network alias, so it never gets a request."""
+        tty = () if interactive else ("-T",)
+        command = self._compose("run", "--rm", "--no-deps", *tty,
+                                "--entrypoint", shlex.quote(argv[0]), service, *argv[1:])
+        return replace(command, stdin=stdin)
 
     def exec_in(self, service: str, script: str) -> Command:
         """A shell script inside a running service container (its env vars, not our argv)."""

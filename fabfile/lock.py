@@ -7,6 +7,7 @@ the process ends and the kernel drops the lock. A lock can never outlive its hol
 """
 import contextlib
 import json
+import os
 import posixpath
 import time
 from typing import List, Optional
@@ -134,12 +135,22 @@ def held(host, settings, action: str, sha: str, wait: Optional[float], reporter)
         lock.release()
 
 
-def holder_pids(proc_locks: str, inode: str) -> List[int]:
-    """Pids holding a flock on the file with this inode, from /proc/locks (the kernel's truth)."""
+def file_identity(stat_output: str) -> Optional[str]:
+    """`stat -c '%d %i'` of a file as /proc/locks names it: MAJOR:MINOR:INODE, device numbers in
+    hex. The inode alone is not enough: another filesystem may have a file with the same one."""
+    try:
+        device, inode = (int(field) for field in stat_output.split())
+    except ValueError:
+        return None
+    return f"{os.major(device):02x}:{os.minor(device):02x}:{inode}"
+
+
+def holder_pids(proc_locks: str, identity: str) -> List[int]:
+    """Pids holding a flock on the file with this identity, from /proc/locks (the kernel's truth)."""
     pids = []
     for line in proc_locks.splitlines():
         fields = line.split()
-        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5].rsplit(":", 1)[-1] == inode:
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == identity:
             pids.append(int(fields[4]))
     return pids
 
@@ -147,8 +158,8 @@ def holder_pids(proc_locks: str, inode: str) -> List[int]:
 def break_lock(runner, settings) -> List[int]:
     """For `inv deploy.unlock`: end whatever process holds the lock, remove its note."""
     path = posixpath.join(settings.STAGING_DIR, LOCK_FILE)
-    inode = runner.run(cmd("stat", "-c", "%i", path), check=False).stdout.strip()
-    pids = holder_pids(runner.run(cmd("cat", "/proc/locks")).stdout, inode) if inode else []
+    identity = file_identity(runner.run(cmd("stat", "-c", "%d %i", path), check=False).stdout)
+    pids = holder_pids(runner.run(cmd("cat", "/proc/locks")).stdout, identity) if identity else []
     for pid in pids:
         runner.run(cmd("kill", str(pid)), "ending the lock holder")
     runner.run(cmd("rm", "-f", posixpath.join(settings.STAGING_DIR, INFO_FILE)), check=False)

@@ -20,6 +20,44 @@ def redact(text: str, secrets=None) -> str:
     return text
 
 
+def held_back(text: str, secrets) -> int:
+    """How many characters at the end of `text` could be the start of a secret (and so must
+    wait for the rest of a stream before they can be shown)."""
+    longest = 0
+    for secret in secrets:
+        for length in range(min(len(secret) - 1, len(text)), longest, -1):
+            if secret.startswith(text[-length:]):
+                longest = length
+                break
+    return longest
+
+
+class RedactingStream:
+    """A writable stream for a command's streamed output: every secret replaced by ***, also one
+    that arrives split across writes (text that could start a secret waits for the next write)."""
+
+    def __init__(self, secrets, out=None):
+        self.secrets = [s for s in secrets if s]
+        self.out = out or sys.stdout
+        self.pending = ""
+
+    def write(self, text: str) -> None:
+        text = redact(self.pending + text, self.secrets)
+        keep = held_back(text, self.secrets)
+        self.pending = text[len(text) - keep:] if keep else ""
+        self.out.write(text[:len(text) - keep])
+        self.out.flush()
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def close(self) -> None:
+        """The stream ended: what was held back was not a secret after all."""
+        self.out.write(self.pending)
+        self.pending = ""
+        self.out.flush()
+
+
 class Reporter:
     def __init__(self, secrets=(), stream=None, clock=time.monotonic):
         self.secrets = [s for s in secrets if s]

@@ -4,6 +4,7 @@ Builders elsewhere return `Command` values; nothing there executes. `Runner` exe
 Command through an Invoke Context (local) or a Fabric Connection (remote): both share the
 same `run()` signature. Secret input travels on stdin only, never in argv.
 """
+import codecs
 import os
 import shlex
 import socket
@@ -111,6 +112,36 @@ class Runner:
         if check and not result.ok:
             raise RemoteCommandError(what or f"{self.label}: {command.argv[0]}", result.tail())
         return result
+
+    def stream(self, command: Command, out, pty: bool = False, keys: bool = False) -> int:
+        """Run `command` on the host with its output (stdout and stderr) written to `out` as it
+        comes; returns its exit code. On a `pty`, Ctrl-C reaches the remote command and ends it
+        (and, with `keys`, every key typed here is forwarded: a shell). Without one,
+        `command.stdin`, if any, is its whole input."""
+        if self.dry_run:
+            self.echo(f"[{self.label}] {command.render()}")
+            return 0
+        if pty:
+            result = self.target.run(command.render(), pty=True, warn=True, hide=False,
+                                     in_stream=None if keys else False,
+                                     out_stream=out, err_stream=out)
+            return result.exited
+        channel = self.target.client.get_transport().open_session()
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        try:
+            channel.set_combine_stderr(True)
+            channel.exec_command(command.render())
+            if command.stdin:
+                channel.sendall(command.stdin.encode())
+            channel.shutdown_write()
+            while True:
+                chunk = channel.recv(32768)
+                if not chunk:
+                    break
+                out.write(decoder.decode(chunk))
+            return channel.recv_exit_status()
+        finally:
+            channel.close()
 
     def _run_with_input(self, command: Command, limit: Optional[float]) -> Result:
         """Feed stdin in one write (Invoke's stdin pump moves one byte per 10 ms)."""

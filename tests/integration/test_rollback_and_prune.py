@@ -25,8 +25,8 @@ def test_rollback_restores_the_previous_release_with_the_registry_down(testbed_e
     a = deploy_ok(testbed_env, release("rb-a"))
     b = deploy_ok(testbed_env, release("rb-b", parent=a))
     subprocess.run(["docker", "kill", testbed.REGISTRY], check=True, capture_output=True)
-    try:
-        result = inv(testbed_env, "deploy.rollback")
+    try:   # exactly what the rollback workflow runs when no sha is given
+        result = inv(testbed_env, "deploy.rollback", "--to", "")
     finally:
         testbed.up()
     assert result.returncode == 0, result.output

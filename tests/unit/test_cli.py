@@ -17,7 +17,7 @@ def inv(*args, env=None):
 def test_every_task_is_listed_with_help():
     listing = inv("--list").stdout
     for name in ("deploy.staging", "deploy.rollback", "deploy.status", "deploy.history",
-                 "deploy.unlock", "testbed.up", "testbed.down"):
+                 "deploy.logs", "deploy.exec", "deploy.unlock", "testbed.up", "testbed.down"):
         line = [text for text in listing.splitlines() if text.strip().startswith(name)]
         assert line and len(line[0].split()) > 1, f"{name} has no one-line help"
 
@@ -51,3 +51,13 @@ def test_dry_run_prints_local_and_remote_commands_without_running(environ):
     assert f"[remote] sftp put /opt/classroom-manager/releases/{head}/.env (mode 0600" in out
     for secret in ("s3cret-db-pw", "jwt-very-secret"):
         assert secret not in out + result.stderr
+
+
+def test_incident_tools_refuse_bad_arguments_in_one_line_before_connecting(environ):
+    for args, expected in ((("deploy.exec", "backend"), "give the command after --"),
+                           (("deploy.exec", "postgres", "--", "psql"), "not 'postgres'"),
+                           (("deploy.logs", "--since", "soon"), "--since 'soon' must be")):
+        result = inv(*args, env=environ)
+        output = (result.stdout + result.stderr).strip()
+        assert result.returncode == 1 and len(output.splitlines()) == 1, output
+        assert expected in output and "Traceback" not in output

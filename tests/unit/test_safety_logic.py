@@ -1,9 +1,10 @@
 """Decisions behind failure safety, without a host: ledger, prune, lock, settle window."""
 import json
+import os
 
 from fabfile import ledger, prune
 from fabfile.health import FAILED, HEALTHY, Answer, Probe, wait_until_healthy
-from fabfile.lock import acquire_command, describe, holder_pids, is_stale
+from fabfile.lock import acquire_command, describe, file_identity, holder_pids, is_stale
 from tests.conftest import FakeClock
 
 A, B, C, D = ("a" * 40, "b" * 40, "c" * 40, "d" * 40)
@@ -84,11 +85,16 @@ def test_lock_commands_and_holder_description():
     assert not is_stale({}, now=10 ** 9, max_age=1)
 
 
-def test_lock_holder_is_found_in_proc_locks():
+def test_lock_holder_is_found_in_proc_locks_by_device_and_inode():
+    identity = file_identity(f"{os.makedev(0xfe, 0)} 1884171\n")
+    assert identity == "fe:00:1884171"
     text = ("1: OFDLCK ADVISORY  READ -1 00:36:5 0 EOF\n"
             "3: FLOCK  ADVISORY  WRITE 812 fe:00:1884171 0 EOF\n"
-            "4: FLOCK  ADVISORY  WRITE 9 fe:00:18841710 0 EOF\n")
-    assert holder_pids(text, "1884171") == [812]
+            "4: FLOCK  ADVISORY  WRITE 9 fe:00:18841710 0 EOF\n"
+            "5: FLOCK  ADVISORY  WRITE 77 00:32:1884171 0 EOF\n")   # same inode, other filesystem
+    assert holder_pids(text, identity) == [812]
+    assert file_identity(f"{os.makedev(0, 50)} 5") == "00:32:5"
+    assert file_identity("") is None   # no lock file yet: nothing to end
 
 
 def running(restarts=0, state="running"):

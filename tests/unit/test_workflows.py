@@ -70,8 +70,9 @@ def test_every_action_is_pinned_to_a_commit_with_its_version_noted():
 
 def test_permissions_are_empty_at_the_top_and_least_per_job():
     allowed = {"ci.yml": {"contents": "read"},
-               "deploy-staging.yml": {"contents": "read", "packages": "write", "checks": "read"}}
-    for name in ("ci.yml", "deploy-staging.yml"):
+               "deploy-staging.yml": {"contents": "read", "packages": "write", "checks": "read"},
+               "rollback-staging.yml": {"contents": "read"}}
+    for name in allowed:
         doc = load(name)
         assert doc["permissions"] == {}
         for job_name, job in doc["jobs"].items():
@@ -86,3 +87,21 @@ def test_checkouts_do_not_keep_credentials():
             for step in job.get("steps", []):
                 if str(step.get("uses", "")).startswith("actions/checkout@"):
                     assert step["with"]["persist-credentials"] is False
+
+
+def test_rollback_from_github_is_the_one_task_command_in_the_deploys_queue():
+    rollback, deploy = load("rollback-staging.yml"), load("deploy-staging.yml")
+    assert set(rollback["on"]) == {"workflow_dispatch"}
+    sha = rollback["on"]["workflow_dispatch"]["inputs"]["sha"]
+    assert sha["required"] is False and sha["default"] == ""
+    # one queue with the deploy: a rollback never races a deploy, and neither is cancelled
+    assert rollback["concurrency"] == deploy["concurrency"]
+    job = rollback["jobs"]["rollback"]
+    assert job["environment"]["name"] == "staging"
+    assert job["if"] == "github.ref == 'refs/heads/main'"
+    assert job["timeout-minutes"] <= 60
+    step = [s for s in job["steps"] if "run" in s][-1]
+    # the input reaches the command through the environment, never spliced into the script
+    assert step["run"] == 'python -m invoke deploy.rollback --to "$ROLLBACK_TO"'
+    assert step["env"]["ROLLBACK_TO"] == "${{ inputs.sha }}"
+    assert "REGISTRY_PASSWORD" not in step["env"] and "DB_PASSWORD" not in step["env"]
