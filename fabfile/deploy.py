@@ -229,17 +229,17 @@ def release(settings, sha, remote: Runner, reporter: Reporter, summary: Summary,
     with reporter.step(f"check slot {slot} before it gets traffic (deadline "
                        f"{settings.HEALTH_TIMEOUT:.0f}s)"):
         summary.health = "unhealthy (it never got traffic)"
-        check_candidate(remote, settings, sha, slot, reporter, before, on_failure=report_failure)
+        outcome = check_candidate(remote, settings, sha, slot, reporter, before,
+                                  on_failure=report_failure)
+    summary.health = outcome.verdict.reason if outcome else ""
     stands_by = f" (slot {live} stands by)" if live else ""
     with reporter.step(f"switch the edge to slot {slot}{stands_by}"):
         went_live = switch_edge(remote, settings, sha, slot, reporter, fallback=live)
-    summary.health = "failed after the switch"
     window = f"{settings.WATCH_SECONDS:.0f}s after the switch"
     with reporter.step(f"watch {window}{stands_by}"):
         summary.watch = f"{window}: failed"
         watch_live(remote, settings, sha, slot, went_live, before, on_failure=report_failure)
     summary.watch = f"{window}: ok"
-    summary.health = "all services running; health 200 with the deployed version"
     try:  # the new release is live and healthy: a failure here must not undo it
         with reporter.step(f"retire slot {live} (in-flight requests finish first)"
                            if live else "confirm the edge"):

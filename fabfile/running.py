@@ -59,6 +59,13 @@ def slot_containers(rows: List[dict], settings, slot: Optional[str]) -> List[dic
     return [c for c in rows if c["Project"] in wanted]
 
 
+def app_containers(rows: List[dict], settings, slot: Optional[str]) -> List[dict]:
+    """The app containers (the services this repository builds) of `slot`."""
+    app = {s.name for s in settings.services}
+    return [c for c in rows if slot and c["Service"] in app
+            and c["Project"] == slot_project(settings, slot)]
+
+
 def live_slot(runner, settings) -> Optional[str]:
     """The slot the edge sends users to (None before the first release)."""
     path = f"{edge_dir(settings)}/{LIVE_FILE}"
@@ -104,9 +111,7 @@ def checked_services(settings) -> List[str]:
 
 def release_from(probe: Probe, settings, slot: Optional[str]) -> RunningRelease:
     """Which release the live slot's app containers belong to, and whether it is healthy."""
-    app = [s.name for s in settings.services]
-    rows = [c for c in probe.containers if c["Service"] in app and slot
-            and c["Project"] == slot_project(settings, slot)]
+    rows = app_containers(probe.containers, settings, slot)
     shas = {c["Revision"] for c in rows if c["Revision"]}
     if not rows:
         return RunningRelease(None, False, "no live app containers", slot,
@@ -134,12 +139,10 @@ def live_release(runner, settings) -> RunningRelease:
     """The live slot and the sha of its app containers, from the containers alone (no health
     check): for looking into the live release, not for judging it."""
     slot = live_slot(runner, settings)
-    rows = slot_containers(containers(runner, settings), settings, slot) if slot else []
-    app = {s.name for s in settings.services}
-    shas = {c["Revision"] for c in rows
-            if c["Service"] in app and c["Project"] == slot_project(settings, slot)}
-    sha = shas.pop() if len(shas) == 1 else None
-    return RunningRelease(sha, False, "not checked", slot, containers=rows)
+    rows = app_containers(containers(runner, settings), settings, slot)
+    shas = {c["Revision"] for c in rows if c["Revision"]}
+    return RunningRelease(shas.pop() if len(shas) == 1 else None, False, "not checked", slot,
+                          containers=rows)
 
 
 def read_running(runner, settings) -> RunningRelease:

@@ -1,5 +1,8 @@
 """`inv bench`: the story's original procedure and `inv deploy.staging`, side by side, under load.
 
+Scenarios: a good release, and broken ones: health failing from the start, a crash at start, and
+a crash CRASH_AFTER seconds after start (after our candidate check, inside our watch window).
+
 Same testbed host, same images, in one run, median of N runs each. The baseline is
 `testbed/baseline/deploy.sh` (pull, up --remove-orphans, system prune, sleep 30, curl -f) in its
 own compose project `baseline` on the host, published on 127.0.0.1:8081; ours is the real CLI
@@ -38,6 +41,7 @@ class Run:
     recovered: Optional[float] = None     # seconds from start until the old release answered again
     extra: Dict[str, float] = field(default_factory=dict)
     kinds: str = ""                       # what the failed requests were (load.LoadStats.kinds)
+    reported_ok: Optional[bool] = None    # what the command itself said (exit code 0)
 
 
 def commit(label: str, fault: Optional[str] = None) -> str:
@@ -60,6 +64,10 @@ def on_host(script: str, user: str = "deploy", stdin: str = None) -> subprocess.
 
 
 STEADY = 0.5  # seconds of steady load before and after each action
+# The late crash: after the candidate check and settle (about 5 s here), inside the watch window.
+CRASH_AFTER = 12
+LATE_CRASH = f"broken: crash after {CRASH_AFTER}s"
+BROKEN = ("broken: health-500", "broken: crash", LATE_CRASH)
 
 
 def under_load(url: str, action) -> tuple:
@@ -121,11 +129,15 @@ class Bench:
         if (result.returncode != 0) != expected_failure:
             raise RuntimeError(f"ours/{scenario}: unexpected result\n{result.stdout}{result.stderr}")
         # when the old release answered again: after the last failed request (0: it never stopped)
-        run = Run(wall, load.failed, load.longest_gap, load.last_failure or 0.0, kinds=load.kinds)
-        detect = re.search(r"before it gets traffic \(deadline \d+s\) FAILED after ([\d.]+)s",
-                           result.stdout)
+        run = Run(wall, load.failed, load.longest_gap, load.last_failure or 0.0, kinds=load.kinds,
+                  reported_ok=result.returncode == 0)
+        detect = re.search(r"(before it gets traffic \(deadline \d+s\)|after the switch[^\n]*) "
+                           r"FAILED after ([\d.]+)s", result.stdout)
         if detect:
-            run.extra["detect"] = float(detect.group(1))
+            run.extra["detect"] = float(detect.group(2))
+        watched = re.search(r" ok watch [^\n]*\(([\d.]+)s\)\n", result.stdout)
+        if watched:
+            run.extra["watch"] = float(watched.group(1))
         self.record(scenario, "ours", run)
 
     def ours_rollback(self):
@@ -162,13 +174,13 @@ class Bench:
                 if line.startswith("MARK sleep"):
                     beside.start()
             process.wait()
-            return "".join(output)
+            return "".join(output), process.returncode
 
-        output, wall, answers, load, started = under_load(BASELINE_URL, deploy_sh)
+        (output, code), wall, answers, load, started = under_load(BASELINE_URL, deploy_sh)
         beside.join()
         marks = dict((m.group(1), float(m.group(2)))
                      for m in re.finditer(r"MARK (\w+) ([\d.]+)", output))
-        run = Run(wall, load.failed, load.longest_gap, kinds=load.kinds)
+        run = Run(wall, load.failed, load.longest_gap, kinds=load.kinds, reported_ok=code == 0)
         if scenario == "good release":
             healthy = first_serving(answers, sha, marks.get("up", started))
             if healthy and "pull" in marks:
@@ -211,7 +223,8 @@ class Bench:
         testbed.up()
         self.good = [commit("good-1"), commit("good-2")]
         broken = {"broken: health-500": commit("health-500", "health-500"),
-                  "broken: crash": commit("crash", "crash")}
+                  "broken: crash": commit("crash", "crash"),
+                  LATE_CRASH: commit("crash-after", f"crash-after:{CRASH_AFTER}")}
         self.say("publishing the bench releases (ours deploys them once)")
         for sha in self.good:
             if inv("deploy.staging", "--sha", sha, env=self.env).returncode != 0:
@@ -265,7 +278,14 @@ class Bench:
             right = ours or cell(med("ours", scenario, attr), unit, digits)
             lines.append(f"| {scenario} | {measure} | {left} | {right} |")
 
-        for scenario in ("good release", "broken: health-500", "broken: crash"):
+        def verdicts(side, scenario):
+            runs = self.results.get(scenario, {}).get(side, [])
+            ok = sum(1 for r in runs if r.reported_ok)
+            return f"success {ok} of {len(runs)}" if runs else "n/a"
+
+        for scenario in ("good release",) + BROKEN:
+            row(scenario, "the command reported", "reported_ok",
+                baseline=verdicts("baseline", scenario), ours=verdicts("ours", scenario))
             row(scenario, "wall time until the command exits", "wall")
             row(scenario, "failed requests", "failed", "", 0)
             row(scenario, "longest gap without a successful answer", "longest_gap")
@@ -275,7 +295,8 @@ class Bench:
                 row(scenario, "previous release answers again after", "recovered",
                     baseline="never (no rollback)",
                     ours="it never stopped answering" if never_stopped else None)
-                row(scenario, "failure detected (health step)", "detect", baseline="after sleep 30")
+                row(scenario, "failure detected (the step that saw it)", "detect",
+                    baseline="after sleep 30")
         row("rollback", "wall time", "wall", baseline="n/a (none)")
         row("rollback", "failed requests", "failed", "", 0, baseline="n/a")
         seen = [f"{scenario}: {r.kinds}" for scenario, sides in self.results.items()
@@ -285,11 +306,13 @@ class Bench:
         pull = med("baseline", "good release", "pull")
         healthy = med("baseline", "good release", "to-healthy")
         ours_good = med("ours", "good release", "wall")
+        watch = med("ours", "good release", "watch") or 0.0
         if pull is not None and healthy is not None and ours_good is not None:
             lines += ["", f"Our overhead on a good release: {ours_good:.1f}s wall minus "
                       f"{pull:.1f}s bare `docker compose pull` and {healthy:.1f}s from `up` to the new "
-                      f"version answering (measured in the baseline runs, same images, same host) = "
-                      f"**{ours_good - pull - healthy:.1f}s**."]
+                      f"version answering (measured in the baseline runs, same images, same host) "
+                      f"and {watch:.1f}s of watch window after the switch (the new release already "
+                      f"serves users then; WATCH_SECONDS) = **{ours_good - pull - healthy - watch:.1f}s**."]
         return "\n".join(lines) + "\n"
 
 

@@ -36,7 +36,24 @@ def testbed_env():
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("STAGING_", "REGISTRY", "GITHUB_"))}
     env["DEPLOY_ENV_FILE"] = str(testbed.ENV_FILE)
+    # A short watch window for the many tests that are about something else; the window's own
+    # tests (test_staying_up.py) run with the default from invoke.yaml.
+    env["WATCH_SECONDS"] = "3"
     return env
+
+
+@pytest.fixture
+def default_window_env(testbed_env):
+    return {k: v for k, v in testbed_env.items() if k != "WATCH_SECONDS"}
+
+
+@pytest.fixture
+def good(testbed_env):
+    """A healthy release running on staging, with a row written to its database."""
+    sha = release("good")
+    result = deploy(testbed_env, sha)
+    assert result.returncode == 0, result.output
+    return sha, write_row()
 
 
 def make_commit(files: dict, parent: str = "HEAD", message: str = "test release") -> str:

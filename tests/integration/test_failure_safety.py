@@ -21,17 +21,7 @@ from tests.integration.conftest import (
     rows,
     staging_host,
     step_seconds,
-    write_row,
 )
-
-
-@pytest.fixture
-def good(testbed_env):
-    """A healthy release running on staging, with a row written to its database."""
-    sha = release("good")
-    result = deploy(testbed_env, sha)
-    assert result.returncode == 0, result.output
-    return sha, write_row()
 
 
 def assert_recovered(env, result_code, output, previous, row):

@@ -24,21 +24,11 @@ from tests.integration.conftest import (
     release,
     rows,
     staging_host,
-    write_row,
 )
 
 # Faults fire this many seconds after the backend starts: after its candidate check and settle
 # (about 5 s here) and well inside the default 10 s window that starts at the switch.
 IN_WINDOW = 12
-
-
-@pytest.fixture
-def good(testbed_env):
-    """A healthy release running on staging, with a row written to its database."""
-    sha = release("good")
-    result = deploy(testbed_env, sha)
-    assert result.returncode == 0, result.output
-    return sha, write_row()
 
 
 def ledger_entry(env, sha):
@@ -50,11 +40,11 @@ def containers_of(sha):
                         f"label=org.opencontainers.image.revision={sha}").split()
 
 
-def test_a_crash_in_the_window_switches_back_and_no_user_request_fails(testbed_env, good):
+def test_a_crash_in_the_window_switches_back_and_no_user_request_fails(default_window_env, good):
     previous, row = good
     bad = release("crash-in-window", fault=f"crash-after:{IN_WINDOW}")
     with SteadyLoad(APP_URL + "/api/health", rate=20, max_seconds=300) as load:
-        result = deploy(testbed_env, bad)
+        result = deploy(default_window_env, bad)
         stats = load.stop()
     print(f"\nLOAD crash in the window: {stats.line()}")
     assert result.returncode == 1, result.output
@@ -64,7 +54,7 @@ def test_a_crash_in_the_window_switches_back_and_no_user_request_fails(testbed_e
     assert "still runs healthy in slot" in result.output       # switched back, no restore
     assert f"rolled back to {previous[:12]}" in result.output
     assert "watch     10s after the switch: failed" in result.output
-    entry = ledger_entry(testbed_env, bad)
+    entry = ledger_entry(default_window_env, bad)
     assert entry["result"] == "rolled_back" and "after it went live" in entry["cause"]
     assert stats.failed == 0, stats.line()
     assert {a.version for a in load.results if a.ok} <= {previous, bad}
@@ -72,15 +62,15 @@ def test_a_crash_in_the_window_switches_back_and_no_user_request_fails(testbed_e
     assert containers_of(bad) == []
 
 
-def test_health_failing_in_the_window_switches_back(testbed_env, good):
+def test_health_failing_in_the_window_switches_back(default_window_env, good):
     previous, row = good
     bad = release("unhealthy-in-window", fault=f"health-500-after:{IN_WINDOW}")
-    result = deploy(testbed_env, bad)
+    result = deploy(default_window_env, bad)
     assert result.returncode == 1, result.output
     assert "failed in its watch window" in result.output
     assert "health answered 503 (fault: health-500-after)" in result.output
     assert f"rolled back to {previous[:12]}" in result.output
-    assert ledger_entry(testbed_env, bad)["result"] == "rolled_back"
+    assert ledger_entry(default_window_env, bad)["result"] == "rolled_back"
     assert health()[1]["data"]["version"] == previous and row in rows()
 
 
@@ -106,7 +96,7 @@ def test_a_crash_after_the_window_is_a_success_that_status_then_reports(testbed_
 def test_a_restored_release_that_dies_in_its_window_is_reported_loudly(testbed_env, good):
     flaky = release("dies-later", fault="crash-after:14")
     assert deploy(testbed_env, flaky, WATCH_SECONDS="1").returncode == 0
-    after = release("after-flaky", parent=flaky)
+    after = release("after-flaky")           # no fault: not a child of the flaky commit
     assert deploy(testbed_env, after).returncode == 0
     result = inv(testbed_env, "deploy.rollback", WATCH_SECONDS="20")
     assert result.returncode == 1, result.output

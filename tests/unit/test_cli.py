@@ -49,6 +49,8 @@ def test_dry_run_prints_local_and_remote_commands_without_running(environ):
     assert f"[local] set -o pipefail; git archive --format=tar {head}:app/backend | docker build" in out
     assert "[remote] docker compose -p classroom-manager" in out and "pull --quiet" in out
     assert f"[remote] sftp put /opt/classroom-manager/releases/{head}/.env (mode 0600" in out
+    assert "--> watch 10s after the switch (slot green stands by)" in out
+    assert "[remote] watch for 10s after the switch, every 1s" in out
     for secret in ("s3cret-db-pw", "jwt-very-secret"):
         assert secret not in out + result.stderr
 

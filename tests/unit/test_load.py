@@ -62,12 +62,20 @@ def test_bench_report_puts_baseline_and_ours_side_by_side():
     for wall in (30.0, 32.0, 31.0):
         bench.record("good release", "baseline", Run(wall, 120, 2.5, extra={"pull": 0.5, "to-healthy": 3.0}))
     for wall in (9.0, 10.0, 11.0):
-        bench.record("good release", "ours", Run(wall, 0, 0.1))
+        bench.record("good release", "ours", Run(wall, 0, 0.1, extra={"watch": 2.0}, reported_ok=True))
     bench.record("broken: crash", "ours", Run(12.0, 0, 0.1, recovered=0.0, extra={"detect": 0.6}))
+    for ok in (True, True, False):
+        bench.record("broken: crash after 12s", "baseline", Run(34.0, 300, 4.0, reported_ok=ok))
+    bench.record("broken: crash after 12s", "ours", Run(20.0, 0, 0.1, recovered=0.0,
+                                                        extra={"detect": 6.4}, reported_ok=False))
     table = bench.report(took=600)
     assert "| good release | wall time until the command exits | 31.0s | 10.0s |" in table
     assert "| good release | failed requests | 120 | 0 |" in table
     assert ("| broken: crash | previous release answers again after | never (no rollback) | "
             "it never stopped answering |") in table
-    assert "= **6.5s**" in table     # 10.0 - 0.5 - 3.0
+    assert ("| broken: crash after 12s | the command reported | success 2 of 3 | success 0 of 1 |"
+            in table)
+    assert ("| broken: crash after 12s | failure detected (the step that saw it) | after sleep 30 "
+            "| 6.4s |") in table
+    assert "= **4.5s**" in table     # 10.0 - 0.5 - 3.0 - 2.0 of watch window
     assert "Medians of 3 runs" in table
