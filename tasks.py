@@ -115,7 +115,7 @@ def rollback(c, to=None, restore_db=False, yes=False, wait_lock=None):
     """Restore the previous good release (or --to SHA) from images kept on the host."""
     settings = settings_for(c, ("host", "build"))
     to = to or None   # an empty --to (the rollback workflow without input): the default
-    if to is not None and not SHA_RE.match(to):
+    if to is not None and not SHA_RE.fullmatch(to):
         raise ConfigError([f"--to {to!r} must be a full 40-character sha (inv deploy.history)"])
     wait = lock_wait(wait_lock)
     rollback_staging(settings, reporter_for(settings), to=to, restore_db=restore_db, yes=yes,

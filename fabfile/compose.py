@@ -86,7 +86,7 @@ class ComposeCommands:
 
     def prepare_dir(self) -> Command:
         """The directory, readable by the deploy user only (it holds a .env)."""
-        return cmd("install", "-d", "-m", "0700", self.dir)
+        return cmd("install", "-d", "-m", "0700", "--", self.dir)
 
     def pull(self) -> Command:
         return self._compose("pull", "--quiet")
@@ -136,8 +136,8 @@ class ComposeCommands:
         return self._compose("exec", "-T", service, "sh", "-c", script)
 
     def registry_login(self) -> Command:
-        return cmd("docker", "login", self.settings.REGISTRY, "--username",
-                   self.settings.REGISTRY_PULL_USER, "--password-stdin",
+        return cmd("docker", "login", "--username", self.settings.REGISTRY_PULL_USER,
+                   "--password-stdin", "--", self.settings.REGISTRY,
                    stdin=self.settings.REGISTRY_PULL_PASSWORD)
 
 

@@ -4,6 +4,7 @@ Sources, later wins: `invoke.yaml` (non-secret defaults, under `deploy:`), a dot
 (`.env`, or the file named by DEPLOY_ENV_FILE), the process environment.
 Every problem is collected and reported in one message before anything runs.
 """
+import math
 import os
 import posixpath
 import re
@@ -13,41 +14,60 @@ from typing import Callable, Mapping, Optional
 from urllib.parse import quote, urlparse
 
 from dotenv import dotenv_values
+from paramiko.hostkeys import HostKeyEntry
 
 from .errors import ConfigError
 
-SHA_RE = re.compile(r"^[0-9a-f]{40}$")
+SHA_RE = re.compile(r"[0-9a-f]{40}")      # always with fullmatch: `$` lets a final newline in
+
+# Values that reach the host's .env are written single-quoted (literal, no interpolation):
+# these characters cannot be written that way.
+UNWRITABLE = "'\n\r\0"
+# Top-level directories of the system (and parents of many): never a deploy directory.
+SYSTEM_DIRS = {"bin", "boot", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "root",
+               "run", "sbin", "sys", "usr", "var"}
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 def _text(value: str) -> str:
     return value
 
 
+def _matching(pattern: str, what: str):
+    """A parser that accepts the whole value matching `pattern`, else says `must be <what>`."""
+    compiled = re.compile(pattern)
+
+    def parse(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError(f"must be {what}")
+        return value
+    return parse
+
+
 def _number(value: str, kind=float):
     try:
-        return kind(value)
+        number = kind(value)
     except ValueError:
         raise ValueError("must be a number") from None
-
-
-def _seconds(value: str) -> float:
-    number = _number(value)
-    if number <= 0:
-        raise ValueError("must be a positive number of seconds")
+    if not math.isfinite(number):
+        raise ValueError("must be a finite number")
     return number
 
 
-def _seconds_or_zero(value: str) -> float:
-    number = _number(value)
-    if not 0 <= number < float("inf"):
-        raise ValueError("must be 0 or a positive number of seconds")
-    return number
+def _seconds_between(low: float, high: float, zero: bool = False):
+    def parse(value: str) -> float:
+        number = _number(value)
+        if not (low <= number <= high or (zero and number == 0)):
+            raise ValueError(f"must be a number of seconds from {low:g} to {high:g}"
+                             + (" (or 0)" if zero else ""))
+        return number
+    return parse
 
 
 def _count(value: str) -> int:
     number = _number(value, int)
-    if number < 1:
-        raise ValueError("must be 1 or more")
+    if not 1 <= number <= 100:
+        raise ValueError("must be a whole number from 1 to 100")
     return number
 
 
@@ -58,11 +78,25 @@ def _port(value: str) -> int:
     return number
 
 
-def _url(value: str) -> str:
+def _url(value: str, token: bool = False) -> str:
+    """An http(s) URL; one that carries a token (`token`) must be https unless on loopback."""
     parsed = urlparse(value)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+    if (parsed.scheme not in ("http", "https") or not parsed.hostname
+            or re.search(r"[\s'\"\\<>`]", value)):
         raise ValueError("must be an http(s) URL such as https://staging.example.com")
+    if parsed.username or parsed.password:
+        raise ValueError("must not carry a user or password (user:pass@): it would be printed")
+    if token and parsed.scheme != "https" and parsed.hostname not in LOOPBACK:
+        raise ValueError("must be https (it carries a token), except on 127.0.0.1")
     return value.rstrip("/")
+
+
+def _token_url(value: str) -> str:
+    return _url(value, token=True)
+
+
+def _origin(value: str) -> str:
+    return _url(value) if value else value
 
 
 def _image_name(value: str) -> str:
@@ -72,10 +106,52 @@ def _image_name(value: str) -> str:
     return value
 
 
-def _absolute_path(value: str) -> str:
-    if not value.startswith("/"):
-        raise ValueError("must be an absolute path on the staging host")
-    return value.rstrip("/") or "/"
+def _staging_dir(value: str) -> str:
+    """An absolute, normalized directory at least two levels deep, outside the system's own."""
+    path = value.rstrip("/")
+    parts = path.split("/")[1:]
+    if not value.startswith("/") or (path and not re.fullmatch(r"(/[A-Za-z0-9._-]+)+", path)) \
+            or any(part.startswith("-") for part in parts):
+        raise ValueError("must be an absolute path of letters, digits, '.', '_' and '-' "
+                         "(such as /opt/classroom-manager)")
+    if any(part in (".", "..") for part in parts):
+        raise ValueError("must be a normalized path (no . or ..)")
+    if len(parts) < 2 or parts[0] in SYSTEM_DIRS:
+        raise ValueError("must be a directory of its own at least two levels deep, outside the "
+                         "system's directories (such as /opt/classroom-manager or /srv/app)")
+    return path
+
+
+_hostname = _matching(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})|\[?[0-9A-Fa-f:.]+\]?",
+                      "a host name or IP address")
+_unix_user = _matching(r"[a-z_][a-z0-9_-]{0,31}", "a user name (lower case letters, digits, _ "
+                       "and -, not starting with -)")
+_registry_user = _matching(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}", "a registry user name")
+_registry = _matching(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?",
+                      "a registry host such as ghcr.io or localhost:5000")
+_identifier = _matching(r"[A-Za-z_][A-Za-z0-9_]{0,62}", "a PostgreSQL name (letters, digits, _)")
+_word = _matching(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", "a word (letters, digits, _ . -)")
+_redis_url = _matching(r"rediss?://[^\s'\"\\]+", "a redis:// URL")
+_repository = _matching(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", "owner/repo")
+def _known_hosts(value: str) -> str:
+    """known_hosts lines (as ssh-keyscan prints them); markers such as @revoked are refused."""
+    for line in value.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            entry = None if line.startswith("@") else HostKeyEntry.from_line(line)
+        except Exception:  # paramiko raises several kinds for malformed keys
+            entry = None
+        if entry is None or entry.key is None:
+            raise ValueError(f"has a line that is not a known_hosts entry ({line[:40]!r}...): "
+                             "use the lines `ssh-keyscan -p PORT HOST` prints")
+    return value
+
+
+_image_ref = _matching(r"[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*"
+                       r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?",
+                       "an image reference such as postgres:16-alpine")
 
 
 @dataclass(frozen=True)
@@ -90,53 +166,61 @@ class Setting:
 
 
 SETTINGS = [
-    Setting("STAGING_HOST", "staging server hostname or IP", "host"),
+    Setting("STAGING_HOST", "staging server hostname or IP", "host", parse=_hostname),
     Setting("STAGING_PORT", "SSH port", "", "staging_port", _port),
-    Setting("STAGING_USER", "SSH user that runs the deploy (in the docker group)", "host"),
+    Setting("STAGING_USER", "SSH user that runs the deploy (in the docker group)", "host",
+            parse=_unix_user),
     Setting("STAGING_SSH_KEY", "the private key itself (as CI secrets hold it) or a path to it",
             "host", secret=True),
-    Setting("STAGING_KNOWN_HOSTS", "pinned host key line(s): ssh-keyscan -p PORT HOST", "host"),
+    Setting("STAGING_KNOWN_HOSTS", "pinned host key line(s): ssh-keyscan -p PORT HOST", "host",
+            parse=_known_hosts),
     Setting("STAGING_URL", "public base URL of the staging app", "host", parse=_url),
-    Setting("SETUP_USER", "admin user with passwordless sudo, for `inv staging.setup`", "setup"),
+    Setting("SETUP_USER", "admin user with passwordless sudo, for `inv staging.setup`", "setup",
+            parse=_unix_user),
     Setting("SETUP_SSH_KEY", "that admin's private key (or a path to it)", "setup", secret=True),
-    Setting("STAGING_DIR", "deploy directory on the host", "", "staging_dir", _absolute_path),
-    Setting("REGISTRY", "container registry host", "", "registry"),
+    Setting("STAGING_DIR", "deploy directory on the host", "", "staging_dir", _staging_dir),
+    Setting("REGISTRY", "container registry host", "", "registry", _registry),
     Setting("IMAGE_NAME", "owner/repo; images are REGISTRY/IMAGE_NAME-<service>", "build",
             parse=_image_name),
-    Setting("REGISTRY_USER", "registry user for pushing (unset: use the existing docker login)", ""),
+    Setting("REGISTRY_USER", "registry user for pushing (unset: use the existing docker login)", "",
+            parse=_registry_user),
     Setting("REGISTRY_PASSWORD", "registry token for pushing", "", secret=True),
-    Setting("REGISTRY_PULL_USER", "read-only registry user for the host (unset: host's own login)", ""),
+    Setting("REGISTRY_PULL_USER", "read-only registry user for the host (unset: host's own login)",
+            "", parse=_registry_user),
     Setting("REGISTRY_PULL_PASSWORD", "read-only registry token for the host", "", secret=True),
     Setting("APP_PORT", "public port the edge proxy publishes on the host", "", "app_port", _port),
     Setting("PREVIEW_PORT", "host-loopback port where the deploy checks a release before the switch",
             "", "preview_port", _port),
     Setting("HEALTH_TIMEOUT", "seconds to wait for a healthy release", "", "health_timeout",
-            _seconds),
+            _seconds_between(1, 3600)),
     Setting("HEALTH_SETTLE", "seconds a release must stay healthy before it counts", "",
-            "health_settle", _seconds),
+            "health_settle", _seconds_between(0, 600)),
     Setting("WATCH_SECONDS", "seconds a release is watched after the switch, the previous one "
-            "standing by (0: no window)", "", "watch_seconds", _seconds_or_zero),
+            "standing by (0: no window)", "", "watch_seconds", _seconds_between(0, 3600)),
     Setting("KEEP_RELEASES", "good releases whose images and backups prune keeps", "",
             "keep_releases", _count),
     Setting("LOCK_MAX_AGE", "seconds after which a held deploy lock counts as stale", "",
-            "lock_max_age", _seconds),
+            "lock_max_age", _seconds_between(1, 7 * 86400)),
     Setting("STAGING_WEBHOOK_URL", "Slack-compatible webhook told of every deploy's result", "",
-            parse=_url, secret=True),
+            parse=_token_url, secret=True),
     Setting("GITHUB_TOKEN", "token for the CI check (Actions provides it)", "", secret=True),
-    Setting("GITHUB_REPOSITORY", "owner/repo whose CI is checked (Actions sets it)", ""),
-    Setting("GITHUB_API_URL", "GitHub API base URL (Actions sets it)", "", "github_api", _url),
-    Setting("DB_USER", "PostgreSQL user", "", "db_user"),
-    Setting("DB_NAME", "PostgreSQL database", "", "db_name"),
+    Setting("GITHUB_REPOSITORY", "owner/repo whose CI is checked (Actions sets it)", "",
+            parse=_repository),
+    Setting("GITHUB_API_URL", "GitHub API base URL (Actions sets it)", "", "github_api",
+            _token_url),
+    Setting("DB_USER", "PostgreSQL user", "", "db_user", _identifier),
+    Setting("DB_NAME", "PostgreSQL database", "", "db_name", _identifier),
     Setting("DB_PASSWORD", "PostgreSQL password", "app", secret=True),
     Setting("DATABASE_URL", "backend's database URL (default: built from DB_*)", "", secret=True),
-    Setting("REDIS_URL", "backend's Redis URL", "", "redis_url"),
+    Setting("REDIS_URL", "backend's Redis URL", "", "redis_url", _redis_url),
     Setting("JWT_SECRET", "backend's token signing secret", "app", secret=True),
-    Setting("CORS_ORIGIN", "allowed browser origin (default: STAGING_URL)", ""),
-    Setting("NODE_ENV", "backend environment name", "", "node_env"),
-    Setting("LOG_LEVEL", "backend log level", "", "log_level"),
-    Setting("POSTGRES_IMAGE", "PostgreSQL image", "", "postgres_image"),
-    Setting("REDIS_IMAGE", "Redis image", "", "redis_image"),
-    Setting("EDGE_IMAGE", "nginx image of the edge proxy that switches releases", "", "edge_image"),
+    Setting("CORS_ORIGIN", "allowed browser origin (default: STAGING_URL)", "", parse=_origin),
+    Setting("NODE_ENV", "backend environment name", "", "node_env", _word),
+    Setting("LOG_LEVEL", "backend log level", "", "log_level", _word),
+    Setting("POSTGRES_IMAGE", "PostgreSQL image", "", "postgres_image", _image_ref),
+    Setting("REDIS_IMAGE", "Redis image", "", "redis_image", _image_ref),
+    Setting("EDGE_IMAGE", "nginx image of the edge proxy that switches releases", "", "edge_image",
+            _image_ref),
 ]
 SETTINGS_BY_ENV = {s.env: s for s in SETTINGS}
 
@@ -235,7 +319,7 @@ def load_settings(defaults: Mapping, environ: Mapping[str, str], groups=("host",
             values[setting.env] = setting.parse(raw)
         except ValueError as exc:
             reason = str(exc)
-            shown = "(secret)" if setting.secret else repr(raw)
+            shown = "(secret)" if setting.secret else repr(raw[:60]) + ("..." if len(raw) > 60 else "")
             problems.append(f"{setting.env}={shown} {reason}")
     if missing:
         problems.insert(0, "missing: " + ", ".join(missing))
@@ -248,25 +332,20 @@ def load_settings(defaults: Mapping, environ: Mapping[str, str], groups=("host",
                 problems.append(problem)
     _pair(values, problems, "REGISTRY_USER", "REGISTRY_PASSWORD")
     _pair(values, problems, "REGISTRY_PULL_USER", "REGISTRY_PULL_PASSWORD")
-    if values.get("DB_PASSWORD") and not values.get("DATABASE_URL"):
+    if all(values.get(n) for n in ("DB_USER", "DB_NAME", "DB_PASSWORD")) \
+            and not values.get("DATABASE_URL"):
         values["DATABASE_URL"] = "postgresql://{}:{}@postgres:5432/{}".format(
             quote(values["DB_USER"], safe=""), quote(values["DB_PASSWORD"], safe=""),
             values["DB_NAME"])
     if not values.get("CORS_ORIGIN"):
         values["CORS_ORIGIN"] = values.get("STAGING_URL") or ""
-    for name in ("DB_PASSWORD", "JWT_SECRET", "DATABASE_URL", "REGISTRY_PULL_PASSWORD"):
-        text = values.get(name) or ""
-        if any(c in text for c in "'\n\r"):
-            problems.append(f"{name} must not contain a single quote or a line break "
-                            "(it is written to the host's .env)")
-
     services = tuple(Service(name, spec["context"], spec.get("dockerfile", "Dockerfile"))
                      for name, spec in (defaults.get("services") or {}).items())
     if not services:
         problems.append("invoke.yaml: deploy.services lists no images to build")
     if problems:
         raise ConfigError(problems)
-    return Settings(
+    settings = Settings(
         project=defaults.get("project", "classroom-manager"),
         services=services,
         compose_dir=str(cwd / defaults.get("compose_dir", "compose")),
@@ -283,6 +362,27 @@ def load_settings(defaults: Mapping, environ: Mapping[str, str], groups=("host",
         command_timeout=float(defaults.get("command_timeout", 600)),
         values=values,
     )
+    unwritable = unwritable_names(settings.app_env("0" * 40))
+    if unwritable:
+        raise ConfigError([f"{name} must not contain a single quote, a line break or a NUL "
+                           "(it is written to the host's .env as a literal value)"
+                           for name in unwritable])
+    return settings
+
+
+def unwritable_names(env: Mapping[str, str]) -> list:
+    """The variables whose values the host's .env cannot hold literally (see render_env)."""
+    return [name for name, value in sorted(env.items())
+            if any(c in str(value) for c in UNWRITABLE)]
+
+
+def render_env(env: Mapping[str, str]) -> str:
+    """A compose .env: values single-quoted so compose takes them literally (no interpolation).
+    The one writer of the host's .env; refuses what it cannot write literally."""
+    bad = unwritable_names(env)
+    if bad:
+        raise ConfigError([f"{name} cannot be written to the host's .env literally" for name in bad])
+    return "".join(f"{name}='{value}'\n" for name, value in sorted(env.items()))
 
 
 def _resolve_key(value: str, cwd: Path, name: str):
@@ -307,7 +407,7 @@ def validate_sha(sha: Optional[str], commit_exists: Callable[[str], bool]) -> Op
     """Return a problem with the given sha, or None when it names a commit of this repository."""
     if not sha:
         return "--sha is required: the full 40-character commit to deploy (git rev-parse HEAD)"
-    if not SHA_RE.match(sha):
+    if not SHA_RE.fullmatch(sha):
         return f"--sha {sha!r} is not a full 40-character lower-case hex commit id (git rev-parse {sha})"
     if not commit_exists(sha):
         return f"--sha {sha} is not a commit in this repository (git fetch, then try again)"

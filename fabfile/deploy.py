@@ -30,6 +30,7 @@ from .compose import (
     remove_containers,
     strip_terminal_codes,
 )
+from .config import render_env
 from .errors import DeployError
 from .host import HostSession, upload
 from .interrupts import Interrupted, interruptible, shielded
@@ -256,7 +257,7 @@ def stage_files(remote: Runner, settings, sha, staged: ComposeCommands, reporter
     with reporter.step(f"stage compose files and .env in {staged.dir}"):
         remote.run(ComposeCommands(settings).prepare_dir(), "creating " + settings.STAGING_DIR)
         remote.run(staged.prepare_dir(), "creating " + staged.dir)
-        remote.run(cmd("install", "-d", "-m", "0755", edge_dir(settings)), "creating edge/")
+        remote.run(cmd("install", "-d", "-m", "0755", "--", edge_dir(settings)), "creating edge/")
         for name in (BASE_FILE, APP_FILE):
             upload(remote, posixpath.join(staged.dir, name), compose_text(settings, name))
         upload(remote, staged.env_path, render_env(settings.app_env(sha)))
@@ -284,7 +285,7 @@ def backup_database(remote: Runner, settings, sha, reporter) -> Optional[str]:
         return None
     path = backup.backup_path(settings, sha)
     with reporter.step(f"back up the database to {path}"):
-        remote.run(cmd("install", "-d", "-m", "0700", posixpath.dirname(path)))
+        remote.run(cmd("install", "-d", "-m", "0700", "--", posixpath.dirname(path)))
         remote.run(backup.dump(top, path), "pg_dump")
     return path
 
@@ -419,7 +420,3 @@ def compose_text(settings, name: str) -> str:
     with open(posixpath.join(settings.compose_dir, name), encoding="utf-8") as handle:
         return handle.read()
 
-
-def render_env(env: dict) -> str:
-    """A compose .env: values single-quoted so compose takes them literally (no interpolation)."""
-    return "".join(f"{name}='{value}'\n" for name, value in sorted(env.items()))

@@ -73,7 +73,8 @@ def repo_digests(ref: str) -> Command:
 
 def login(registry: str, user: str, password: str) -> Command:
     """docker login with the password on stdin (never in argv, where `ps` would show it)."""
-    return cmd("docker", "login", registry, "--username", user, "--password-stdin", stdin=password)
+    return cmd("docker", "login", "--username", user, "--password-stdin", "--", registry,
+               stdin=password)
 
 
 def digest_from_inspect(output: str, repo: str) -> Optional[str]:

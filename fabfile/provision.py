@@ -76,24 +76,24 @@ def setup_host(settings, runner, reporter, compose_deb=None, upload=None) -> str
                               "docker-compose-plugin .deb")
 
     with reporter.step(f"deploy user {user!r} (key only, docker group)"):
-        if not runner.run(cmd("id", user), check=False).ok:
-            runner.run(sudo("useradd", "--create-home", "--shell", "/bin/bash", user), "useradd")
-        runner.run(sudo("usermod", "--append", "--groups", "docker", user), "usermod")
-        home = runner.run(cmd("getent", "passwd", user)).stdout.strip().split(":")[5]
+        if not runner.run(cmd("id", "--", user), check=False).ok:
+            runner.run(sudo("useradd", "--create-home", "--shell", "/bin/bash", "--", user), "useradd")
+        runner.run(sudo("usermod", "--append", "--groups", "docker", "--", user), "usermod")
+        home = runner.run(cmd("getent", "passwd", "--", user)).stdout.strip().split(":")[5]
         ssh_dir = posixpath.join(home, ".ssh")
-        runner.run(sudo("install", "-d", "-m", "0700", "-o", user, "-g", user, ssh_dir))
+        runner.run(sudo("install", "-d", "-m", "0700", "-o", user, "-g", user, "--", ssh_dir))
         keys = posixpath.join(ssh_dir, "authorized_keys")
         runner.run(sudo("tee", keys, stdin=deploy_public_key(settings)), "writing authorized_keys")
-        runner.run(sudo("chown", f"{user}:{user}", keys))
+        runner.run(sudo("chown", "--", f"{user}:{user}", keys))
         runner.run(sudo("chmod", "0600", keys))
 
     with reporter.step(f"deploy directory {directory} (0700, owned by {user})"):
-        runner.run(sudo("install", "-d", "-m", "0700", "-o", user, "-g", user, directory))
+        runner.run(sudo("install", "-d", "-m", "0700", "-o", user, "-g", user, "--", directory))
 
     if settings.REGISTRY_PULL_USER:
         with reporter.step(f"log the host in to {settings.REGISTRY} (read-only pull credential)"):
-            runner.run(sudo("-u", user, "-H", "docker", "login", settings.REGISTRY, "--username",
-                            settings.REGISTRY_PULL_USER, "--password-stdin",
+            runner.run(sudo("-u", user, "-H", "docker", "login", "--username",
+                            settings.REGISTRY_PULL_USER, "--password-stdin", "--", settings.REGISTRY,
                             stdin=settings.REGISTRY_PULL_PASSWORD), "docker login for the deploy user")
     else:
         reporter.note("REGISTRY_PULL_USER not set: the host is not logged in to the registry "

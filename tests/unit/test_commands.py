@@ -10,7 +10,7 @@ from fabfile.compose import (
     parse_inspect,
     strip_terminal_codes,
 )
-from fabfile.deploy import render_env
+from fabfile.config import render_env
 from fabfile.shell import cmd, pipe
 from tests.conftest import ROOT
 
@@ -56,7 +56,7 @@ def test_compose_commands_name_project_file_and_env_absolutely(settings):
     assert compose.reload_edge().render() == prefix + (
         " exec -T edge sh -c 'nginx -t -q -c /etc/nginx/deploy/nginx.conf"
         " && nginx -s reload -c /etc/nginx/deploy/nginx.conf'")
-    assert compose.prepare_dir().render() == "install -d -m 0700 /opt/classroom-manager"
+    assert compose.prepare_dir().render() == "install -d -m 0700 -- /opt/classroom-manager"
     assert "http://127.0.0.1:80/api/health" in health_on_host(settings).argv
 
 

@@ -45,7 +45,7 @@ def test_environment_overrides_invoke_yaml(defaults, environ):
     ("STAGING_URL", "staging.example.com", "must be an http(s) URL"),
     ("IMAGE_NAME", "acme", "must be owner/repo"),
     ("STAGING_DIR", "opt/app", "must be an absolute path"),
-    ("HEALTH_TIMEOUT", "-1", "positive number of seconds"),
+    ("HEALTH_TIMEOUT", "-1", "must be a number of seconds from 1 to 3600"),
 ])
 def test_malformed_values_are_named_with_the_fix(defaults, environ, name, value, expected):
     environ[name] = value
