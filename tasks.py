@@ -135,7 +135,7 @@ def status(c, json=False):
     settings = settings_for(c, ("host",))
     with quiet_session(settings) as host:
         result = read_status(host.runner, settings)
-    print(dumps(result, indent=2) if json else render_status(result))
+    reporter_for(settings).say(dumps(result, indent=2) if json else render_status(result))
     if not result["healthy"]:
         raise Exit(code=1)
 
@@ -147,7 +147,7 @@ def history_(c, json=False, limit=20):
     settings = settings_for(c, ("host",))
     with quiet_session(settings) as host:
         rows = history(host.runner, settings, int(limit))
-    print(dumps(rows, indent=2) if json else render_history(rows))
+    reporter_for(settings).say(dumps(rows, indent=2) if json else render_history(rows))
 
 
 @task(help={"yes": "do not ask first"})
@@ -158,7 +158,7 @@ def unlock(c, yes=False):
     with quiet_session(settings) as host:
         current = read_status(host.runner, settings)["lock"]
         if current["held"]:
-            print(f"the deploy lock is held: {current['description']}")
+            print(redact(f"the deploy lock is held: {current['description']}"))
             if not yes and confirm("End that holder and free the lock? Type 'yes': ").strip() != "yes":
                 raise Exit("not unlocked", code=1)
         pids = break_lock(host.runner, settings)

@@ -14,9 +14,9 @@ from typing import Callable, Mapping, Optional
 from urllib.parse import quote, urlparse
 
 from dotenv import dotenv_values
-from paramiko.hostkeys import HostKeyEntry
 
 from .errors import ConfigError
+from .host import known_hosts_entries
 
 SHA_RE = re.compile(r"[0-9a-f]{40}")      # always with fullmatch: `$` lets a final newline in
 
@@ -134,18 +134,8 @@ _word = _matching(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", "a word (letters, digits, 
 _redis_url = _matching(r"rediss?://[^\s'\"\\]+", "a redis:// URL")
 _repository = _matching(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", "owner/repo")
 def _known_hosts(value: str) -> str:
-    """known_hosts lines (as ssh-keyscan prints them); markers such as @revoked are refused."""
-    for line in value.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        try:
-            entry = None if line.startswith("@") else HostKeyEntry.from_line(line)
-        except Exception:  # paramiko raises several kinds for malformed keys
-            entry = None
-        if entry is None or entry.key is None:
-            raise ValueError(f"has a line that is not a known_hosts entry ({line[:40]!r}...): "
-                             "use the lines `ssh-keyscan -p PORT HOST` prints")
+    """known_hosts lines, as ssh-keyscan prints them."""
+    known_hosts_entries(value)
     return value
 
 
@@ -267,8 +257,13 @@ class Settings:
 
     @property
     def secrets(self) -> list:
-        """Every secret value, for redaction from anything printed."""
+        """Every secret value, and `user:password` of each credential pair (whose base64 is an
+        HTTP Basic auth header): what the Reporter masks, in every form (report.secret_forms)."""
         found = [str(self.values[s.env]) for s in SETTINGS if s.secret and self.values.get(s.env)]
+        for user, password in (("REGISTRY_USER", "REGISTRY_PASSWORD"), ("DB_USER", "DB_PASSWORD"),
+                               ("REGISTRY_PULL_USER", "REGISTRY_PULL_PASSWORD")):
+            if self.values.get(user) and self.values.get(password):
+                found.append(f"{self.values[user]}:{self.values[password]}")
         return sorted(set(found), key=len, reverse=True)
 
     def app_env(self, sha: str) -> dict:

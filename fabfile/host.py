@@ -50,17 +50,33 @@ def load_private_key(text: str) -> paramiko.PKey:
     raise ConfigError(["STAGING_SSH_KEY is not an unencrypted Ed25519, ECDSA or RSA private key"])
 
 
-def pinned_host_keys(known_hosts: str, host: str, port: int) -> paramiko.HostKeys:
-    """Parse STAGING_KNOWN_HOSTS; fail unless it pins a key for this host and port."""
-    keys = paramiko.HostKeys()
-    for line in known_hosts.splitlines():
+def known_hosts_entries(text: str) -> list:
+    """The entries of known_hosts text; ValueError naming the first line that is not one
+    (markers such as @revoked are refused: a pin is a plain host key line)."""
+    entries = []
+    for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        entry = paramiko.hostkeys.HostKeyEntry.from_line(line)
+        try:
+            entry = None if line.startswith("@") else paramiko.hostkeys.HostKeyEntry.from_line(line)
+        except Exception:  # paramiko raises several kinds for a malformed key
+            entry = None
         if entry is None or entry.key is None:
-            raise ConfigError([f"STAGING_KNOWN_HOSTS has a line that is not a known_hosts entry: "
-                               f"{line[:60]!r}"])
+            raise ValueError(f"has a line that is not a known_hosts entry ({line[:40]!r}...): "
+                             "use the lines `ssh-keyscan -p PORT HOST` prints")
+        entries.append(entry)
+    return entries
+
+
+def pinned_host_keys(known_hosts: str, host: str, port: int) -> paramiko.HostKeys:
+    """Parse STAGING_KNOWN_HOSTS; fail unless it pins a key for this host and port."""
+    keys = paramiko.HostKeys()
+    try:
+        entries = known_hosts_entries(known_hosts)
+    except ValueError as exc:
+        raise ConfigError([f"STAGING_KNOWN_HOSTS {exc}"]) from None
+    for entry in entries:
         for name in entry.hostnames:
             keys.add(name, entry.key.get_name(), entry.key)
     name = host_key_name(host, port)

@@ -15,6 +15,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import List, Optional
 
+from .report import redact_all
 from .shell import Command, cmd
 
 LEDGER_FILE = "ledger.jsonl"
@@ -126,8 +127,10 @@ class ReleaseLedger:
         self.path = posixpath.join(settings.STAGING_DIR, LEDGER_FILE)
 
     def append(self, event: dict) -> Command:
-        """Append one event as one line (tee -a: a single O_APPEND write)."""
-        return cmd("tee", "-a", self.path, stdin=json.dumps(event, sort_keys=True) + "\n")
+        """Append one event as one line (tee -a: a single O_APPEND write), every secret masked
+        (a cause may quote a command's output)."""
+        line = json.dumps(redact_all(event), sort_keys=True)
+        return cmd("tee", "-a", "--", self.path, stdin=line + "\n")
 
     def read(self) -> Command:
         return cmd("cat", self.path)

@@ -1,11 +1,15 @@
 """Tell the team: a Slack-compatible webhook message on success and on failure.
 
-A slow or broken webhook must never fail or hold up a deploy: one POST with a short timeout,
-and any error becomes a warning line.
+A slow or broken webhook must never fail or hold up a deploy: one POST, never redirected (that
+would send the message on to wherever the answer points), with one deadline for the whole call
+(a server that trickles its answer byte by byte cannot stretch it); any error is a warning line.
 """
+import threading
+
 import requests
 
-TIMEOUT = (2, 3)   # seconds to connect, seconds to answer
+TIMEOUT = (2, 3)   # seconds to connect, seconds between bytes of the answer
+DEADLINE = 5       # seconds for the whole call
 
 
 def payload(summary) -> dict:
@@ -30,11 +34,22 @@ def send(url: str, summary, reporter) -> bool:
     body["text"] = reporter.redact(body["text"])
     for field in body["attachments"][0]["fields"]:
         field["value"] = reporter.redact(str(field["value"]))
-    try:
-        response = requests.post(url, json=body, timeout=TIMEOUT)
-        response.raise_for_status()
+    outcome = {}
+
+    def post():
+        try:
+            outcome["status"] = requests.post(url, json=body, timeout=TIMEOUT,
+                                              allow_redirects=False).status_code
+        except requests.RequestException as exc:
+            outcome["error"] = type(exc).__name__
+
+    sender = threading.Thread(target=post, daemon=True)   # left behind if past the deadline
+    sender.start()
+    sender.join(DEADLINE)
+    status = outcome.get("status")
+    if status is not None and 200 <= status < 300:
         return True
-    except requests.RequestException as exc:
-        reporter.say(f"warning: the webhook notification failed ({type(exc).__name__}); "
-                     "the deploy result above stands")
-        return False
+    why = (outcome.get("error") or (f"HTTP {status}" if status else f"no answer in {DEADLINE}s"))
+    reporter.say(f"warning: the webhook notification failed ({why}); the deploy result above "
+                 "stands")
+    return False

@@ -3,21 +3,61 @@
 Everything printed goes through `Reporter.say`, which replaces every secret value with ***,
 so no command output, error or summary can show one.
 """
+import base64
 import contextlib
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, Iterable, List, Optional
+from urllib.parse import quote, quote_plus
 
-# Every secret any Reporter was given, so the final error line of a task is redacted as well.
+# Every secret form any Reporter was given, so the final error line of a task is redacted too.
 KNOWN_SECRETS = set()
+# A line of a multi-line secret (a key) shorter than this is a header or padding, not secret.
+SECRET_LINE = 16
+
+
+def secret_forms(secrets: Iterable[str]) -> List[str]:
+    """Every form in which a secret may turn up in output: as is, without surrounding blanks,
+    URL-encoded (both ways), base64 (standard and URL-safe, with and without padding; so a
+    `user:password` secret covers HTTP Basic auth), and each long line of a multi-line one.
+    Longest first, so a longer form is replaced before a shorter one inside it."""
+    forms = set()
+
+    def add(text: str) -> None:
+        if not text:
+            return
+        forms.update({text, quote(text, safe=""), quote_plus(text)})
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            encoded = encode(text.encode()).decode()
+            forms.update({encoded, encoded.rstrip("=")})
+
+    for secret in secrets:
+        add(secret)
+        add(secret.strip())
+        for line in secret.splitlines():
+            if len(line.strip()) >= SECRET_LINE and not line.startswith("-----"):
+                add(line.strip())
+    return sorted((f for f in forms if f), key=len, reverse=True)
 
 
 def redact(text: str, secrets=None) -> str:
     for secret in sorted(KNOWN_SECRETS if secrets is None else secrets, key=len, reverse=True):
         text = text.replace(secret, "***")
     return text
+
+
+def redact_all(value, secrets=None):
+    """`value` (text, or lists and dicts of it, as a ledger event) with every secret masked."""
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, dict):
+        return {k: redact_all(v, secrets) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_all(v, secrets) for v in value]
+    return value
 
 
 def held_back(text: str, secrets) -> int:
@@ -37,7 +77,7 @@ class RedactingStream:
     that arrives split across writes (text that could start a secret waits for the next write)."""
 
     def __init__(self, secrets, out=None):
-        self.secrets = [s for s in secrets if s]
+        self.secrets = secret_forms(s for s in secrets if s)
         self.out = out or sys.stdout
         self.pending = ""
 
@@ -60,7 +100,7 @@ class RedactingStream:
 
 class Reporter:
     def __init__(self, secrets=(), stream=None, clock=time.monotonic):
-        self.secrets = [s for s in secrets if s]
+        self.secrets = secret_forms(s for s in secrets if s)
         KNOWN_SECRETS.update(self.secrets)
         self.stream = stream or sys.stdout
         self.clock = clock
@@ -90,6 +130,11 @@ class Reporter:
             self.say(f"[{self.elapsed():6.1f}s] !!! {name} FAILED after {self.clock() - begun:.1f}s")
             raise
         self.say(f"[{self.elapsed():6.1f}s]  ok {name} ({self.clock() - begun:.1f}s)")
+
+
+def table_cell(text: str) -> str:
+    """Text that stays inside one Markdown table cell."""
+    return " ".join(text.replace("|", "/").split())
 
 
 @dataclass
@@ -142,11 +187,13 @@ class Summary:
         if self.backup:
             rows.append(f"| database backup | `{self.backup}` |")
         if self.cause:
-            rows.append(f"| cause | {self.cause.replace('|', '/')} |")
-        rows += [f"| note | {n} |" for n in self.notes]
+            rows.append(f"| cause | {table_cell(self.cause)} |")
+        rows += [f"| note | {table_cell(n)} |" for n in self.notes]
         if self.logs:
-            rows += ["", "<details><summary>last backend log lines</summary>", "", "```",
-                     self.logs, "```", "</details>"]
+            # a fence longer than any run of backticks in the logs: they cannot close it
+            fence = "`" * max(3, 1 + max((len(r) for r in re.findall(r"`+", self.logs)), default=0))
+            rows += ["", "<details><summary>last backend log lines</summary>", "", fence,
+                     self.logs, fence, "</details>"]
         return "\n".join(rows) + "\n"
 
     def publish(self, reporter: Reporter, environ=os.environ) -> None:

@@ -49,6 +49,27 @@ def test_summary_goes_to_the_ci_job_summary_redacted(tmp_path):
     assert "duration  12.3s" in out.getvalue()
 
 
+def test_log_lines_cannot_break_out_of_the_job_summary():
+    logs = 'ok\n```\n# Injected heading\n````\n| fake | row |'
+    markdown = Summary("deploy", "e" * 40, result="failed", cause="line one\nline | two",
+                       logs=logs).markdown()
+    fence = "`````"                               # longer than the longest run in the logs
+    assert f"\n{fence}\n{logs}\n{fence}\n</details>" in markdown
+    assert "| cause | line one line / two |" in markdown
+
+
+def test_the_ledger_stores_causes_with_secrets_masked():
+    from fabfile.ledger import ReleaseLedger, end_event
+
+    class Place:
+        STAGING_DIR = "/opt/app"
+    Reporter(["ledger-s3cret"], stream=io.StringIO())     # every task's reporter registers them
+    event = end_event("id1", "rolled_back", cause="docker login failed: ledger-s3cret rejected",
+                      images={"backend": "x"})
+    stored = ReleaseLedger(Place()).append(event).stdin
+    assert "ledger-s3cret" not in stored and "docker login failed: *** rejected" in stored
+
+
 def test_known_hosts_for_a_non_standard_port_uses_brackets():
     assert host_key_name("10.0.0.5", 22) == "10.0.0.5"
     assert host_key_name("127.0.0.1", 2222) == "[127.0.0.1]:2222"
