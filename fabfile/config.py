@@ -196,6 +196,8 @@ SETTINGS = [
     Setting("GITHUB_TOKEN", "token for the CI check (Actions provides it)", "", secret=True),
     Setting("GITHUB_REPOSITORY", "owner/repo whose CI is checked (Actions sets it)", "",
             parse=_repository),
+    Setting("GITHUB_RUN_ID", "the workflow run whose own CI checks count (Actions sets it)", "",
+            parse=_matching(r"[0-9]{1,20}", "a workflow run id (a number)")),
     Setting("GITHUB_API_URL", "GitHub API base URL (Actions sets it)", "", "github_api",
             _token_url),
     Setting("DB_USER", "PostgreSQL user", "", "db_user", _identifier),

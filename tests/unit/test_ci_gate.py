@@ -1,21 +1,89 @@
-"""Only tested commits deploy: the GitHub API's answers decide, here from canned answers and a
-local stand-in for the API on 127.0.0.1."""
+"""Only tested commits deploy: the GitHub API's answers decide. Against a local stand-in for the
+API on 127.0.0.1 that answers in the shape of GitHub's REST description (2022-11-28): check runs
+with `head_sha`, `app`, `check_suite`, nullable `started_at`/`completed_at`, `total_count`,
+pages linked by the `Link` header, and `filter=latest` (by `completed_at`) unless told `all`."""
 import json
 import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from fabfile.ci_gate import check_problems, is_required, on_branch, verify
+from fabfile.ci_gate import check_problems, is_required, next_page, on_branch, verify
 from tests.unit.test_cli import inv
 
 SHA = "9" * 40
-REQUIRED = ["Lint and unit tests", "Integration tests"]
+LINT, INTEGRATION = "Lint and unit tests", "Integration tests (real registry, SSH staging host)"
+REQUIRED = [LINT, INTEGRATION]
+OUR_SUITE, OTHER_SUITE = 501, 502
 
 
-def run(name, conclusion="success", status="completed", started="2026-01-01T00:00:00Z", run_id=1):
-    return {"name": name, "status": status, "conclusion": conclusion, "started_at": started, "id": run_id}
+def run(name, conclusion="success", status="completed", started="2026-01-01T00:00:00Z",
+        run_id=1, app="github-actions", suite=OUR_SUITE):
+    completed = started.replace("00:00:00", "00:05:00") if status == "completed" else None
+    return {"id": run_id, "head_sha": SHA, "name": name, "status": status,
+            "conclusion": conclusion if status == "completed" else None,
+            "started_at": started, "completed_at": completed,
+            "app": {"id": 15368, "slug": app, "name": app},
+            "check_suite": {"id": suite}}
+
+
+class FakeGitHub(BaseHTTPRequestHandler):
+    """The GitHub REST API for one commit, as configured by each test."""
+    runs, compare, suite, seen, per_page, broken = [], {"status": "behind"}, OUR_SUITE, [], 100, None
+
+    def do_GET(self):
+        url = urlparse(self.path)
+        query = parse_qs(url.query)
+        FakeGitHub.seen.append((url.path, query, self.headers.get("Authorization")))
+        if FakeGitHub.broken:
+            return self.reply(*FakeGitHub.broken)
+        if "/compare/" in url.path:
+            return self.reply(200, FakeGitHub.compare)
+        if "/actions/runs/" in url.path:
+            return self.reply(200, {"id": 77, "check_suite_id": FakeGitHub.suite})
+        runs = FakeGitHub.runs
+        if query.get("filter", ["latest"])[0] == "latest":   # the API's default
+            latest = {}
+            for r in runs:
+                key = r["completed_at"] or "9999"
+                if r["name"] not in latest or key > (latest[r["name"]]["completed_at"] or "9999"):
+                    latest[r["name"]] = r
+            runs = list(latest.values())
+        page, size = int(query.get("page", ["1"])[0]), FakeGitHub.per_page
+        chunk = runs[(page - 1) * size:page * size]
+        link = ""
+        if page * size < len(runs):
+            link = (f'<http://{self.headers["Host"]}{url.path}?page={page + 1}&per_page={size}'
+                    f'&filter={query.get("filter", ["latest"])[0]}>; rel="next"')
+        self.reply(200, {"total_count": len(runs), "check_runs": chunk}, link)
+
+    def reply(self, status, body, link=""):
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(data)))
+        if link:
+            self.send_header("Link", link)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def github():
+    FakeGitHub.runs, FakeGitHub.compare, FakeGitHub.seen = [], {"status": "behind"}, []
+    FakeGitHub.per_page, FakeGitHub.broken, FakeGitHub.suite = 100, None, OUR_SUITE
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeGitHub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def ask(api, run_id="77"):
+    return verify(SHA, api, "acme/app", "tok", "main", REQUIRED, run_id)
 
 
 def test_required_in_actions_or_when_asked():
@@ -30,77 +98,107 @@ def test_on_branch_means_identical_or_behind_the_branch_head():
 
 
 def test_every_required_check_must_have_succeeded():
-    runs = [run("ci / Lint and unit tests"), run("Integration tests", "failure")]
-    assert check_problems(runs, REQUIRED) == ["CI check 'Integration tests' concluded failure"]
-    assert check_problems([run("Lint and unit tests")], REQUIRED) == [
-        "CI check 'Integration tests' has not run for this commit"]
-    assert check_problems([run("Lint and unit tests", None, "in_progress"), run("Integration tests")],
-                          REQUIRED) == ["CI check 'Lint and unit tests' is still in_progress"]
+    runs = [run("ci / " + LINT), run(INTEGRATION, "failure")]
+    assert check_problems(runs, REQUIRED) == [f"CI check {INTEGRATION!r} concluded failure"]
+    assert check_problems([run(LINT)], REQUIRED) == [
+        f"CI check {INTEGRATION!r} has not run for this commit"]
+    assert check_problems([run(LINT, status="in_progress"), run(INTEGRATION)], REQUIRED) == [
+        f"CI check {LINT!r} is still in_progress"]
 
 
 def test_a_successful_re_run_counts():
-    runs = [run("Integration tests", "failure", run_id=1),
-            run("Integration tests", started="2026-01-02T00:00:00Z", run_id=2),
-            run("Lint and unit tests")]
+    runs = [run(INTEGRATION, "failure", run_id=1),
+            run(INTEGRATION, started="2026-01-02T00:00:00Z", run_id=2), run(LINT)]
     assert check_problems(runs, REQUIRED) == []
 
 
-class Answer:
-    def __init__(self, status, body):
-        self.status_code, self.body = status, body
-
-    def json(self):
-        return self.body
-
-
-def test_verify_asks_compare_and_check_runs(mocker):
-    get = mocker.Mock(side_effect=[Answer(200, {"status": "ahead"}),
-                                   Answer(200, {"check_runs": [run(n) for n in REQUIRED]})])
-    problems = verify(SHA, "https://api.example", "acme/app", "tok", "main", REQUIRED, get)
-    assert problems == [f"{SHA[:12]} is not on main"]
-    first_url = get.call_args_list[0].args[0]
-    assert first_url == f"https://api.example/repos/acme/app/compare/main...{SHA}"
-    assert get.call_args_list[0].kwargs["headers"]["Authorization"] == "Bearer tok"
+def test_a_passing_run_of_the_same_name_from_another_app_does_not_count(github):
+    FakeGitHub.runs = [run("ci / " + LINT, run_id=1),
+                       run("ci / " + INTEGRATION, "failure", run_id=2),
+                       run("anything / " + INTEGRATION, started="2026-01-03T00:00:00Z", run_id=3,
+                           app="some-other-app")]
+    assert ask(github) == [f"CI check {INTEGRATION!r} concluded failure"]
 
 
-class FakeGitHub(BaseHTTPRequestHandler):
-    """Answers like the GitHub API for one commit whose integration tests failed."""
-    seen = []
-
-    def do_GET(self):
-        FakeGitHub.seen.append((self.path, self.headers.get("Authorization")))
-        if "/compare/" in self.path:
-            body = {"status": "behind"}
-        else:
-            body = {"check_runs": [run("ci / Lint and unit tests"),
-                                   run("ci / Integration tests (real registry, SSH staging host)",
-                                       "failure")]}
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+def test_in_actions_only_the_deploys_own_workflow_run_counts(github):
+    """The other run's checks (still running, or failed) cannot decide for this one."""
+    FakeGitHub.runs = [run("ci / " + LINT, run_id=1), run("ci / " + INTEGRATION, run_id=2),
+                       run(LINT, status="in_progress", started="2026-01-02T00:00:00Z", run_id=3,
+                           suite=OTHER_SUITE),
+                       run(INTEGRATION, "failure", started="2026-01-02T00:00:00Z", run_id=4,
+                           suite=OTHER_SUITE)]
+    assert ask(github) == []
+    paths = [path for path, _, _ in FakeGitHub.seen]
+    assert "/repos/acme/app/actions/runs/77" in paths
+    FakeGitHub.suite = OTHER_SUITE       # the deploy's run is the other one
+    assert ask(github) == [f"CI check {LINT!r} is still in_progress",
+                           f"CI check {INTEGRATION!r} concluded failure"]
+    assert ask(github, run_id=None)[0] == f"CI check {LINT!r} is still in_progress"   # a shell
 
 
-@pytest.fixture
-def fake_github():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeGitHub)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+def test_every_page_is_read(github):
+    FakeGitHub.per_page = 2
+    FakeGitHub.runs = [run(f"other {i}", run_id=10 + i) for i in range(5)] + \
+                      [run("ci / " + LINT, run_id=1), run("ci / " + INTEGRATION, "failure", run_id=2)]
+    assert ask(github) == [f"CI check {INTEGRATION!r} concluded failure"]
+    pages = [q.get("page", ["1"])[0] for path, q, _ in FakeGitHub.seen if path.endswith("/check-runs")]
+    assert pages == ["1", "2", "3", "4"]
+    assert all(q.get("filter") == ["all"] for path, q, _ in FakeGitHub.seen
+               if path.endswith("/check-runs"))
 
 
-def test_in_actions_an_untested_commit_is_refused_before_anything_is_built(environ, fake_github):
+@pytest.mark.parametrize("answer,expected", [
+    ((500, {"message": "boom"}), "the GitHub API answered 500 comparing"),
+    ((200, b"<html>proxy login</html>"), "with something that is not JSON"),
+    ((200, b"[]"), "with an unexpected document"),
+    ((200, b"null"), "with an unexpected document"),
+])
+def test_any_unexpected_answer_fails_closed_in_one_line(github, answer, expected):
+    FakeGitHub.broken = answer
+    problems = ask(github)
+    assert len(problems) == 1 and expected in problems[0] and "\n" not in problems[0]
+
+
+def test_a_check_runs_document_of_the_wrong_shape_fails_closed(github, mocker):
+    class Odd:
+        status_code, headers = 200, {}
+
+        def __init__(self, body):
+            self.body = body
+
+        def json(self):
+            return self.body
+
+    answers = iter([Odd({"status": "behind"}), Odd({"check_suite_id": OUR_SUITE}),
+                    Odd({"total_count": 3, "check_runs": [run(LINT)]})])
+    problems = verify(SHA, "https://api.example", "acme/app", "tok", "main", REQUIRED, "77",
+                      lambda *a, **k: next(answers))
+    assert problems == [f"the GitHub API listed 1 of 3 check runs listing check runs of {SHA[:12]}"]
+
+
+def test_a_timeout_fails_closed(github, mocker):
+    import requests
+    get = mocker.Mock(side_effect=requests.Timeout())
+    assert verify(SHA, github, "acme/app", "tok", "main", REQUIRED, None, get) == [
+        f"cannot ask the GitHub API comparing {SHA[:12]} with main (Timeout)"]
+
+
+def test_the_next_page_comes_from_the_link_header():
+    link = ('<https://api.github.com/x?page=2>; rel="next", '
+            '<https://api.github.com/x?page=5>; rel="last"')
+    assert next_page(link) == "https://api.github.com/x?page=2"
+    assert next_page("") is None
+
+
+def test_in_actions_an_untested_commit_is_refused_before_anything_is_built(environ, github):
+    FakeGitHub.runs = [run("ci / " + LINT), run("ci / " + INTEGRATION, "failure", run_id=2)]
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     result = inv("deploy.staging", "--sha", head, env=dict(
-        environ, GITHUB_ACTIONS="true", GITHUB_API_URL=fake_github, GITHUB_REPOSITORY="acme/app",
-        GITHUB_TOKEN="ghs_secret_token_value"))
+        environ, GITHUB_ACTIONS="true", GITHUB_API_URL=github, GITHUB_REPOSITORY="acme/app",
+        GITHUB_TOKEN="ghs_secret_token_value", GITHUB_RUN_ID="77"))
     assert result.returncode == 1
-    assert ("refusing to deploy an untested commit: CI check 'Integration tests (real registry, "
-            "SSH staging host)' concluded failure") in result.stderr
+    assert (f"refusing to deploy an untested commit: CI check {INTEGRATION!r} concluded failure"
+            in result.stderr)
     assert "--> build" not in result.stdout
     assert "ghs_secret_token_value" not in result.stdout + result.stderr
-    assert FakeGitHub.seen and FakeGitHub.seen[0][1] == "Bearer ghs_secret_token_value"
+    assert FakeGitHub.seen and FakeGitHub.seen[0][2] == "Bearer ghs_secret_token_value"

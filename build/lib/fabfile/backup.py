@@ -1,0 +1,28 @@
+"""Database backups: a pg_dump before every release's migrations, kept with the release.
+
+Both commands run inside the postgres container with its own environment (POSTGRES_USER,
+POSTGRES_DB; local connections need no password), so no credential is on any command line.
+"""
+import datetime
+import posixpath
+
+from .compose import ComposeCommands
+from .shell import Command, from_file, to_file
+
+DUMP = 'pg_dump --username="$POSTGRES_USER" --dbname="$POSTGRES_DB" --format=custom'
+RESTORE = ('pg_restore --username="$POSTGRES_USER" --dbname="$POSTGRES_DB" --clean --if-exists '
+           '--single-transaction --no-owner')
+
+
+def backup_path(settings, sha: str) -> str:
+    """Named for the release whose migrations follow it, so rollback of that release finds it."""
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return posixpath.join(settings.STAGING_DIR, "backups", f"{sha}-{stamp}.dump")
+
+
+def dump(compose: ComposeCommands, path: str) -> Command:
+    return to_file(compose.exec_in(compose.settings.database_service, DUMP), path)
+
+
+def restore(compose: ComposeCommands, path: str) -> Command:
+    return from_file(compose.exec_in(compose.settings.database_service, RESTORE), path)

@@ -1,0 +1,220 @@
+"""Remote commands for the app's compose projects on the staging host.
+
+The stack is three compose projects: `<project>` (compose.yaml: postgres, redis and the `edge`
+proxy that owns the public port) and two app slots, `<project>-blue` and `<project>-green`
+(app.yaml: frontend, backend). A release starts in the idle slot beside the live one; the edge
+is switched to it once it is healthy. Which slot is live is written in `edge/live.conf`.
+
+Every compose call names the project, the compose file and the env file explicitly with
+absolute paths, so it never depends on the remote working directory. The files of every
+release are kept in `STAGING_DIR/releases/<sha>/`; the pair at the top of STAGING_DIR is what
+the stable project runs with.
+"""
+import json
+import posixpath
+import re
+import shlex
+from dataclasses import replace
+from typing import Iterable, List, Optional
+
+from .shell import Command, cmd
+
+BASE_FILE = "compose.yaml"
+APP_FILE = "app.yaml"
+ENV_FILE = ".env"
+RELEASE_FILES = (BASE_FILE, APP_FILE, ENV_FILE)
+SLOTS = ("blue", "green")
+EDGE_SERVICE = "edge"
+EDGE_CONFIG = "nginx.conf"
+LIVE_FILE = "live.conf"
+# Where compose.yaml mounts edge/ in the edge container, and the config nginx runs with.
+EDGE_MOUNT = "/etc/nginx/deploy"
+PROJECT_LABEL = "com.docker.compose.project"
+
+
+def release_dir(settings, sha: str) -> str:
+    return posixpath.join(settings.STAGING_DIR, "releases", sha)
+
+
+def edge_dir(settings) -> str:
+    return posixpath.join(settings.STAGING_DIR, "edge")
+
+
+def slot_project(settings, slot: str) -> str:
+    return f"{settings.project}-{slot}"
+
+
+def other_slot(slot: Optional[str]) -> str:
+    """The slot a new release goes to: the one that is not live (blue when none is)."""
+    return "green" if slot == "blue" else "blue"
+
+
+def live_conf(slot: str, fallback: Optional[str] = None) -> str:
+    """edge/live.conf (included in the edge's `location /`): send every request to `slot`.
+
+    With `fallback` (the previous slot, kept running through the watch window), a request the
+    new slot fails with 502, 503 or 504 is answered by the fallback slot instead."""
+    text = f"set $app frontend-{slot}:80;\n"
+    if fallback:
+        text += (f"set $fallback frontend-{fallback}:80;\n"
+                 "proxy_intercept_errors on;\n"
+                 "error_page 502 503 504 = @fallback;\n")
+    return text
+
+
+def parse_live_conf(text: str) -> Optional[str]:
+    match = re.search(r"frontend-(blue|green):", text or "")
+    return match.group(1) if match else None
+
+
+class ComposeCommands:
+    """Compose commands for the stable project (slot None) or an app slot, using the files in
+    `directory` (default: the pair at the top of STAGING_DIR)."""
+
+    def __init__(self, settings, directory: str = None, slot: str = None):
+        self.settings = settings
+        self.slot = slot
+        self.dir = directory or settings.STAGING_DIR
+        self.project = slot_project(settings, slot) if slot else settings.project
+        self.compose_path = posixpath.join(self.dir, APP_FILE if slot else BASE_FILE)
+        self.env_path = posixpath.join(self.dir, ENV_FILE)
+
+    def _compose(self, *args) -> Command:
+        slot = ("env", f"DEPLOY_SLOT={self.slot}") if self.slot else ()
+        return cmd(*slot, "docker", "compose", "-p", self.project, "-f", self.compose_path,
+                   "--env-file", self.env_path, *args)
+
+    def prepare_dir(self) -> Command:
+        """The directory, readable by the deploy user only (it holds a .env)."""
+        return cmd("install", "-d", "-m", "0700", "--", self.dir)
+
+    def pull(self) -> Command:
+        return self._compose("pull", "--quiet")
+
+    def up_stable(self) -> Command:
+        """Start (or leave running, if unchanged) the stable services and wait until healthy."""
+        return self._compose("up", "-d", "--wait", "--remove-orphans")
+
+    def migrate(self) -> Command:
+        """Migrations as a one-off container of the new image, before it gets traffic."""
+        return self._compose("run", "--rm", "-T", "--no-deps", self.settings.migrate_service,
+                             *self.settings.migrate_command)
+
+    def up(self, pull_never: bool = False) -> Command:
+        """Bring the project to these files; with pull_never, only images already on the host."""
+        extra = ("--pull", "never") if pull_never else ()
+        return self._compose("up", "-d", "--remove-orphans", *extra)
+
+    def reload_edge(self) -> Command:
+        """nginx checks, then re-reads its config; old workers finish their in-flight requests.
+
+        Through `exec`, never a signal from the engine: Docker 20.10 counts `docker kill` as a
+        stop by hand, and does not restart such a container when the server reboots."""
+        conf = f"{EDGE_MOUNT}/{EDGE_CONFIG}"
+        return self.exec_in(EDGE_SERVICE, f"nginx -t -q -c {conf} && nginx -s reload -c {conf}")
+
+    def logs(self, *services: str, tail="15", since: str = None, follow: bool = False,
+             prefix: bool = False) -> Command:
+        """The services' logs (all of the project's when none is named), each line prefixed
+        with its container's name if `prefix`."""
+        return self._compose("logs", "--no-color", *(() if prefix else ("--no-log-prefix",)),
+                             "--tail", str(tail), *(("--since", since) if since else ()),
+                             *(("--follow",) if follow else ()), *services)
+
+    def run_one_off(self, service: str, argv, interactive: bool = False,
+                    stdin: str = None) -> Command:
+        """`argv` in a new container of `service` (its image, its environment; the image's
+        entrypoint replaced, as with docker exec), removed after. No dependency is started and
+        it has no network alias, so it never gets a request."""
+        tty = () if interactive else ("-T",)
+        command = self._compose("run", "--rm", "--no-deps", *tty,
+                                "--entrypoint", shlex.quote(argv[0]), service, *argv[1:])
+        return replace(command, stdin=stdin)
+
+    def exec_in(self, service: str, script: str) -> Command:
+        """A shell script inside a running service container (its env vars, not our argv)."""
+        return self._compose("exec", "-T", service, "sh", "-c", script)
+
+    def registry_login(self) -> Command:
+        return cmd("docker", "login", "--username", self.settings.REGISTRY_PULL_USER,
+                   "--password-stdin", "--", self.settings.REGISTRY,
+                   stdin=self.settings.REGISTRY_PULL_PASSWORD)
+
+
+def health_on_host(settings, slot: Optional[str] = None) -> Command:
+    """The health endpoint through the host's loopback: body, then the HTTP code on its own
+    line. Through the public port, or, for `slot`, straight to that slot through the edge's
+    candidate port (whether or not it is live)."""
+    port, headers = settings.APP_PORT, ()
+    if slot:
+        port, headers = settings.PREVIEW_PORT, ("-H", f"X-Deploy-Slot: {slot}")
+    return cmd("curl", "-sS", "-m", "3", "-w", r"\n%{http_code}", *headers,
+               f"http://127.0.0.1:{port}{settings.health_path}")
+
+
+def engine_version() -> Command:
+    """Answers (exit 0) once the host's Docker engine is up."""
+    return cmd("docker", "version", "--format", "{{.Server.Version}}")
+
+
+def all_containers() -> Command:
+    """Every compose container on the host with its project; `ours` picks ours."""
+    return cmd("docker", "ps", "-a", "--no-trunc", "--filter", f"label={PROJECT_LABEL}",
+               "--format", "{{.ID}} {{.Label \"%s\"}}" % PROJECT_LABEL)
+
+
+def ours(output: str, projects: Iterable[str]) -> List[str]:
+    """Container ids (from `all_containers`) that belong to exactly these compose projects."""
+    wanted = set(projects)
+    rows = [line.split() for line in output.splitlines()]
+    return [row[0] for row in rows if len(row) == 2 and row[1] in wanted]
+
+
+def stop_containers(ids: List[str]) -> Command:
+    """Each stops with its own stop signal and grace period (nginx SIGQUIT drains)."""
+    return cmd("docker", "stop", *ids)
+
+
+def remove_containers(ids: List[str]) -> Command:
+    return cmd("docker", "rm", *ids)
+
+
+def inspect(ids) -> Command:
+    return cmd("docker", "inspect", *ids)
+
+
+def parse_inspect(output: str) -> list:
+    """`docker inspect` of the project's containers -> one row per service container.
+
+    One-off containers (migrations) are left out. Container labels include the image's
+    labels, so each row carries the sha the image was built from."""
+    rows = []
+    for item in json.loads(output or "[]"):
+        labels = item.get("Config", {}).get("Labels") or {}
+        if labels.get("com.docker.compose.oneoff") == "True":
+            continue
+        state = item.get("State", {})
+        rows.append({
+            "Id": item.get("Id", ""),
+            "Service": labels.get("com.docker.compose.service", ""),
+            "Project": labels.get(PROJECT_LABEL, ""),
+            "State": state.get("Status", ""),
+            "Health": (state.get("Health") or {}).get("Status", ""),
+            "ExitCode": state.get("ExitCode"),
+            "RestartCount": item.get("RestartCount", 0),
+            "Image": item.get("Image", ""),
+            "ImageRef": item.get("Config", {}).get("Image", ""),
+            "Revision": labels.get("org.opencontainers.image.revision", ""),
+        })
+    return rows
+
+
+def strip_terminal_codes(text: str) -> str:
+    """compose writes terminal control sequences even with --no-color; drop them from logs."""
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+
+
+def parse_http(output: str):
+    """Split curl's `-w '\\n%{http_code}'` output into (status or None, body)."""
+    body, _, code = output.rstrip("\n").rpartition("\n")
+    return (int(code) if code.isdigit() and code != "000" else None), body

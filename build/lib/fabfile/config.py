@@ -1,0 +1,411 @@
+"""Settings: read once, validated up front, into one immutable object.
+
+Sources, later wins: `invoke.yaml` (non-secret defaults, under `deploy:`), a dotenv file
+(`.env`, or the file named by DEPLOY_ENV_FILE), the process environment.
+Every problem is collected and reported in one message before anything runs.
+"""
+import math
+import os
+import posixpath
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, Optional
+from urllib.parse import quote, urlparse
+
+from dotenv import dotenv_values
+
+from .errors import ConfigError
+from .host import known_hosts_entries
+
+SHA_RE = re.compile(r"[0-9a-f]{40}")      # always with fullmatch: `$` lets a final newline in
+
+# Values that reach the host's .env are written single-quoted (literal, no interpolation):
+# these characters cannot be written that way.
+UNWRITABLE = "'\n\r\0"
+# Top-level directories of the system (and parents of many): never a deploy directory.
+SYSTEM_DIRS = {"bin", "boot", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "root",
+               "run", "sbin", "sys", "usr", "var"}
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def _text(value: str) -> str:
+    return value
+
+
+def _matching(pattern: str, what: str):
+    """A parser that accepts the whole value matching `pattern`, else says `must be <what>`."""
+    compiled = re.compile(pattern)
+
+    def parse(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError(f"must be {what}")
+        return value
+    return parse
+
+
+def _number(value: str, kind=float):
+    try:
+        number = kind(value)
+    except ValueError:
+        raise ValueError("must be a number") from None
+    if not math.isfinite(number):
+        raise ValueError("must be a finite number")
+    return number
+
+
+def _seconds_between(low: float, high: float, zero: bool = False):
+    def parse(value: str) -> float:
+        number = _number(value)
+        if not (low <= number <= high or (zero and number == 0)):
+            raise ValueError(f"must be a number of seconds from {low:g} to {high:g}"
+                             + (" (or 0)" if zero else ""))
+        return number
+    return parse
+
+
+def _count(value: str) -> int:
+    number = _number(value, int)
+    if not 1 <= number <= 100:
+        raise ValueError("must be a whole number from 1 to 100")
+    return number
+
+
+def _port(value: str) -> int:
+    number = _number(value, int)
+    if not 0 < number < 65536:
+        raise ValueError("must be a port number (1-65535)")
+    return number
+
+
+def _url(value: str, token: bool = False) -> str:
+    """An http(s) URL; one that carries a token (`token`) must be https unless on loopback."""
+    parsed = urlparse(value)
+    if (parsed.scheme not in ("http", "https") or not parsed.hostname
+            or re.search(r"[\s'\"\\<>`]", value)):
+        raise ValueError("must be an http(s) URL such as https://staging.example.com")
+    if parsed.username or parsed.password:
+        raise ValueError("must not carry a user or password (user:pass@): it would be printed")
+    if token and parsed.scheme != "https" and parsed.hostname not in LOOPBACK:
+        raise ValueError("must be https (it carries a token), except on 127.0.0.1")
+    return value.rstrip("/")
+
+
+def _token_url(value: str) -> str:
+    return _url(value, token=True)
+
+
+def _origin(value: str) -> str:
+    return _url(value) if value else value
+
+
+def _image_name(value: str) -> str:
+    value = value.lower()  # github.repository keeps the owner's capitals; registries want none
+    if not re.fullmatch(r"[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)+", value):
+        raise ValueError("must be owner/repo in lower case, as in ghcr.io/<owner>/<repo>")
+    return value
+
+
+def _staging_dir(value: str) -> str:
+    """An absolute, normalized directory at least two levels deep, outside the system's own."""
+    path = value.rstrip("/")
+    parts = path.split("/")[1:]
+    if not value.startswith("/") or (path and not re.fullmatch(r"(/[A-Za-z0-9._-]+)+", path)) \
+            or any(part.startswith("-") for part in parts):
+        raise ValueError("must be an absolute path of letters, digits, '.', '_' and '-' "
+                         "(such as /opt/classroom-manager)")
+    if any(part in (".", "..") for part in parts):
+        raise ValueError("must be a normalized path (no . or ..)")
+    if len(parts) < 2 or parts[0] in SYSTEM_DIRS:
+        raise ValueError("must be a directory of its own at least two levels deep, outside the "
+                         "system's directories (such as /opt/classroom-manager or /srv/app)")
+    return path
+
+
+_hostname = _matching(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})|\[?[0-9A-Fa-f:.]+\]?",
+                      "a host name or IP address")
+_unix_user = _matching(r"[a-z_][a-z0-9_-]{0,31}", "a user name (lower case letters, digits, _ "
+                       "and -, not starting with -)")
+_registry_user = _matching(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}", "a registry user name")
+_registry = _matching(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?",
+                      "a registry host such as ghcr.io or localhost:5000")
+_identifier = _matching(r"[A-Za-z_][A-Za-z0-9_]{0,62}", "a PostgreSQL name (letters, digits, _)")
+_word = _matching(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", "a word (letters, digits, _ . -)")
+_redis_url = _matching(r"rediss?://[^\s'\"\\]+", "a redis:// URL")
+_repository = _matching(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", "owner/repo")
+def _known_hosts(value: str) -> str:
+    """known_hosts lines, as ssh-keyscan prints them."""
+    known_hosts_entries(value)
+    return value
+
+
+_image_ref = _matching(r"[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*"
+                       r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?",
+                       "an image reference such as postgres:16-alpine")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: its environment variable, its invoke.yaml key (if any) and how to check it."""
+    env: str
+    help: str
+    group: str                     # which tasks need it: host, build, app, setup, or "" (optional)
+    yaml_key: Optional[str] = None  # its default lives in invoke.yaml under deploy.<yaml_key>
+    parse: Callable[[str], object] = _text
+    secret: bool = False
+
+
+SETTINGS = [
+    Setting("STAGING_HOST", "staging server hostname or IP", "host", parse=_hostname),
+    Setting("STAGING_PORT", "SSH port", "", "staging_port", _port),
+    Setting("STAGING_USER", "SSH user that runs the deploy (in the docker group)", "host",
+            parse=_unix_user),
+    Setting("STAGING_SSH_KEY", "the private key itself (as CI secrets hold it) or a path to it",
+            "host", secret=True),
+    Setting("STAGING_KNOWN_HOSTS", "pinned host key line(s): ssh-keyscan -p PORT HOST", "host",
+            parse=_known_hosts),
+    Setting("STAGING_URL", "public base URL of the staging app", "host", parse=_url),
+    Setting("SETUP_USER", "admin user with passwordless sudo, for `inv staging.setup`", "setup",
+            parse=_unix_user),
+    Setting("SETUP_SSH_KEY", "that admin's private key (or a path to it)", "setup", secret=True),
+    Setting("STAGING_DIR", "deploy directory on the host", "", "staging_dir", _staging_dir),
+    Setting("REGISTRY", "container registry host", "", "registry", _registry),
+    Setting("IMAGE_NAME", "owner/repo; images are REGISTRY/IMAGE_NAME-<service>", "build",
+            parse=_image_name),
+    Setting("REGISTRY_USER", "registry user for pushing (unset: use the existing docker login)", "",
+            parse=_registry_user),
+    Setting("REGISTRY_PASSWORD", "registry token for pushing", "", secret=True),
+    Setting("REGISTRY_PULL_USER", "read-only registry user for the host (unset: host's own login)",
+            "", parse=_registry_user),
+    Setting("REGISTRY_PULL_PASSWORD", "read-only registry token for the host", "", secret=True),
+    Setting("APP_PORT", "public port the edge proxy publishes on the host", "", "app_port", _port),
+    Setting("PREVIEW_PORT", "host-loopback port where the deploy checks a release before the switch",
+            "", "preview_port", _port),
+    Setting("HEALTH_TIMEOUT", "seconds to wait for a healthy release", "", "health_timeout",
+            _seconds_between(1, 3600)),
+    Setting("HEALTH_SETTLE", "seconds a release must stay healthy before it counts", "",
+            "health_settle", _seconds_between(0, 600)),
+    Setting("WATCH_SECONDS", "seconds a release is watched after the switch, the previous one "
+            "standing by (0: no window)", "", "watch_seconds", _seconds_between(0, 3600)),
+    Setting("KEEP_RELEASES", "good releases whose images and backups prune keeps", "",
+            "keep_releases", _count),
+    Setting("LOCK_MAX_AGE", "seconds after which a held deploy lock counts as stale", "",
+            "lock_max_age", _seconds_between(1, 7 * 86400)),
+    Setting("STAGING_WEBHOOK_URL", "Slack-compatible webhook told of every deploy's result", "",
+            parse=_token_url, secret=True),
+    Setting("GITHUB_TOKEN", "token for the CI check (Actions provides it)", "", secret=True),
+    Setting("GITHUB_REPOSITORY", "owner/repo whose CI is checked (Actions sets it)", "",
+            parse=_repository),
+    Setting("GITHUB_RUN_ID", "the workflow run whose own CI checks count (Actions sets it)", "",
+            parse=_matching(r"[0-9]{1,20}", "a workflow run id (a number)")),
+    Setting("GITHUB_API_URL", "GitHub API base URL (Actions sets it)", "", "github_api",
+            _token_url),
+    Setting("DB_USER", "PostgreSQL user", "", "db_user", _identifier),
+    Setting("DB_NAME", "PostgreSQL database", "", "db_name", _identifier),
+    Setting("DB_PASSWORD", "PostgreSQL password", "app", secret=True),
+    Setting("DATABASE_URL", "backend's database URL (default: built from DB_*)", "", secret=True),
+    Setting("REDIS_URL", "backend's Redis URL", "", "redis_url", _redis_url),
+    Setting("JWT_SECRET", "backend's token signing secret", "app", secret=True),
+    Setting("CORS_ORIGIN", "allowed browser origin (default: STAGING_URL)", "", parse=_origin),
+    Setting("NODE_ENV", "backend environment name", "", "node_env", _word),
+    Setting("LOG_LEVEL", "backend log level", "", "log_level", _word),
+    Setting("POSTGRES_IMAGE", "PostgreSQL image", "", "postgres_image", _image_ref),
+    Setting("REDIS_IMAGE", "Redis image", "", "redis_image", _image_ref),
+    Setting("EDGE_IMAGE", "nginx image of the edge proxy that switches releases", "", "edge_image",
+            _image_ref),
+]
+SETTINGS_BY_ENV = {s.env: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Service:
+    """An image this repository builds: its build context and Dockerfile, relative to the repo."""
+    name: str
+    context: str
+    dockerfile: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a deploy needs, validated. Built by `load_settings`."""
+    project: str
+    services: tuple
+    compose_dir: str
+    data_services: tuple
+    migrate_service: str
+    migrate_command: tuple
+    log_service: str
+    database_service: str
+    ci_branch: str
+    ci_checks: tuple
+    health_path: str
+    health_interval: float
+    connect_timeout: float
+    command_timeout: float
+    values: Mapping[str, object] = field(repr=False)
+
+    def __getattr__(self, name):
+        # settings.STAGING_HOST and friends: the validated value of that variable
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def image_repo(self, service: str) -> str:
+        return f"{self.REGISTRY}/{self.IMAGE_NAME}-{service}"
+
+    def image_ref(self, service: str, sha: str) -> str:
+        return f"{self.image_repo(service)}:staging-{sha}"
+
+    @property
+    def secrets(self) -> list:
+        """Every secret value, and `user:password` of each credential pair (whose base64 is an
+        HTTP Basic auth header): what the Reporter masks, in every form (report.secret_forms)."""
+        found = [str(self.values[s.env]) for s in SETTINGS if s.secret and self.values.get(s.env)]
+        for user, password in (("REGISTRY_USER", "REGISTRY_PASSWORD"), ("DB_USER", "DB_PASSWORD"),
+                               ("REGISTRY_PULL_USER", "REGISTRY_PULL_PASSWORD")):
+            if self.values.get(user) and self.values.get(password):
+                found.append(f"{self.values[user]}:{self.values[password]}")
+        return sorted(set(found), key=len, reverse=True)
+
+    def app_env(self, sha: str) -> dict:
+        """The variables the compose file reads on the host (written to its .env)."""
+        names = ["APP_PORT", "PREVIEW_PORT", "DB_USER", "DB_NAME", "DB_PASSWORD", "DATABASE_URL",
+                 "REDIS_URL", "JWT_SECRET", "CORS_ORIGIN", "NODE_ENV", "LOG_LEVEL",
+                 "POSTGRES_IMAGE", "REDIS_IMAGE", "EDGE_IMAGE"]
+        env = {name: str(self.values[name]) for name in names}
+        env["EDGE_DIR"] = posixpath.join(self.STAGING_DIR, "edge")
+        env["APP_NETWORK"] = f"{self.project}_default"  # the stable project's network
+        for service in self.services:
+            env[f"{service.name.upper()}_IMAGE"] = self.image_ref(service.name, sha)
+        env["RELEASE_SHA"] = sha
+        return env
+
+
+def read_environment(environ: Mapping[str, str], cwd: Path) -> dict:
+    """The process environment over the dotenv file (DEPLOY_ENV_FILE, else .env if present)."""
+    named = environ.get("DEPLOY_ENV_FILE")
+    path = Path(named) if named else cwd / ".env"
+    if not path.is_absolute():
+        path = cwd / path
+    merged = {}
+    if named and not path.is_file():
+        raise ConfigError([f"DEPLOY_ENV_FILE: {path} does not exist "
+                           "(unset it to use .env, or run `inv testbed.up` to make .env.testbed)"])
+    if path.is_file():
+        merged.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+    merged.update(environ)
+    return merged
+
+
+def load_settings(defaults: Mapping, environ: Mapping[str, str], groups=("host", "build", "app"),
+                  cwd: Path = Path(".")) -> Settings:
+    """Validate every setting the given groups need; raise ConfigError listing all problems."""
+    problems, missing, values = [], [], {}
+    for setting in SETTINGS:
+        raw = environ.get(setting.env, "")
+        raw = raw.strip() if not setting.secret else raw
+        if raw == "" and setting.yaml_key and defaults.get(setting.yaml_key) is not None:
+            raw = str(defaults[setting.yaml_key])
+        if raw == "":
+            if setting.group in groups:
+                missing.append(setting.env)
+            values[setting.env] = None
+            continue
+        try:
+            values[setting.env] = setting.parse(raw)
+        except ValueError as exc:
+            reason = str(exc)
+            shown = "(secret)" if setting.secret else repr(raw[:60]) + ("..." if len(raw) > 60 else "")
+            problems.append(f"{setting.env}={shown} {reason}")
+    if missing:
+        problems.insert(0, "missing: " + ", ".join(missing))
+
+    for name in ("STAGING_SSH_KEY", "SETUP_SSH_KEY"):
+        if values.get(name):
+            key, problem = _resolve_key(values[name], cwd, name)
+            values[name] = key
+            if problem:
+                problems.append(problem)
+    _pair(values, problems, "REGISTRY_USER", "REGISTRY_PASSWORD")
+    _pair(values, problems, "REGISTRY_PULL_USER", "REGISTRY_PULL_PASSWORD")
+    if all(values.get(n) for n in ("DB_USER", "DB_NAME", "DB_PASSWORD")) \
+            and not values.get("DATABASE_URL"):
+        values["DATABASE_URL"] = "postgresql://{}:{}@postgres:5432/{}".format(
+            quote(values["DB_USER"], safe=""), quote(values["DB_PASSWORD"], safe=""),
+            values["DB_NAME"])
+    if not values.get("CORS_ORIGIN"):
+        values["CORS_ORIGIN"] = values.get("STAGING_URL") or ""
+    services = tuple(Service(name, spec["context"], spec.get("dockerfile", "Dockerfile"))
+                     for name, spec in (defaults.get("services") or {}).items())
+    if not services:
+        problems.append("invoke.yaml: deploy.services lists no images to build")
+    if problems:
+        raise ConfigError(problems)
+    settings = Settings(
+        project=defaults.get("project", "classroom-manager"),
+        services=services,
+        compose_dir=str(cwd / defaults.get("compose_dir", "compose")),
+        data_services=tuple(defaults.get("data_services") or ()),
+        migrate_service=defaults.get("migrate_service", "backend"),
+        migrate_command=tuple(defaults.get("migrate_command") or ("migrate",)),
+        log_service=defaults.get("log_service", "backend"),
+        database_service=defaults.get("database_service", "postgres"),
+        ci_branch=defaults.get("ci_branch", "main"),
+        ci_checks=tuple(defaults.get("ci_checks") or ()),
+        health_path=defaults.get("health_path", "/api/health"),
+        health_interval=float(defaults.get("health_interval", 1)),
+        connect_timeout=float(defaults.get("connect_timeout", 10)),
+        command_timeout=float(defaults.get("command_timeout", 600)),
+        values=values,
+    )
+    unwritable = unwritable_names(settings.app_env("0" * 40))
+    if unwritable:
+        raise ConfigError([f"{name} must not contain a single quote, a line break or a NUL "
+                           "(it is written to the host's .env as a literal value)"
+                           for name in unwritable])
+    return settings
+
+
+def unwritable_names(env: Mapping[str, str]) -> list:
+    """The variables whose values the host's .env cannot hold literally (see render_env)."""
+    return [name for name, value in sorted(env.items())
+            if any(c in str(value) for c in UNWRITABLE)]
+
+
+def render_env(env: Mapping[str, str]) -> str:
+    """A compose .env: values single-quoted so compose takes them literally (no interpolation).
+    The one writer of the host's .env; refuses what it cannot write literally."""
+    bad = unwritable_names(env)
+    if bad:
+        raise ConfigError([f"{name} cannot be written to the host's .env literally" for name in bad])
+    return "".join(f"{name}='{value}'\n" for name, value in sorted(env.items()))
+
+
+def _resolve_key(value: str, cwd: Path, name: str):
+    """An SSH key setting holds the key itself or a path to it; return (key text, problem)."""
+    if "PRIVATE KEY-----" in value:
+        return value.strip() + "\n", None
+    path = Path(os.path.expanduser(value.strip()))
+    if not path.is_absolute():
+        path = cwd / path
+    if not path.is_file():
+        return None, (f"{name} is neither a private key (-----BEGIN ... PRIVATE KEY-----) "
+                      "nor a readable file")
+    return path.read_text(), None
+
+
+def _pair(values, problems, user, password):
+    if bool(values.get(user)) != bool(values.get(password)):
+        problems.append(f"{user} and {password} must be set together")
+
+
+def validate_sha(sha: Optional[str], commit_exists: Callable[[str], bool]) -> Optional[str]:
+    """Return a problem with the given sha, or None when it names a commit of this repository."""
+    if not sha:
+        return "--sha is required: the full 40-character commit to deploy (git rev-parse HEAD)"
+    if not SHA_RE.fullmatch(sha):
+        return f"--sha {sha!r} is not a full 40-character lower-case hex commit id (git rev-parse {sha})"
+    if not commit_exists(sha):
+        return f"--sha {sha} is not a commit in this repository (git fetch, then try again)"
+    return None

@@ -1,0 +1,422 @@
+"""The deploy, top to bottom.
+
+Locally: build or reuse the images of the commit and push them. On the host, under the deploy
+lock: close abandoned ledger entries, record what runs now (and tag it for rollback), refuse an
+older sha, then stage files, pull, back up, update the stable services, migrate, start the
+release in the idle slot, check it there, switch the edge to it, watch it live for
+WATCH_SECONDS with the old slot standing by, and retire the old slot (see slots.py). Any
+failure after the lock (an error, a health deadline, a crash before or after the switch, a lost
+connection, Ctrl-C or SIGTERM) makes the recorded release the live one again: usually it never
+stopped serving, or still runs beside the failed one. After success only: prune.
+"""
+import posixpath
+import time
+from typing import Optional
+
+import paramiko
+
+from . import backup, ci_gate, images, notify, prune
+from .compose import (
+    APP_FILE,
+    BASE_FILE,
+    EDGE_CONFIG,
+    ENV_FILE,
+    SLOTS,
+    ComposeCommands,
+    edge_dir,
+    engine_version,
+    other_slot,
+    release_dir,
+    remove_containers,
+    strip_terminal_codes,
+)
+from .config import render_env
+from .errors import DeployError
+from .host import HostSession, upload
+from .interrupts import Interrupted, interruptible, shielded
+from .ledger import ReleaseLedger, end_event, good_releases, merge, start_event, who_runs_this
+from .lock import held
+from .report import Reporter, Summary
+from .rollback import close_abandoned, restore_release
+from .running import RunningRelease, containers, live_slot, read_running
+from .shell import Runner, cmd
+from .slots import (
+    check_candidate,
+    confirm_switch,
+    retire,
+    start_in_slot,
+    switch_edge,
+    watch_live,
+)
+
+CONNECTION_ERRORS = (paramiko.SSHException, OSError, EOFError)
+# After a failure, how long the recovery rides out a host that does not answer (a network drop,
+# a reboot: sshd and then the Docker engine come back) before it gives up.
+RECOVERY_WITHIN = 180
+
+
+def deploy_staging(settings, sha: str, ctx, reporter: Reporter, rebuild=False, dry_run=False,
+                   force=False, wait_lock: Optional[float] = None, require_ci=False) -> Summary:
+    """Ship commit `sha` to staging. Raises DeployError (after printing the summary) on failure."""
+    summary = Summary("deploy", sha, url=settings.STAGING_URL)
+    local = Runner(ctx, "local", dry_run, reporter.say, timeout=settings.command_timeout)
+    try:
+        with interruptible():
+            if require_ci:
+                ci_gate.enforce(settings, sha, reporter)
+            pushed = publish_images(settings, sha, local, reporter, rebuild)
+            if dry_run:
+                release(settings, sha, Runner(None, "remote", True, reporter.say), reporter,
+                        summary, pushed)
+                return summary
+            with HostSession(settings, reporter) as host, \
+                    held(host, settings, "deploy", sha, wait_lock, reporter) as lock:
+                ledger = ReleaseLedger(settings)
+                entries = close_abandoned(host.runner, settings, reporter)
+                previous = record_running(host.runner, settings, entries, reporter)
+                refuse_older(sha, previous, force, local, reporter)
+                start = start_event("deploy", sha, previous, who_runs_this())
+                host.runner.run(ledger.append(start))
+                began = time.monotonic()
+                try:
+                    release(settings, sha, host.runner, reporter, summary, pushed)
+                except BaseException as failure:
+                    recover(failure, settings, sha, previous, host, lock, start, began, reporter,
+                            summary)
+                with shielded(reporter.say):  # the release is live: record it, whatever comes
+                    host.runner.run(ledger.append(end_event(
+                        start["id"], "succeeded", time.monotonic() - began, images=summary.images,
+                        backup=summary.backup)))
+                    prune_after_success(host.runner, settings, sha, previous, reporter)
+        summary.result = "succeeded"
+        return summary
+    except Interrupted as exc:
+        summary.result, summary.cause = "failed", f"{exc} before the host was changed"
+        raise DeployError(summary.cause) from None
+    except CONNECTION_ERRORS as exc:
+        summary.result, summary.cause = "failed", describe(exc) + " before the host was changed"
+        raise DeployError(summary.cause) from None
+    except DeployError as exc:
+        summary.result = "failed"
+        summary.cause = summary.cause or str(exc).splitlines()[0]
+        raise
+    finally:
+        summary.duration = reporter.elapsed()
+        if not dry_run:
+            summary.publish(reporter)
+            notify.send(settings.STAGING_WEBHOOK_URL, summary, reporter)
+
+
+def publish_images(settings, sha, local: Runner, reporter: Reporter, rebuild: bool) -> dict:
+    """Build each service from the commit, push staging-<sha> and staging-latest.
+
+    Returns the pushed digest of each service (empty in dry-run)."""
+    if settings.REGISTRY_USER:
+        with reporter.step(f"log in to {settings.REGISTRY} (local)"):
+            local.run(images.login(settings.REGISTRY, settings.REGISTRY_USER,
+                                   settings.REGISTRY_PASSWORD), "docker login")
+    refs = {s.name: settings.image_ref(s.name, sha) for s in settings.services}
+    if not rebuild and not local.dry_run:
+        with reporter.step("look for staging-%s in the registry" % sha[:12]):
+            present = all(local.run(images.exists_in_registry(ref), check=False).ok
+                          for ref in refs.values())
+        if present:
+            reporter.note("images already in the registry: skipping the build (--rebuild forces it)")
+            for service in settings.services:
+                with reporter.step(f"move staging-latest of {service.name}"):
+                    local.run(images.pull(refs[service.name]), "docker pull")
+                    latest = images.latest_ref(settings, service.name)
+                    local.run(images.tag(refs[service.name], latest))
+                    local.run(images.push(latest), "docker push")
+            return local_digests(settings, refs, local)
+    for service in settings.services:
+        with reporter.step(f"build {service.name} from {sha[:12]}"):
+            # the previous image, as a layer cache (absent on a first build: that is fine)
+            local.run(images.pull(images.latest_ref(settings, service.name)), check=False)
+            local.run(images.build(settings, service, sha), f"build of {service.name}")
+        with reporter.step(f"push {service.name}"):
+            local.run(images.push(refs[service.name]), f"push of {refs[service.name]}")
+            local.run(images.push(images.latest_ref(settings, service.name)), "push of staging-latest")
+    return local_digests(settings, refs, local)
+
+
+def local_digests(settings, refs: dict, runner: Runner) -> dict:
+    """service -> registry digest of its image, as the given engine knows it."""
+    if runner.dry_run:
+        return {}
+    return {name: images.digest_from_inspect(runner.run(images.repo_digests(ref)).stdout,
+                                             settings.image_repo(name))
+            for name, ref in refs.items()}
+
+
+def record_running(runner, settings, entries, reporter) -> Optional[str]:
+    """The release to come back to: what runs now if healthy, else the last good one kept.
+
+    Its images are tagged `rollback` and `release-<sha>` so no prune can remove them (its files
+    are in releases/<sha>/ since its own deploy, and prune keeps them too)."""
+    with reporter.step("record the running release (from its containers)"):
+        running = read_running(runner, settings)
+        if running.sha and running.healthy:
+            keep_running_release(runner, settings, running)
+            reporter.note(f"running: {running.sha[:12]}, healthy; tagged for rollback")
+            return running.sha
+        fallback = next(iter(good_releases(entries)), None)
+        reporter.note(f"running: {running.sha[:12] if running.sha else 'nothing'} "
+                      f"({running.reason}); rollback target: "
+                      f"{fallback[:12] if fallback else 'none (first deploy)'}")
+        return fallback
+
+
+def keep_running_release(runner, settings, running: RunningRelease) -> None:
+    for service, image_id in running.images.items():
+        repo = settings.image_repo(service)
+        runner.run(images.tag(image_id, f"{repo}:{images.ROLLBACK_TAG}"))
+        runner.run(images.tag(image_id, f"{repo}:{images.release_tag(running.sha)}"))
+
+
+def refuse_older(sha, previous, force, local: Runner, reporter) -> None:
+    """CI runs can arrive out of order: never go back to an ancestor of what runs, unless forced."""
+    if not previous or previous == sha:
+        return
+    answer = local.run(cmd("git", "merge-base", "--is-ancestor", sha, previous), check=False)
+    if answer.exited == 0 and not force:
+        raise DeployError(f"{sha[:12]} is older than the running {previous[:12]} (an ancestor "
+                          "of it): refusing to go back. Use --force to deploy it anyway, or "
+                          "`inv deploy.rollback --to` it")
+    if answer.exited not in (0, 1):
+        reporter.note(f"cannot tell whether {sha[:12]} is older than {previous[:12]} "
+                      "(commit not in this clone); deploying")
+
+
+def release(settings, sha, remote: Runner, reporter: Reporter, summary: Summary,
+            pushed: dict) -> None:
+    """On the host: stage files, pull, back up, update the stable services, migrate, start the
+    release in the idle slot, check it there, switch the edge to it, watch it live with the old
+    slot standing by, retire the old slot."""
+    staged = ComposeCommands(settings, release_dir(settings, sha))
+    top = ComposeCommands(settings)
+    live = "green" if remote.dry_run else live_slot(remote, settings)
+    slot = other_slot(live)
+    if remote.dry_run:
+        remote.echo("[remote] (shown for slot blue, green live; a real deploy uses whichever slot "
+                    "is idle)")
+    candidate = ComposeCommands(settings, staged.dir, slot)
+    stage_files(remote, settings, sha, staged, reporter)
+    if settings.REGISTRY_PULL_USER:
+        with reporter.step(f"log in to {settings.REGISTRY} on the host"):
+            remote.run(top.registry_login(), "docker login on the host")
+    with reporter.step("pull images"):
+        for compose in (staged, candidate):
+            remote.run(compose.pull(), "docker compose pull (the running release is untouched)")
+    verify_pulled(remote, settings, sha, summary, pushed)
+    summary.backup = backup_database(remote, settings, sha, reporter)
+    with reporter.step("start stable services: data, edge proxy (unchanged ones keep running)"):
+        for name in (BASE_FILE, ENV_FILE):
+            remote.run(cmd("cp", "-p", posixpath.join(staged.dir, name),
+                           posixpath.join(top.dir, name)), "activating " + name)
+        remote.run(top.up_stable(), "starting the stable services")
+    with reporter.step("run migrations"):
+        remote.run(candidate.migrate(), "migrations")
+    with reporter.step(f"start {sha[:12]} in slot {slot}, beside the live one"):
+        retire(remote, settings, slot)  # leftovers of an earlier release in the idle slot
+        before = start_in_slot(remote, settings, sha, slot)
+
+    def report_failure(outcome):
+        summary.logs = last_logs(remote, settings, sha, slot)
+        failing = [a.body for a in outcome.probe.answers if a.status != 200 and a.body]
+        if failing:
+            summary.notes.append(f"last health body: {failing[0][:500]}")
+
+    with reporter.step(f"check slot {slot} before it gets traffic (deadline "
+                       f"{settings.HEALTH_TIMEOUT:.0f}s)"):
+        summary.health = "unhealthy (it never got traffic)"
+        outcome = check_candidate(remote, settings, sha, slot, reporter, before,
+                                  on_failure=report_failure)
+    summary.health = outcome.verdict.reason if outcome else ""
+    stands_by = f" (slot {live} stands by)" if live else ""
+    with reporter.step(f"switch the edge to slot {slot}{stands_by}"):
+        went_live = switch_edge(remote, settings, sha, slot, reporter, fallback=live)
+    window = f"{settings.WATCH_SECONDS:.0f}s after the switch"
+    with reporter.step(f"watch {window}{stands_by}"):
+        summary.watch = f"{window}: failed"
+        watch_live(remote, settings, sha, slot, went_live, before, on_failure=report_failure)
+    summary.watch = f"{window}: ok"
+    try:  # the new release is live and healthy: a failure here must not undo it
+        with reporter.step(f"retire slot {live} (in-flight requests finish first)"
+                           if live else "confirm the edge"):
+            confirm_switch(remote, settings, slot, live)
+    except DeployError as exc:
+        reporter.say(f"warning: could not retire slot {live} (the next deploy retries): {exc}")
+    for service in settings.services:
+        remote.run(images.tag(settings.image_ref(service.name, sha),
+                              f"{settings.image_repo(service.name)}:{images.release_tag(sha)}"))
+
+
+def stage_files(remote: Runner, settings, sha, staged: ComposeCommands, reporter) -> None:
+    """The release's compose files and .env into releases/<sha>/ (0600), the edge config."""
+    with reporter.step(f"stage compose files and .env in {staged.dir}"):
+        remote.run(ComposeCommands(settings).prepare_dir(), "creating " + settings.STAGING_DIR)
+        remote.run(staged.prepare_dir(), "creating " + staged.dir)
+        remote.run(cmd("install", "-d", "-m", "0755", "--", edge_dir(settings)), "creating edge/")
+        for name in (BASE_FILE, APP_FILE):
+            upload(remote, posixpath.join(staged.dir, name), compose_text(settings, name))
+        upload(remote, staged.env_path, render_env(settings.app_env(sha)))
+        upload(remote, posixpath.join(edge_dir(settings), EDGE_CONFIG),
+               compose_text(settings, posixpath.join("edge", EDGE_CONFIG)), 0o644)
+
+
+def verify_pulled(remote: Runner, settings, sha, summary: Summary, pushed: dict) -> None:
+    """The host must hold exactly the digests we pushed (a moved tag would deploy other code)."""
+    refs = {s.name: settings.image_ref(s.name, sha) for s in settings.services}
+    pulled = local_digests(settings, refs, remote)
+    for name, ref in refs.items():
+        summary.images[name] = f"{ref}@{pulled[name]}" if pulled.get(name) else ref
+        if pushed.get(name) and pulled.get(name) != pushed[name]:
+            raise DeployError(f"{ref} on the host is {pulled.get(name)}, but {pushed[name]} was "
+                              "pushed: the tag changed in the registry meanwhile; deploy again")
+
+
+def backup_database(remote: Runner, settings, sha, reporter) -> Optional[str]:
+    """pg_dump into STAGING_DIR/backups before migrations; none on a first deploy."""
+    top = ComposeCommands(settings)
+    probe = top.exec_in(settings.database_service, "true")
+    if not remote.dry_run and not remote.run(probe, check=False).ok:
+        reporter.note("no running database to back up (first deploy)")
+        return None
+    path = backup.backup_path(settings, sha)
+    with reporter.step(f"back up the database to {path}"):
+        remote.run(cmd("install", "-d", "-m", "0700", "--", posixpath.dirname(path)))
+        remote.run(backup.dump(top, path), "pg_dump")
+    return path
+
+
+def last_logs(remote: Runner, settings, sha: str, slot: str) -> str:
+    compose = ComposeCommands(settings, release_dir(settings, sha), slot)
+    logs = remote.run(compose.logs(settings.log_service), check=False).stdout
+    return strip_terminal_codes(logs).strip()
+
+
+def recover(failure: BaseException, settings, sha, previous, host: HostSession, lock, start,
+            began, reporter, summary) -> None:
+    """After any failure past the lock: restore `previous`, record it, raise the cause."""
+    cause = describe(failure)
+    ledger = ReleaseLedger(settings)
+    with shielded(reporter.say):
+        reporter.say(f"deploy of {sha[:12]} failed: {cause}")
+        try:
+            switched = ride_out(host, lock, reporter,
+                                lambda: restore_or_remove(host.runner, settings, previous, reporter))
+        except Exception as restore_failure:  # whatever broke the restore, say so loudly
+            summary.cause = (f"{cause}. ROLLBACK TO {str(previous)[:12]} FAILED: "
+                             f"{str(restore_failure).splitlines()[0]}. Staging may be down: run "
+                             f"`inv deploy.status`, then `inv deploy.rollback --to {previous}`")
+            if host.alive:
+                host.runner.run(ledger.append(end_event(
+                    start["id"], "rollback_failed", time.monotonic() - began, cause=cause,
+                    rolled_back_to=previous)), check=False)
+            raise DeployError(summary.cause) from None
+        if previous is None:
+            result = "failed"
+            summary.cause = (f"{cause}. This was the first deploy: nothing to roll back to; "
+                             "the failed release is removed")
+        else:
+            result = "rolled_back"
+            summary.cause = (f"{cause}; rolled back to {previous[:12]}" if switched else
+                             f"{cause}; {previous[:12]} kept serving (the failed release never "
+                             "took traffic and is removed)")
+            summary.health = f"previous release {previous[:12]} is healthy"
+        host.runner.run(ledger.append(end_event(
+            start["id"], result, time.monotonic() - began, cause=cause, images=summary.images,
+            rolled_back_to=previous if result == "rolled_back" else None, backup=summary.backup)))
+        raise DeployError(summary.cause) from None
+
+
+def restore_or_remove(runner, settings, previous: Optional[str], reporter) -> bool:
+    """Make `previous` the live release again (returns whether the edge had to switch); on a
+    first deploy, remove the failed release."""
+    if previous is not None:
+        return restore_release(runner, settings, previous, reporter)
+    with reporter.step("remove the failed release (first deploy: nothing to roll back to)"):
+        for slot in SLOTS:
+            retire(runner, settings, slot)
+    return False
+
+
+def ride_out(host: HostSession, lock, reporter, action, within: float = RECOVERY_WITHIN):
+    """Run `action` on the host, riding out a lost connection or an engine that does not answer
+    (a reboot): reconnect, re-take the lock, wait for the engine, run it again; for `within`
+    seconds. A failure while the host and its engine answer is final."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            if not host.alive:
+                with reporter.step("reconnect to the host (the connection was lost; a reboot?)"):
+                    host.reconnect(max(1.0, deadline - time.monotonic()))
+                    lock.reacquire()
+            wait_for_engine(host.runner, deadline)
+            return action()
+        except Exception as exc:
+            if time.monotonic() > deadline or host_answers(host):
+                raise
+            reporter.note(f"the host is not answering ({describe(exc).splitlines()[0]}); "
+                          "waiting for it to come back")
+
+
+def host_answers(host: HostSession) -> bool:
+    """Is the host connected, with its Docker engine answering?"""
+    try:
+        return host.alive and host.runner.run(engine_version(), check=False).ok
+    except (DeployError, *CONNECTION_ERRORS):
+        return False
+
+
+def wait_for_engine(runner: Runner, deadline: float) -> None:
+    """Poll until the host's Docker engine answers (after a reboot, it starts after sshd)."""
+    while not runner.run(engine_version(), check=False).ok:
+        if time.monotonic() > deadline:
+            raise DeployError("the Docker engine on the host did not answer in time")
+        time.sleep(1)
+
+
+def describe(failure: BaseException) -> str:
+    if isinstance(failure, Interrupted):
+        return str(failure)
+    if isinstance(failure, DeployError):
+        return str(failure)
+    return f"connection to the host failed ({type(failure).__name__}: {failure})"
+
+
+def prune_after_success(runner, settings, sha, previous, reporter) -> None:
+    """Remove this project's images and files no longer needed; a failure here only warns."""
+    try:
+        with reporter.step(f"prune (keeping the last {settings.KEEP_RELEASES} good releases)"):
+            entries = merge(runner.run(ReleaseLedger(settings).read(), check=False).stdout)
+            keep = {sha} | ({previous} if previous else set())
+            keep |= set(good_releases(entries)[:settings.KEEP_RELEASES])
+            ours = containers(runner, settings)
+            rows = prune.parse_images(runner.run(prune.project_images(settings)).stdout)
+            refs = prune.choose_images(rows, keep, {c["Image"] for c in ours})
+            if refs:
+                runner.run(prune.remove_images(refs), "removing old images")
+            stopped = prune.stopped(ours)
+            if stopped:
+                runner.run(remove_containers(stopped), "removing stopped containers")
+            paths = []
+            for listing, folder in ((prune.list_release_dirs(settings), "releases"),
+                                    (prune.list_backups(settings), "backups")):
+                names = runner.run(listing, check=False).stdout.split()
+                paths += [posixpath.join(settings.STAGING_DIR, folder, n)
+                          for n in prune.choose_files(names, keep)]
+            if paths:
+                runner.run(prune.remove_paths(paths), "removing old release files")
+            reporter.note(f"removed {len(refs)} image references, {len(stopped)} stopped "
+                          f"containers, {len(paths)} old release folders/backups")
+    except DeployError as exc:
+        reporter.say(f"warning: prune failed (the deploy itself succeeded): {exc}")
+
+
+def compose_text(settings, name: str) -> str:
+    """A file of the compose folder (compose.yaml, app.yaml, edge/nginx.conf), to upload."""
+    with open(posixpath.join(settings.compose_dir, name), encoding="utf-8") as handle:
+        return handle.read()
+

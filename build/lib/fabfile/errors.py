@@ -1,0 +1,27 @@
+"""Errors a user can act on. Tasks turn them into one clear message and a non-zero exit."""
+
+
+class DeployError(Exception):
+    """A failure with a message meant for the person running the deploy (no traceback)."""
+
+
+class ConfigError(DeployError):
+    """Settings or flags are wrong; raised before anything is built, pushed or connected."""
+
+    def __init__(self, problems):
+        self.problems = list(problems)
+        super().__init__("configuration: " + "; ".join(self.problems)
+                         + ". Set them in the environment or in .env (see README, Configuration).")
+
+
+class RemoteCommandError(DeployError):
+    """A command on the staging host (or locally) exited non-zero."""
+
+    def __init__(self, what, result_text):
+        self.what = what
+        self.output = result_text
+        super().__init__(f"{what} failed:\n{result_text}".rstrip())
+
+
+class ConnectionLost(DeployError):
+    """The SSH connection dropped. Never silently reopened: the deploy lock lived on it."""

@@ -1,0 +1,42 @@
+"""Ctrl-C and SIGTERM during a deploy become an exception the deploy can recover from.
+
+Inside `interruptible()`, SIGINT and SIGTERM raise `Interrupted` (a BaseException, so no
+`except Exception` swallows it, and unlike KeyboardInterrupt Invoke does not absorb it while
+waiting on a command). Inside `shielded()`, used while rolling back, they are noted and ignored:
+stopping a rollback half-way is what would leave staging broken.
+"""
+import contextlib
+import signal
+
+
+class Interrupted(BaseException):
+    def __init__(self, signum):
+        self.signal_name = signal.Signals(signum).name
+        super().__init__(f"interrupted by {self.signal_name}")
+
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _handlers(handler):
+    previous = {s: signal.getsignal(s) for s in SIGNALS}
+    for s in SIGNALS:
+        signal.signal(s, handler)
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def interruptible():
+    def handler(signum, frame):
+        raise Interrupted(signum)
+    return _handlers(handler)
+
+
+def shielded(say):
+    def handler(signum, frame):
+        say(f"received {signal.Signals(signum).name} while restoring staging: finishing that first")
+    return _handlers(handler)

@@ -1,0 +1,140 @@
+"""The release ledger: an append-only JSON-lines file in STAGING_DIR on the host.
+
+Each deploy or rollback writes a `start` event before it changes anything and an `end` event
+when it finishes (succeeded, failed, rolled_back, rollback_failed). A start without an end is a
+deploy that died (SIGKILL, lost runner); the next deploy or rollback closes it as `abandoned`.
+Reading merges the events of each id into one `Entry`.
+"""
+import datetime
+import getpass
+import json
+import os
+import posixpath
+import socket
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import List, Optional
+
+from .report import redact_all
+from .shell import Command, cmd
+
+LEDGER_FILE = "ledger.jsonl"
+GOOD = "succeeded"
+
+
+def now_iso() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def who_runs_this(environ=os.environ) -> str:
+    """CI (`github:<actor> run <id>`) or the local user, for the ledger and the lock."""
+    if environ.get("GITHUB_ACTIONS") == "true":
+        return f"github:{environ.get('GITHUB_ACTOR', '?')} run {environ.get('GITHUB_RUN_ID', '?')}"
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+@dataclass
+class Entry:
+    """One deploy or rollback, merged from its start and end events."""
+    id: str
+    action: str                        # deploy | rollback
+    sha: str
+    by: str
+    started: str
+    previous: Optional[str] = None     # sha running (and healthy) when it began
+    ended: Optional[str] = None
+    result: Optional[str] = None       # succeeded | failed | rolled_back | rollback_failed | abandoned
+    cause: str = ""
+    images: dict = field(default_factory=dict)
+    backup: Optional[str] = None       # pg_dump taken before its migrations
+    rolled_back_to: Optional[str] = None
+    duration: Optional[float] = None
+
+    @property
+    def finished(self) -> bool:
+        return self.result is not None
+
+
+def start_event(action: str, sha: str, previous: Optional[str], by: str) -> dict:
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return {"event": "start", "id": f"{stamp}-{uuid.uuid4().hex[:6]}", "action": action,
+            "sha": sha, "previous": previous, "by": by, "started": now_iso()}
+
+
+def end_event(entry_id: str, result: str, duration: Optional[float] = None, **details) -> dict:
+    event = {"event": "end", "id": entry_id, "result": result, "ended": now_iso()}
+    if duration is not None:
+        event["duration"] = round(duration, 1)
+    event.update({k: v for k, v in details.items() if v not in (None, "", {})})
+    return event
+
+
+def merge(text: str) -> List[Entry]:
+    """Ledger file text -> entries in start order. Unreadable lines are skipped, not fatal."""
+    entries, order = {}, []
+    for line in text.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        kind = event.pop("event", None)
+        if kind == "start":
+            entries[event["id"]] = Entry(**{k: v for k, v in event.items()
+                                            if k in Entry.__dataclass_fields__})
+            order.append(event["id"])
+        elif kind == "end" and event.get("id") in entries:
+            entry = entries[event["id"]]
+            for key, value in event.items():
+                if key in Entry.__dataclass_fields__ and key != "id":
+                    setattr(entry, key, value)
+    return [entries[i] for i in order]
+
+
+def unfinished(entries: List[Entry]) -> List[Entry]:
+    return [e for e in entries if not e.finished]
+
+
+def good_releases(entries: List[Entry]) -> List[str]:
+    """Shas of releases that ended healthy (deploys and rollbacks), newest first, no repeats."""
+    shas = []
+    for entry in reversed(entries):
+        if entry.result == GOOD and entry.sha not in shas:
+            shas.append(entry.sha)
+    return shas
+
+
+def rollback_choice(entries: List[Entry], current: Optional[str]) -> Optional[str]:
+    """The last good release before the current one."""
+    return next((sha for sha in good_releases(entries) if sha != current), None)
+
+
+def backup_taken_for(entries: List[Entry], sha: str) -> Optional[str]:
+    """The dump taken just before `sha` was last deployed (its migrations ran after it)."""
+    for entry in reversed(entries):
+        if entry.action == "deploy" and entry.sha == sha and entry.backup:
+            return entry.backup
+    return None
+
+
+class ReleaseLedger:
+    """Commands that read and append the ledger file on the host."""
+
+    def __init__(self, settings):
+        self.path = posixpath.join(settings.STAGING_DIR, LEDGER_FILE)
+
+    def append(self, event: dict) -> Command:
+        """Append one event as one line (tee -a: a single O_APPEND write), every secret masked
+        (a cause may quote a command's output)."""
+        line = json.dumps(redact_all(event), sort_keys=True)
+        return cmd("tee", "-a", "--", self.path, stdin=line + "\n")
+
+    def read(self) -> Command:
+        return cmd("cat", self.path)
+
+
+def as_dict(entry: Entry) -> dict:
+    return asdict(entry)

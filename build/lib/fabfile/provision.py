@@ -1,0 +1,112 @@
+"""`inv staging.setup`: make a fresh Debian or Ubuntu server ready for deploys, idempotently.
+
+Runs over SSH as an admin user with passwordless sudo (host key pinned like every connection):
+Docker Engine and Compose v2 if missing, the deploy user (key only, in the docker group),
+STAGING_DIR owned by it, the host's registry login with a read-only pull credential, and the
+host key line to pin. Every step first reads the current state and only acts when needed.
+"""
+import posixpath
+
+from .errors import DeployError
+from .host import host_key_name, load_private_key
+from .shell import cmd
+
+COMPOSE_PACKAGES = ("docker-compose-v2", "docker-compose-plugin")   # Ubuntu's, Docker's repository's
+
+
+def sudo(*argv, stdin=None):
+    """Non-interactive sudo: fails at once (instead of hanging) if it would ask for a password."""
+    return cmd("sudo", "-n", *argv, stdin=stdin)
+
+
+DOCKERD_PATH = sudo("sh", "-c", "command -v dockerd")   # sudo's PATH has the sbin folders
+
+
+def start_docker(dockerd: str):
+    """systemd; SysV init; no init system at all (a container): dockerd in the background."""
+    return (sudo("systemctl", "start", "docker"), sudo("service", "docker", "start"),
+            sudo("start-stop-daemon", "--start", "--background", "--oknodo", "--exec", dockerd))
+
+
+def apt_install(*packages):
+    return sudo("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q",
+                "--no-install-recommends", *packages)
+
+
+def deploy_public_key(settings) -> str:
+    """The authorized_keys line for the deploy user, derived from STAGING_SSH_KEY."""
+    key = load_private_key(settings.STAGING_SSH_KEY)
+    return f"{key.get_name()} {key.get_base64()} deploy@staging\n"
+
+
+def setup_host(settings, runner, reporter, compose_deb=None, upload=None) -> str:
+    """Provision the host; return the host key line to pin (STAGING_KNOWN_HOSTS)."""
+    user, directory = settings.STAGING_USER, settings.STAGING_DIR
+    with reporter.step("check sudo and the operating system"):
+        if not runner.run(sudo("true"), check=False).ok:
+            raise DeployError("sudo asks for a password: give the setup user passwordless sudo "
+                              "(NOPASSWD) for the setup, or run it as root")
+        release = runner.run(cmd("cat", "/etc/os-release")).stdout
+        if not any(f"ID={name}" in release or f"ID_LIKE={name}" in release for name in ("debian", "ubuntu")):
+            raise DeployError("staging.setup supports Debian and Ubuntu hosts only")
+
+    with reporter.step("Docker Engine"):
+        dockerd = runner.run(DOCKERD_PATH, check=False).stdout.strip()
+        if dockerd:
+            reporter.note("already installed")
+        else:
+            runner.run(sudo("apt-get", "update", "-q"), "apt-get update")
+            runner.run(apt_install("docker.io", "curl", "ca-certificates"), "installing docker.io")
+            dockerd = runner.run(DOCKERD_PATH, "finding dockerd").stdout.strip()
+        if not runner.run(sudo("docker", "info"), check=False).ok:
+            started = any(runner.run(start, check=False).ok for start in start_docker(dockerd))
+            if not started or not wait_for_docker(runner):
+                raise DeployError("the Docker engine does not start: see `journalctl -u docker` on the host")
+
+    with reporter.step("Docker Compose v2"):
+        if runner.run(cmd("docker", "compose", "version"), check=False).ok:
+            reporter.note("already installed")
+        elif compose_deb:
+            remote = "/tmp/docker-compose-plugin.deb"
+            upload(remote, compose_deb)
+            runner.run(sudo("dpkg", "-i", remote), "installing the Compose plugin package")
+        elif not any(runner.run(apt_install(p), check=False).ok for p in COMPOSE_PACKAGES):
+            raise DeployError("no Compose v2 package for this host (Debian bookworm has only v1): "
+                              "add Docker's apt repository, or pass --compose-deb with a "
+                              "docker-compose-plugin .deb")
+
+    with reporter.step(f"deploy user {user!r} (key only, docker group)"):
+        if not runner.run(cmd("id", "--", user), check=False).ok:
+            runner.run(sudo("useradd", "--create-home", "--shell", "/bin/bash", "--", user), "useradd")
+        runner.run(sudo("usermod", "--append", "--groups", "docker", "--", user), "usermod")
+        home = runner.run(cmd("getent", "passwd", "--", user)).stdout.strip().split(":")[5]
+        ssh_dir = posixpath.join(home, ".ssh")
+        runner.run(sudo("install", "-d", "-m", "0700", "-o", user, "-g", user, "--", ssh_dir))
+        keys = posixpath.join(ssh_dir, "authorized_keys")
+        runner.run(sudo("tee", keys, stdin=deploy_public_key(settings)), "writing authorized_keys")
+        runner.run(sudo("chown", "--", f"{user}:{user}", keys))
+        runner.run(sudo("chmod", "0600", keys))
+
+    with reporter.step(f"deploy directory {directory} (0700, owned by {user})"):
+        runner.run(sudo("install", "-d", "-m", "0700", "-o", user, "-g", user, "--", directory))
+
+    if settings.REGISTRY_PULL_USER:
+        with reporter.step(f"log the host in to {settings.REGISTRY} (read-only pull credential)"):
+            runner.run(sudo("-u", user, "-H", "docker", "login", "--username",
+                            settings.REGISTRY_PULL_USER, "--password-stdin", "--", settings.REGISTRY,
+                            stdin=settings.REGISTRY_PULL_PASSWORD), "docker login for the deploy user")
+    else:
+        reporter.note("REGISTRY_PULL_USER not set: the host is not logged in to the registry "
+                      "(fine for public images)")
+
+    key = runner.run(cmd("cat", "/etc/ssh/ssh_host_ed25519_key.pub")).stdout.split()
+    return f"{host_key_name(settings.STAGING_HOST, settings.STAGING_PORT)} {key[0]} {key[1]}"
+
+
+def wait_for_docker(runner, attempts: int = 30) -> bool:
+    """Poll `docker info` (as root) once a second until the engine answers."""
+    for _ in range(attempts):
+        if runner.run(sudo("docker", "info"), check=False).ok:
+            return True
+        runner.run(cmd("sleep", "1"), check=False)
+    return False

@@ -1,0 +1,72 @@
+"""Scoped prune, after a successful deploy only: this project's images, containers and files.
+
+Images are chosen by the project label the build put on them (and never by anything broader);
+kept are the running release, the rollback set and the last N good releases. Only our compose
+projects' stopped containers are removed. Volumes, networks and other projects are never
+touched, and no `docker ... prune` command is ever run.
+"""
+import json
+import posixpath
+import re
+from typing import Iterable, List
+
+from .images import PROJECT_LABEL, ROLLBACK_TAG, release_tag
+from .shell import Command, cmd
+
+SHA_PREFIX = re.compile(r"^[0-9a-f]{40}($|-)")
+
+
+def project_images(settings) -> Command:
+    return cmd("docker", "image", "ls", "--no-trunc", "--filter",
+               f"label={PROJECT_LABEL}={settings.project}", "--format", "{{json .}}")
+
+
+def parse_images(output: str) -> List[dict]:
+    return [json.loads(line) for line in output.splitlines() if line.strip()]
+
+
+def choose_images(rows: List[dict], keep_shas: Iterable[str], keep_ids: Iterable[str]) -> List[str]:
+    """Which references to remove: tags of kept shas, the rollback tag and every tag of an image
+    in use stay; untagged (dangling) images of the project go by id."""
+    keep_tags = {ROLLBACK_TAG}
+    for sha in keep_shas:
+        keep_tags |= {f"staging-{sha}", release_tag(sha)}
+    keep_ids = set(keep_ids)
+    remove = []
+    for row in rows:
+        image_id, repo, tag = row.get("ID", ""), row.get("Repository", ""), row.get("Tag", "")
+        if image_id in keep_ids or tag in keep_tags:
+            continue
+        if tag == "<none>" or repo == "<none>":
+            remove.append(image_id)
+        else:
+            remove.append(f"{repo}:{tag}")
+    return sorted(set(remove))
+
+
+def remove_images(refs: List[str]) -> Command:
+    """Untag (and so delete, when no tag is left) exactly these; never --force."""
+    return cmd("docker", "image", "rm", *refs)
+
+
+def stopped(rows: List[dict]) -> List[str]:
+    """Ids of our stopped containers (rows from running.containers: our projects only)."""
+    return [c["Id"] for c in rows if c["State"] in ("exited", "created", "dead")]
+
+
+def list_release_dirs(settings) -> Command:
+    return cmd("ls", "-1", posixpath.join(settings.STAGING_DIR, "releases"))
+
+
+def list_backups(settings) -> Command:
+    return cmd("ls", "-1", posixpath.join(settings.STAGING_DIR, "backups"))
+
+
+def choose_files(names: List[str], keep_shas: Iterable[str]) -> List[str]:
+    """Release folders and backups (named <sha> / <sha>-<stamp>.dump) of releases not kept."""
+    keep = set(keep_shas)
+    return sorted(n for n in names if SHA_PREFIX.match(n) and n[:40] not in keep)
+
+
+def remove_paths(paths: List[str]) -> Command:
+    return cmd("rm", "-rf", "--", *paths)

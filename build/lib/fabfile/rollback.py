@@ -1,0 +1,180 @@
+"""Putting a retained release back: used by automatic rollback and by `inv deploy.rollback`.
+
+A release is retained on the host as its files (`releases/<sha>/`: compose.yaml, app.yaml,
+.env) and its images (tagged `release-<sha>`). Restoring needs neither the registry nor the
+caller's app secrets: re-point `staging-<sha>` at the kept images, `docker compose up --pull
+never` in a slot, check it there, and switch the edge to it (slots.py), like any release.
+"""
+import posixpath
+import time
+
+from . import backup, images, notify
+from .compose import RELEASE_FILES, SLOTS, ComposeCommands, other_slot, release_dir, slot_project
+from .errors import DeployError
+from .host import HostSession
+from .interrupts import shielded
+from .ledger import (
+    ReleaseLedger,
+    backup_taken_for,
+    end_event,
+    merge,
+    rollback_choice,
+    start_event,
+    unfinished,
+    who_runs_this,
+)
+from .lock import held
+from .report import Summary
+from .running import containers, read_running, restart_counts
+from .shell import cmd
+from .slots import (
+    check_candidate,
+    confirm_switch,
+    retire,
+    standing_by,
+    start_in_slot,
+    switch_edge,
+    watch_live,
+)
+
+
+def retained(runner, settings, sha: str) -> bool:
+    """Are this release's images and files still on the host?"""
+    refs = [f"{settings.image_repo(s.name)}:{images.release_tag(sha)}" for s in settings.services]
+    files = [posixpath.join(release_dir(settings, sha), name) for name in RELEASE_FILES]
+    return (all(runner.run(images.exists_locally(ref), check=False).ok for ref in refs)
+            and all(runner.run(cmd("test", "-f", f), check=False).ok for f in files))
+
+
+def restore_release(runner, settings, sha: str, reporter, timeout: float = None) -> bool:
+    """Make retained release `sha` the live one, healthy and watched; returns whether the edge
+    had to switch. If it is live and healthy already, this only removes the other slot; if it
+    still runs healthy in the other slot (standing by through a watch window), the edge switches
+    back to it at once."""
+    running = read_running(runner, settings)
+    if running.slot and running.sha == sha and running.healthy:
+        with reporter.step(f"{sha[:12]} is live and healthy; retire slot {other_slot(running.slot)}"):
+            retire(runner, settings, other_slot(running.slot))
+        return False
+    live = running.slot
+    slot = slot_holding(containers(runner, settings), settings, sha, live) or other_slot(live)
+    if slot != live and standing_by(runner, settings, sha, slot):
+        reporter.note(f"{sha[:12]} still runs healthy in slot {slot}: switching back at once")
+        before = restart_counts(runner, settings)
+    else:
+        with reporter.step(f"restore release {sha[:12]} in slot {slot} from the host (no pull)"):
+            for service in settings.services:
+                kept = f"{settings.image_repo(service.name)}:{images.release_tag(sha)}"
+                runner.run(images.tag(kept, settings.image_ref(service.name, sha)),
+                           f"images of {sha[:12]} are not on the host any more")
+            runner.run(ComposeCommands(settings).up_stable(), "starting the stable services")
+            before = start_in_slot(runner, settings, sha, slot, pull_never=True)
+        with reporter.step(f"wait until {sha[:12]} is healthy in slot {slot}"):
+            check_candidate(runner, settings, sha, slot, reporter, before, timeout)
+    went_live = time.monotonic()
+    stands_by = f" (slot {live} stands by)" if live and live != slot else ""
+    if live != slot:
+        with reporter.step(f"switch the edge to slot {slot}{stands_by}"):
+            went_live = switch_edge(runner, settings, sha, slot, reporter, fallback=live)
+    with reporter.step(f"watch {settings.WATCH_SECONDS:.0f}s after the switch{stands_by}"):
+        watch_live(runner, settings, sha, slot, went_live, before)
+    with reporter.step(f"retire slot {other_slot(slot)}"):
+        confirm_switch(runner, settings, slot, other_slot(slot))
+    return live != slot
+
+
+def slot_holding(rows, settings, sha: str, live: str = None):
+    """The slot whose app containers (in any state) are release `sha`, preferring the live one."""
+    app = {s.name for s in settings.services}
+    holding = {slot for slot in SLOTS for c in rows
+               if c["Project"] == slot_project(settings, slot) and c["Service"] in app
+               and c["Revision"] == sha}
+    return live if live in holding else next(iter(sorted(holding)), None)
+
+
+def close_abandoned(runner, settings, reporter):
+    """Holding the lock proves every unfinished ledger entry's process is gone: record that."""
+    ledger = ReleaseLedger(settings)
+    entries = merge(runner.run(ledger.read(), check=False).stdout)
+    for entry in unfinished(entries):
+        reporter.note(f"found an unfinished {entry.action} of {entry.sha[:12]} by {entry.by} "
+                      f"(started {entry.started}): its process is gone; recording it as abandoned")
+        runner.run(ledger.append(end_event(
+            entry.id, "abandoned", cause="the process ended before finishing (killed or lost); "
+            f"noticed by {who_runs_this()}")))
+    return merge(runner.run(ledger.read(), check=False).stdout) if unfinished(entries) else entries
+
+
+def rollback_staging(settings, reporter, to=None, restore_db=False, yes=False,
+                     wait_lock=None, confirm=input) -> Summary:
+    """`inv deploy.rollback`: restore the last good release before the current one (or --to)."""
+    summary = Summary("rollback", to or "?", url=settings.STAGING_URL)
+    try:
+        with HostSession(settings, reporter) as host, \
+                held(host, settings, "rollback", to or "previous", wait_lock, reporter):
+            rollback_on_host(settings, host.runner, reporter, summary, to, restore_db, yes, confirm)
+        summary.result = "succeeded"
+        return summary
+    except DeployError as exc:
+        summary.result, summary.cause = "failed", str(exc).splitlines()[0]
+        raise
+    finally:
+        summary.duration = reporter.elapsed()
+        summary.publish(reporter)
+        notify.send(settings.STAGING_WEBHOOK_URL, summary, reporter)
+
+
+def rollback_on_host(settings, runner, reporter, summary, to, restore_db, yes, confirm) -> None:
+    ledger = ReleaseLedger(settings)
+    entries = close_abandoned(runner, settings, reporter)
+    running = read_running(runner, settings)
+    reporter.note(f"running now: {running.sha[:12] if running.sha else 'nothing'} "
+                  f"({'healthy' if running.healthy else running.reason})")
+    target = to or rollback_choice(entries, running.sha)
+    if not target:
+        raise DeployError("no earlier good release is recorded to roll back to; name one with --to SHA")
+    summary.sha = target
+    if not retained(runner, settings, target):
+        raise DeployError(f"release {target[:12]} is not retained on the host (pruned or never "
+                          f"deployed here); `inv deploy.history` lists the releases")
+    dump = backup_taken_for(entries, running.sha) if restore_db else None
+    if restore_db:
+        if not dump:
+            raise DeployError(f"no database backup was taken before {str(running.sha)[:12]} "
+                              "was deployed; nothing to restore")
+        if not yes and confirm(f"Restore the database from {dump}? Changes made since are "
+                               "lost. Type 'yes': ").strip() != "yes":
+            raise DeployError("database restore not confirmed; nothing was changed")
+    start = start_event("rollback", target, running.sha, who_runs_this())
+    runner.run(ledger.append(start))
+    began = time.monotonic()
+    try:
+        with shielded(reporter.say):
+            if dump:
+                restore_database(runner, settings, dump, reporter)
+            restore_release(runner, settings, target, reporter)
+    except BaseException as exc:
+        cause = str(exc).splitlines()[0]
+        runner.run(ledger.append(end_event(start["id"], "failed", time.monotonic() - began,
+                                           cause=cause)), check=False)
+        if not isinstance(exc, DeployError):
+            raise
+        back = (f" (`--to {running.sha}` goes back to what ran before, still running beside it)"
+                if running.sha and running.sha != target else "")
+        raise DeployError(
+            f"ROLLBACK TO {target[:12]} FAILED: {cause}. Staging may be down: run `inv "
+            f"deploy.status` and `inv deploy.logs`, then `inv deploy.rollback --to <sha>` with "
+            f"another release from `inv deploy.history`{back}") from None
+    runner.run(ledger.append(end_event(start["id"], "succeeded", time.monotonic() - began,
+                                       restored_backup=dump)))
+    summary.health = f"{target[:12]} is live and healthy"
+    if dump:
+        summary.notes.append(f"database restored from {dump}")
+
+
+def restore_database(runner, settings, dump: str, reporter) -> None:
+    """Remove the app (no writes during the restore), then load the dump into the database."""
+    with reporter.step(f"restore the database from {posixpath.basename(dump)}"):
+        for slot in SLOTS:
+            retire(runner, settings, slot)
+        runner.run(backup.restore(ComposeCommands(settings), dump), "pg_restore")

@@ -1,0 +1,185 @@
+"""Facts about what runs on the host now, read from the containers themselves (never a tag).
+
+`observe` is one health observation of a slot: its containers and the stable ones, and the
+health path asked where the caller says (the slot itself through the edge's candidate port, the
+host's public port, the public URL from here); `read_running` turns the live slot's observation
+into the running release: the sha its app containers were built from, their image ids, and
+whether it is healthy right now.
+"""
+import uuid
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import requests
+
+from .compose import (
+    EDGE_SERVICE,
+    LIVE_FILE,
+    SLOTS,
+    all_containers,
+    edge_dir,
+    health_on_host,
+    inspect,
+    ours,
+    parse_http,
+    parse_inspect,
+    parse_live_conf,
+    slot_project,
+)
+from .errors import RemoteCommandError
+from .health import HEALTHY, Answer, Outcome, Probe, assess, wait_until_healthy, watch_window
+from .shell import cmd
+
+
+@dataclass
+class RunningRelease:
+    sha: Optional[str]                 # None: no app container is live
+    healthy: bool
+    reason: str
+    slot: Optional[str] = None
+    images: Dict[str, str] = field(default_factory=dict)      # service -> image id
+    containers: List[dict] = field(default_factory=list)
+
+
+def projects(settings) -> List[str]:
+    return [settings.project] + [slot_project(settings, slot) for slot in SLOTS]
+
+
+def containers(runner, settings) -> List[dict]:
+    """Every container of the stable project and both slots (one-offs left out)."""
+    ids = ours(runner.run(all_containers(), "listing containers").stdout, projects(settings))
+    if not ids:
+        return []
+    return parse_inspect(runner.run(inspect(ids), "docker inspect").stdout)
+
+
+def slot_containers(rows: List[dict], settings, slot: Optional[str]) -> List[dict]:
+    """The app containers of `slot`, and the stable project's."""
+    wanted = {settings.project, slot_project(settings, slot) if slot else None}
+    return [c for c in rows if c["Project"] in wanted]
+
+
+def app_containers(rows: List[dict], settings, slot: Optional[str]) -> List[dict]:
+    """The app containers (the services this repository builds) of `slot`."""
+    app = {s.name for s in settings.services}
+    return [c for c in rows if slot and c["Service"] in app
+            and c["Project"] == slot_project(settings, slot)]
+
+
+def live_slot(runner, settings) -> Optional[str]:
+    """The slot the edge sends users to (None before the first release)."""
+    path = f"{edge_dir(settings)}/{LIVE_FILE}"
+    return parse_live_conf(runner.run(cmd("cat", path), check=False).stdout)
+
+
+# Where a health observation asks: the slot itself (through the edge's candidate port), the
+# host's public port, the public URL from here.
+SLOT, HOST, PUBLIC = "slot", "host", "public"
+CANDIDATE = (SLOT,)              # before the switch: no user reaches the slot yet
+LIVE = (HOST, PUBLIC)            # what users get
+WATCHED = (SLOT, HOST, PUBLIC)   # in the watch window: the slot's own answer names the cause
+
+
+def observe(runner, settings, slot: Optional[str], via=LIVE, session=None) -> Probe:
+    """One look at a slot: its containers (and the stable ones), and the health path `via`."""
+    probe = Probe()
+    try:
+        probe.containers = slot_containers(containers(runner, settings), settings, slot)
+        for place in via:
+            if place != PUBLIC:
+                command = health_on_host(settings, slot if place == SLOT else None)
+                status, body = parse_http(runner.run(command, check=False, timeout=10).stdout)
+                probe.answers.append(Answer(f"slot {slot}" if place == SLOT else "host",
+                                            status, body))
+    except RemoteCommandError as exc:
+        probe.error = str(exc).splitlines()[0]
+        return probe
+    if PUBLIC in via:
+        try:
+            response = (session or requests).get(
+                settings.STAGING_URL + settings.health_path, timeout=3,
+                headers={"X-Request-ID": "deploy-" + uuid.uuid4().hex[:12]})
+            probe.answers.append(Answer("public URL", response.status_code, response.text))
+        except requests.RequestException as exc:
+            probe.answers.append(Answer("public URL", None, f"({type(exc).__name__})"))
+    return probe
+
+
+def checked_services(settings) -> List[str]:
+    return [s.name for s in settings.services] + list(settings.data_services) + [EDGE_SERVICE]
+
+
+def release_from(probe: Probe, settings, slot: Optional[str]) -> RunningRelease:
+    """Which release the live slot's app containers belong to, and whether it is healthy."""
+    rows = app_containers(probe.containers, settings, slot)
+    shas = {c["Revision"] for c in rows if c["Revision"]}
+    if not rows:
+        return RunningRelease(None, False, "no live app containers", slot,
+                              containers=probe.containers)
+    if len(shas) != 1:
+        return RunningRelease(None, False, f"app containers disagree on their sha: {sorted(shas)}",
+                              slot, containers=probe.containers)
+    sha = shas.pop()
+    # Restarts are history for this observation (a data service may have restarted long ago)...
+    restarts = {c["Id"]: c["RestartCount"] for c in probe.containers}
+    verdict = assess(probe, sha, checked_services(settings), restarts)
+    healthy, reason = verdict.state == HEALTHY, verdict.reason
+    # ...but an app container is new with its release, and the engine counts from its last start
+    # (a reboot resets the count): any restart is the release crashing since it went live.
+    crashes = [f"{c['Service']} restarted {c['RestartCount']} time(s) since it went live "
+               "(crashing)" for c in rows if c["RestartCount"]]
+    if crashes:
+        healthy = False
+        reason = "; ".join(crashes + ([] if verdict.state == HEALTHY else [reason]))
+    return RunningRelease(sha, healthy, reason, slot, {c["Service"]: c["Image"] for c in rows},
+                          probe.containers)
+
+
+def live_release(runner, settings) -> RunningRelease:
+    """The live slot and the sha of its app containers, from the containers alone (no health
+    check): for looking into the live release, not for judging it."""
+    slot = live_slot(runner, settings)
+    rows = app_containers(containers(runner, settings), settings, slot)
+    shas = {c["Revision"] for c in rows if c["Revision"]}
+    return RunningRelease(shas.pop() if len(shas) == 1 else None, False, "not checked", slot,
+                          containers=rows)
+
+
+def read_running(runner, settings) -> RunningRelease:
+    slot = live_slot(runner, settings)
+    return release_from(observe(runner, settings, slot), settings, slot)
+
+
+def restart_counts(runner, settings) -> Dict[str, int]:
+    """container id -> restart count, taken before containers start (see health.assess)."""
+    return {c["Id"]: c["RestartCount"] for c in containers(runner, settings)}
+
+
+def wait_for_slot(runner, settings, sha: str, slot: str, reporter,
+                  restarts_before: Dict[str, int], timeout: float = None,
+                  via=CANDIDATE, settle: float = None) -> Outcome:
+    """Poll until release `sha` in `slot` is healthy and stays so for the settle window, or
+    fails. As a candidate it is asked through the edge's candidate port; once live, through
+    the public port on the host and the public URL from here."""
+    session = requests.Session()
+    last_note = [0.0]
+
+    def on_wait(waited, verdict):
+        if waited - last_note[0] >= 5:
+            last_note[0] = waited
+            reporter.note(f"still waiting ({waited:.0f}s): {verdict.reason}")
+
+    return wait_until_healthy(
+        lambda: observe(runner, settings, slot, via, session), sha,
+        checked_services(settings), timeout or settings.HEALTH_TIMEOUT, settings.health_interval,
+        settings.HEALTH_SETTLE if settle is None else settle, restarts_before, on_wait)
+
+
+def watch_slot(runner, settings, sha: str, slot: str, went_live: float,
+               restarts_before: Dict[str, int]) -> Outcome:
+    """The watch window: `sha`, live in `slot`, observed every second (its slot, the public
+    port, the public URL) until WATCH_SECONDS after it went live."""
+    session = requests.Session()
+    return watch_window(lambda: observe(runner, settings, slot, WATCHED, session), sha,
+                        checked_services(settings), settings.WATCH_SECONDS, went_live,
+                        settings.health_interval, restarts_before)

@@ -1,0 +1,74 @@
+"""`deploy.status` and `deploy.history`: what runs now, who holds the lock, what happened."""
+import json
+import posixpath
+import time
+
+from .ledger import ReleaseLedger, as_dict, merge
+from .lock import HELD_EXIT, INFO_FILE, LOCK_FILE, describe, is_free_command
+from .running import read_running
+from .shell import cmd
+
+
+def read_status(runner, settings) -> dict:
+    running = read_running(runner, settings)
+    lock_path = posixpath.join(settings.STAGING_DIR, LOCK_FILE)
+    held = runner.run(is_free_command(lock_path), check=False).exited == HELD_EXIT
+    holder = {}
+    if held:
+        raw = runner.run(cmd("cat", posixpath.join(settings.STAGING_DIR, INFO_FILE)), check=False)
+        try:
+            holder = json.loads(raw.stdout)
+        except ValueError:
+            holder = {}
+    entries = merge(runner.run(ReleaseLedger(settings).read(), check=False).stdout)
+    return {
+        "sha": running.sha,
+        "healthy": running.healthy,
+        "reason": running.reason,
+        "slot": running.slot,
+        "url": settings.STAGING_URL,
+        "containers": [{k: c[k] for k in ("Service", "State", "Health", "RestartCount", "Revision")}
+                       for c in running.containers],
+        "lock": {"held": held, "holder": holder,
+                 "description": describe(holder, time.time()) if held else "free"},
+        "last": as_dict(entries[-1]) if entries else None,
+    }
+
+
+def render_status(status: dict) -> str:
+    sha = status["sha"] or "nothing"
+    lines = [f"running   {sha}" + (f" (slot {status['slot']})" if status.get('slot') else ""),
+             f"health    {'HEALTHY' if status['healthy'] else 'NOT HEALTHY'} ({status['reason']})",
+             f"url       {status['url']}",
+             f"lock      {status['lock']['description']}"]
+    for c in status["containers"]:
+        lines.append(f"  {c['Service']:<10} {c['State']:<10} {c['Health'] or '-':<10} "
+                     f"restarts={c['RestartCount']} {c['Revision'][:12]}")
+    last = status["last"]
+    if last:
+        lines.append(f"last      {last['action']} of {last['sha'][:12]}: {last['result'] or 'UNFINISHED'}"
+                     + (f" ({last['cause'].splitlines()[0]})" if last.get("cause") else ""))
+    return "\n".join(lines)
+
+
+def history(runner, settings, limit: int) -> list:
+    entries = merge(runner.run(ReleaseLedger(settings).read(), check=False).stdout)
+    return [as_dict(e) for e in entries[-limit:]][::-1]
+
+
+def render_history(rows: list) -> str:
+    if not rows:
+        return "no releases recorded yet"
+    lines = [f"{'started':<21} {'action':<9} {'sha':<13} {'result':<16} {'took':>6}  by / detail"]
+    for r in rows:
+        took = f"{r['duration']:.0f}s" if r.get("duration") is not None else "-"
+        detail = r["by"]
+        if r.get("rolled_back_to"):
+            detail += f"; rolled back to {r['rolled_back_to'][:12]}"
+        if r.get("cause"):
+            detail += f"; {r['cause'].splitlines()[0][:100]}"
+        if r.get("backup"):
+            detail += f"; backup {posixpath.basename(r['backup'])}"
+        lines.append(f"{r['started']:<21} {r['action']:<9} {r['sha'][:12]:<13} "
+                     f"{r['result'] or 'UNFINISHED':<16} {took:>6}  {detail}")
+    return "\n".join(lines)

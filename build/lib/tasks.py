@@ -1,0 +1,272 @@
+"""Deploy the classroom-manager stack to staging: `inv --list` shows every task.
+
+Thin entry point: each task parses its flags, loads validated settings, calls the library in
+`fabfile/` (deploy) or `testbed/` (local test environment), and reports. A user error ends
+with one clear line and a non-zero exit, never a traceback.
+"""
+import functools
+import io
+import os
+import subprocess
+import sys
+from json import dumps
+from pathlib import Path
+
+from invoke import Collection, Exit, task
+
+import testbed as testbed_lib
+from fabfile.ci_gate import is_required
+from fabfile.config import SHA_RE, load_settings, read_environment, validate_sha
+from fabfile.deploy import deploy_staging
+from fabfile.errors import ConfigError, DeployError
+from fabfile.host import HostSession, upload_file
+from fabfile.images import commit_exists
+from fabfile.incident import exec_in_live, exec_problems, log_problems, show_logs
+from fabfile.lock import break_lock
+from fabfile.provision import setup_host
+from fabfile.report import RedactingStream, Reporter, redact
+from fabfile.rollback import rollback_staging
+from fabfile.status import history, read_status, render_history, render_status
+
+ROOT = Path(__file__).resolve().parent
+
+
+def user_errors(function):
+    """Turn DeployError into `error: <message>` and exit 1; Ctrl-C into exit 130."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except DeployError as exc:
+            raise Exit(redact(f"error: {exc}"), code=1) from None
+        except KeyboardInterrupt:
+            raise Exit("interrupted", code=130) from None
+    return wrapper
+
+
+def settings_for(c, groups, sha=None, need_sha=False):
+    """Load and validate settings (and --sha), reporting every problem in one message."""
+    problems, settings = [], None
+    try:
+        environ = read_environment(os.environ, ROOT)
+        settings = load_settings(c.config.deploy, environ, groups, ROOT)
+    except ConfigError as exc:
+        problems += exc.problems
+    if need_sha:
+        problem = validate_sha(sha, lambda s: commit_exists(s, git_exit_code))
+        if problem:
+            problems.append(problem)
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def git_exit_code(argv) -> int:
+    return subprocess.run(argv, cwd=ROOT, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL).returncode
+
+
+def lock_wait(value) -> float:
+    """--wait-lock alone waits up to 10 minutes; --wait-lock=SECONDS that long; absent: no wait."""
+    if value in (None, False):
+        return None
+    if value is True:
+        return 600.0
+    try:
+        return float(value)
+    except ValueError:
+        raise ConfigError([f"--wait-lock={value!r} must be a number of seconds"]) from None
+
+
+def reporter_for(settings) -> Reporter:
+    return Reporter(settings.secrets)
+
+
+@task(optional=["wait_lock"], help={
+    "sha": "full 40-character commit to deploy (CI passes github.sha)",
+    "rebuild": "build and push even if staging-<sha> is already in the registry",
+    "dry-run": "print the local and remote commands without running anything",
+    "force": "deploy even if --sha is older than (an ancestor of) the running release",
+    "wait-lock": "if another deploy holds the lock, wait for it (default 600 s, or =SECONDS)",
+    "require-ci": "refuse unless the GitHub API says CI passed for --sha and it is on main "
+                  "(always on in GitHub Actions)",
+})
+@user_errors
+def staging(c, sha=None, rebuild=False, dry_run=False, force=False, wait_lock=None,
+            require_ci=False):
+    """Build, push and release commit --sha on the staging host; roll back on any failure."""
+    settings = settings_for(c, ("host", "build", "app"), sha, need_sha=True)
+    wait = lock_wait(wait_lock)
+    reporter = reporter_for(settings)
+    reporter.say(f"deploying {sha} to {settings.STAGING_URL}" + (" (dry run)" if dry_run else ""))
+    deploy_staging(settings, sha, c, reporter, rebuild=rebuild, dry_run=dry_run, force=force,
+                   wait_lock=wait, require_ci=is_required(os.environ, require_ci))
+
+
+@task(optional=["wait_lock"], help={
+    "to": "the release (full sha) to restore; default (or empty): the last good one before the "
+          "current",
+    "restore-db": "also restore the database dump taken before the current release's migrations",
+    "yes": "do not ask before restoring the database",
+    "wait-lock": "if a deploy holds the lock, wait for it (default 600 s, or =SECONDS)",
+})
+@user_errors
+def rollback(c, to=None, restore_db=False, yes=False, wait_lock=None):
+    """Restore the previous good release (or --to SHA) from images kept on the host."""
+    settings = settings_for(c, ("host", "build"))
+    to = to or None   # an empty --to (the rollback workflow without input): the default
+    if to is not None and not SHA_RE.fullmatch(to):
+        raise ConfigError([f"--to {to!r} must be a full 40-character sha (inv deploy.history)"])
+    wait = lock_wait(wait_lock)
+    rollback_staging(settings, reporter_for(settings), to=to, restore_db=restore_db, yes=yes,
+                     wait_lock=wait, confirm=confirm)
+
+
+def confirm(question: str) -> str:
+    if not sys.stdin.isatty():
+        raise ConfigError(["--restore-db needs confirmation: add --yes when not at a terminal"])
+    return input(question)
+
+
+@task(name="status", help={"json": "print machine-readable JSON"})
+@user_errors
+def status(c, json=False):
+    """Show the running release, its health, the deploy lock and the last ledger entry."""
+    settings = settings_for(c, ("host",))
+    with quiet_session(settings) as host:
+        result = read_status(host.runner, settings)
+    reporter_for(settings).say(dumps(result, indent=2) if json else render_status(result))
+    if not result["healthy"]:
+        raise Exit(code=1)
+
+
+@task(name="history", help={"json": "print machine-readable JSON", "limit": "how many (default 20)"})
+@user_errors
+def history_(c, json=False, limit=20):
+    """List the last deploys and rollbacks from the ledger on the host."""
+    settings = settings_for(c, ("host",))
+    with quiet_session(settings) as host:
+        rows = history(host.runner, settings, int(limit))
+    reporter_for(settings).say(dumps(rows, indent=2) if json else render_history(rows))
+
+
+@task(help={"yes": "do not ask first"})
+@user_errors
+def unlock(c, yes=False):
+    """Remove the deploy lock by hand, ending whatever process on the host holds it."""
+    settings = settings_for(c, ("host",))
+    with quiet_session(settings) as host:
+        current = read_status(host.runner, settings)["lock"]
+        if current["held"]:
+            print(redact(f"the deploy lock is held: {current['description']}"))
+            if not yes and confirm("End that holder and free the lock? Type 'yes': ").strip() != "yes":
+                raise Exit("not unlocked", code=1)
+        pids = break_lock(host.runner, settings)
+    print(f"unlocked (ended host process {', '.join(map(str, pids))})" if pids
+          else "the deploy lock was free; nothing to do")
+
+
+@task(help={
+    "service": "one service (frontend, backend, postgres, redis, edge); default: frontend and backend",
+    "since": "only lines newer than this: a duration (10m, 1h30m) or a time (2026-11-27T10:00:00Z)",
+    "tail": "how many lines back to start, per service, or all (default 100)",
+    "follow": "keep printing new lines until Ctrl-C",
+})
+@user_errors
+def logs(c, service=None, since=None, tail="100", follow=False):
+    """Show the live release's logs (frontend and backend, or --service); secrets masked."""
+    settings = settings_for(c, ("host",))
+    problems = log_problems(settings, service, since, str(tail))
+    if problems:
+        raise DeployError("; ".join(problems))
+    out = RedactingStream(settings.secrets)
+    try:
+        with quiet_session(settings) as host:
+            show_logs(host.runner, settings, service, since, str(tail), follow, out)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how --follow ends
+    finally:
+        out.close()
+
+
+@task(name="exec", positional=["service"], help={
+    "service": "the app service (frontend or backend) whose live image and environment to use",
+    "force": "run even while a deploy or rollback holds the deploy lock",
+})
+@user_errors
+def exec_(c, service, force=False):
+    """Run `-- COMMAND...` in a new container of the live release's SERVICE (a seed, a fix, a shell)."""
+    settings = settings_for(c, ("host",))
+    argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else []
+    problems = exec_problems(settings, service, argv)
+    if problems:
+        raise DeployError("; ".join(problems))
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    stdin = None if interactive else sys.stdin.read()
+    out = RedactingStream(settings.secrets)
+    notes = Reporter(settings.secrets, stream=sys.stderr)
+    try:
+        with quiet_session(settings) as host:
+            code = exec_in_live(host.runner, settings, service, argv, out, force, interactive,
+                                stdin, notes.say)
+    finally:
+        out.close()
+    if code:
+        raise Exit(code=code)
+
+
+def quiet_session(settings):
+    """A HostSession whose step lines are not printed (status and history print only results)."""
+    return HostSession(settings, Reporter(settings.secrets, stream=io.StringIO()))
+
+
+@task(name="setup", help={
+    "compose-deb": "a docker-compose-plugin .deb to install where apt has no Compose v2 "
+                   "(Debian bookworm)",
+})
+@user_errors
+def setup(c, compose_deb=None):
+    """Provision a fresh Debian/Ubuntu server (Docker, deploy user, STAGING_DIR); idempotent."""
+    settings = settings_for(c, ("host", "setup"))
+    if compose_deb and not Path(compose_deb).is_file():
+        raise ConfigError([f"--compose-deb {compose_deb} is not a file"])
+    reporter = reporter_for(settings)
+    with HostSession(settings, reporter, settings.SETUP_USER, settings.SETUP_SSH_KEY) as host:
+        line = setup_host(settings, host.runner, reporter, compose_deb,
+                          upload=lambda remote, local: upload_file(host.conn, remote, local))
+    reporter.say(f"ready for deploys as {settings.STAGING_USER}. Pin this host key "
+                 f"(STAGING_KNOWN_HOSTS), after checking its fingerprint on the server:\n{line}")
+
+
+@task(name="up")
+@user_errors
+def testbed_up(c):
+    """Start the local testbed (engine, registry, SSH staging host) and write .env.testbed."""
+    path = testbed_lib.up()
+    print(f"next: DEPLOY_ENV_FILE={path.name} inv deploy.staging --sha $(git rev-parse HEAD)")
+
+
+@task(name="down", help={"images": "also remove the images the testbed built"})
+@user_errors
+def testbed_down(c, images=False):
+    """Remove everything the testbed made: containers, network, volumes, keys, .env.testbed."""
+    testbed_lib.down(remove_images=images)
+
+
+@task(help={"runs": "runs of each scenario (median reported; default 5)"})
+@user_errors
+def bench(c, runs=5):
+    """Benchmark the story's original pipeline against ours on the testbed -> docs/BENCHMARKS.md."""
+    from testbed.bench import main
+    print(main(int(runs)))
+
+
+deploy = Collection("deploy")
+for deploy_task in (staging, rollback, status, history_, logs, exec_, unlock):
+    deploy.add_task(deploy_task)
+staging_hosts = Collection("staging")
+staging_hosts.add_task(setup)
+testbed = Collection("testbed")
+testbed.add_task(testbed_up)
+testbed.add_task(testbed_down)
+namespace = Collection(deploy, staging_hosts, testbed, bench)

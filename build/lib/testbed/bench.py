@@ -1,0 +1,325 @@
+"""`inv bench`: the story's original procedure and `inv deploy.staging`, side by side, under load.
+
+Scenarios: a good release, and broken ones: health failing from the start, a crash at start, and
+a crash CRASH_AFTER seconds after start (after our candidate check, inside our watch window).
+
+Same testbed host, same images, in one run, median of N runs each. The baseline is
+`testbed/baseline/deploy.sh` (pull, up --remove-orphans, system prune, sleep 30, curl -f) in its
+own compose project `baseline` on the host, published on 127.0.0.1:8081; ours is the real CLI
+against the real project on 127.0.0.1:8080. Each gets its own steady 50 requests/s on
+/api/health. To fit in a quarter of an hour, ours runs while the baseline sleeps its 30 s: the
+baseline's pull, up and prune have the host to themselves, and ours overlaps only its idle wait.
+"""
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+from dotenv import dotenv_values
+
+import testbed
+from testbed.commits import make_commit
+from testbed.load import SteadyLoad, first_serving
+
+ROOT = testbed.ROOT
+OURS_URL = f"http://127.0.0.1:{testbed.HTTP_PORT}/api/health"
+BASELINE_URL = f"http://127.0.0.1:{testbed.BASELINE_HTTP_PORT}/api/health"
+BASELINE_DIR = "/opt/baseline"
+
+
+@dataclass
+class Run:
+    wall: float
+    failed: int
+    longest_gap: float
+    recovered: Optional[float] = None     # seconds from start until the old release answered again
+    extra: Dict[str, float] = field(default_factory=dict)
+    kinds: str = ""                       # what the failed requests were (load.LoadStats.kinds)
+    reported_ok: Optional[bool] = None    # what the command itself said (exit code 0)
+
+
+def commit(label: str, fault: Optional[str] = None) -> str:
+    """A release commit off HEAD with a fixed date, so reruns reuse its images."""
+    files = {"app/backend/RELEASE": f"bench {label}\n"}
+    if fault:
+        files["app/backend/FAULT"] = fault + "\n"
+    fixed = {"GIT_AUTHOR_DATE": "2026-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z"}
+    return make_commit(files, "HEAD", f"bench {label}", keep_as="bench", env_extra=fixed)
+
+
+def inv(*args, env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True)
+
+
+def on_host(script: str, user: str = "deploy", stdin: str = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", "exec", "-i", "-u", user, testbed.HOST, "sh", "-c", script],
+                          input=stdin, capture_output=True, text=True)
+
+
+STEADY = 0.5  # seconds of steady load before and after each action
+# The late crash: after the candidate check and settle (about 5 s here), inside the watch window.
+CRASH_AFTER = 12
+LATE_CRASH = f"broken: crash after {CRASH_AFTER}s"
+BROKEN = ("broken: health-500", "broken: crash", LATE_CRASH)
+
+
+def under_load(url: str, action) -> tuple:
+    """Run `action()` under steady load; return (its result, wall seconds, load results, stats)."""
+    with SteadyLoad(url, rate=50, max_seconds=240) as load:
+        time.sleep(STEADY)
+        started = time.time()
+        result = action()
+        wall = time.time() - started
+        time.sleep(STEADY)
+    summary = load.stop()
+    return result, wall, load.results, summary, started
+
+
+class Beside:
+    """Runs an action in a thread, and re-raises its error when joined."""
+
+    def __init__(self, action):
+        self.action, self.error, self.thread = action, None, None
+
+    def _run(self):
+        try:
+            self.action()
+        except Exception as exc:  # handed to join(), in the bench's own thread
+            self.error = exc
+
+    def start(self):
+        if self.action and not self.thread:
+            self.thread = threading.Thread(target=self._run)
+            self.thread.start()
+
+    def join(self):
+        if self.thread:
+            self.thread.join()
+        if self.error:
+            raise self.error
+
+
+class Bench:
+    def __init__(self, runs: int, say=print):
+        self.runs, self.say = runs, say
+        self.env = {k: v for k, v in os.environ.items()
+                    if not k.startswith(("STAGING_", "REGISTRY", "GITHUB_"))}
+        self.env["DEPLOY_ENV_FILE"] = str(testbed.ENV_FILE)
+        self.results: Dict[str, Dict[str, List[Run]]] = {}
+
+    def record(self, scenario: str, side: str, run: Run):
+        self.results.setdefault(scenario, {}).setdefault(side, []).append(run)
+        extra = "".join(f"  {k} {v:.1f}s" for k, v in run.extra.items())
+        kinds = f" ({run.kinds})" if run.kinds else ""
+        self.say(f"  {scenario:<22} {side:<8} wall {run.wall:6.1f}s  failed {run.failed:4d}{kinds}  "
+                 f"gap {run.longest_gap:5.1f}s{extra}")
+
+    # ---- ours -------------------------------------------------------------------------------
+    def ours(self, scenario: str, sha: str):
+        result, wall, _, load, started = under_load(
+            OURS_URL, lambda: inv("deploy.staging", "--sha", sha, env=self.env))
+        expected_failure = scenario != "good release"
+        if (result.returncode != 0) != expected_failure:
+            raise RuntimeError(f"ours/{scenario}: unexpected result\n{result.stdout}{result.stderr}")
+        # when the old release answered again: after the last failed request (0: it never stopped)
+        run = Run(wall, load.failed, load.longest_gap, load.last_failure or 0.0, kinds=load.kinds,
+                  reported_ok=result.returncode == 0)
+        detect = re.search(r"(before it gets traffic \(deadline \d+s\)|after the switch[^\n]*) "
+                           r"FAILED after ([\d.]+)s", result.stdout)
+        if detect:
+            run.extra["detect"] = float(detect.group(2))
+        watched = re.search(r" ok watch [^\n]*\(([\d.]+)s\)\n", result.stdout)
+        if watched:
+            run.extra["watch"] = float(watched.group(1))
+        self.record(scenario, "ours", run)
+
+    def ours_rollback(self):
+        result, wall, _, load, _ = under_load(OURS_URL, lambda: inv("deploy.rollback", env=self.env))
+        if result.returncode != 0:
+            raise RuntimeError(f"rollback failed\n{result.stdout}{result.stderr}")
+        self.record("rollback", "ours", Run(wall, load.failed, load.longest_gap, kinds=load.kinds))
+
+    # ---- baseline ---------------------------------------------------------------------------
+    def point_latest_at(self, sha: str):
+        """What the original pipeline's build job does: staging-latest becomes this release."""
+        settings = dotenv_values(testbed.ENV_FILE)
+        for service in ("frontend", "backend"):
+            repo = f"{settings['REGISTRY']}/{settings['IMAGE_NAME']}-{service}"
+            subprocess.run(["docker", "tag", f"{repo}:staging-{sha}", f"{repo}:staging-latest"],
+                           check=True)
+            subprocess.run(["docker", "push", "--quiet", f"{repo}:staging-latest"], check=True,
+                           capture_output=True)
+
+    def baseline(self, scenario: str, sha: str, meanwhile=None):
+        """The baseline's deploy of `sha`; `meanwhile()` starts (in a thread) once it sleeps.
+        The baseline is timed and loaded until its own command exits, whatever ours does."""
+        self.point_latest_at(sha)
+        beside = Beside(meanwhile)
+
+        def deploy_sh():
+            process = subprocess.Popen(
+                ["docker", "exec", "-u", "deploy", testbed.HOST, "sh", "-c",
+                 f"STAGING_URL=http://127.0.0.1:81 {BASELINE_DIR}/deploy.sh"],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            output = []
+            for line in process.stdout:
+                output.append(line)
+                if line.startswith("MARK sleep"):
+                    beside.start()
+            process.wait()
+            return "".join(output), process.returncode
+
+        (output, code), wall, answers, load, started = under_load(BASELINE_URL, deploy_sh)
+        beside.join()
+        marks = dict((m.group(1), float(m.group(2)))
+                     for m in re.finditer(r"MARK (\w+) ([\d.]+)", output))
+        run = Run(wall, load.failed, load.longest_gap, kinds=load.kinds, reported_ok=code == 0)
+        if scenario == "good release":
+            healthy = first_serving(answers, sha, marks.get("up", started))
+            if healthy and "pull" in marks:
+                run.extra["pull"] = marks["up"] - marks["pull"]
+                run.extra["to-healthy"] = healthy - marks["up"]
+        self.record(scenario, "baseline", run)
+        if scenario == "good release":
+            self.baseline_good = sha
+        else:
+            self.restore_baseline()
+
+    def restore_baseline(self):
+        """The original has no rollback: put the good release that ran before back, untimed."""
+        self.point_latest_at(self.baseline_good)
+        on_host(f"cd {BASELINE_DIR} && docker compose pull -q && docker compose up -d --wait")
+
+    def prepare_baseline(self):
+        """/opt/baseline: our compose file, a .env naming staging-latest (as the story's did)."""
+        settings = dotenv_values(testbed.ENV_FILE)
+        repo = f"{settings['REGISTRY']}/{settings['IMAGE_NAME']}"
+        on_host(f"install -d -o deploy -g deploy {BASELINE_DIR}", user="root")
+        env = "".join(f"{k}='{v}'\n" for k, v in {
+            "FRONTEND_IMAGE": f"{repo}-frontend:staging-latest",
+            "BACKEND_IMAGE": f"{repo}-backend:staging-latest",
+            "POSTGRES_IMAGE": settings["POSTGRES_IMAGE"], "REDIS_IMAGE": settings["REDIS_IMAGE"],
+            "APP_PORT": "81", "DB_USER": "classroom", "DB_NAME": "classroom",
+            "DB_PASSWORD": settings["DB_PASSWORD"], "JWT_SECRET": settings["JWT_SECRET"],
+            "DATABASE_URL": f"postgresql://classroom:{settings['DB_PASSWORD']}@postgres:5432/classroom",
+            "REDIS_URL": "redis://redis:6379/0"}.items())
+        on_host(f"umask 077; cat > {BASELINE_DIR}/.env", stdin=env)
+        on_host(f"cat > {BASELINE_DIR}/compose.yaml",
+                stdin=(testbed.HERE / "baseline/compose.yaml").read_text())
+        on_host(f"cat > {BASELINE_DIR}/deploy.sh && chmod +x {BASELINE_DIR}/deploy.sh",
+                stdin=(testbed.HERE / "baseline/deploy.sh").read_text())
+        self.restore_baseline()
+
+    # ---- the whole run ----------------------------------------------------------------------
+    def run(self) -> str:
+        started = time.monotonic()
+        testbed.up()
+        self.good = [commit("good-1"), commit("good-2")]
+        broken = {"broken: health-500": commit("health-500", "health-500"),
+                  "broken: crash": commit("crash", "crash"),
+                  LATE_CRASH: commit("crash-after", f"crash-after:{CRASH_AFTER}")}
+        self.say("publishing the bench releases (ours deploys them once)")
+        for sha in self.good:
+            if inv("deploy.staging", "--sha", sha, env=self.env).returncode != 0:
+                raise RuntimeError("could not deploy a bench release")
+        for sha in broken.values():   # builds and pushes them; each fails fast and is removed
+            inv("deploy.staging", "--sha", sha, env=dict(self.env, HEALTH_TIMEOUT="1"))
+        self.baseline_good = self.good[0]
+        self.prepare_baseline()
+        running = {"baseline": self.good[0], "ours": self.good[1]}
+        for i in range(self.runs):
+            self.say(f"run {i + 1} of {self.runs}")
+            # a good release is always a real change: the good one that is not running
+            targets = {side: self.good[1] if sha == self.good[0] else self.good[0]
+                       for side, sha in running.items()}
+            self.baseline("good release", targets["baseline"],
+                          lambda ours=targets["ours"]: self.ours("good release", ours))
+            running = targets
+            for scenario, sha in broken.items():
+                self.baseline(scenario, sha, lambda s=scenario, h=sha: self.ours(s, h))
+            self.ours_rollback()   # back to the good release before the current one
+            running["ours"] = self.good[1] if running["ours"] == self.good[0] else self.good[0]
+        on_host(f"cd {BASELINE_DIR} && docker compose down")
+        return self.report(time.monotonic() - started)
+
+    def report(self, took: float) -> str:
+        def med(side, scenario, attr):
+            runs = self.results.get(scenario, {}).get(side, [])
+            values = [getattr(r, attr) if attr in Run.__dataclass_fields__ else r.extra.get(attr)
+                      for r in runs]
+            values = [v for v in values if v is not None]
+            return statistics.median(values) if values else None
+
+        def cell(value, unit="s", digits=1):
+            return "n/a" if value is None else f"{value:.{digits}f}{unit}"
+
+        cores = os.cpu_count()
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
+        lines = [
+            "# Benchmarks", "",
+            f"`inv bench --runs {self.runs}` on {time.strftime('%Y-%m-%d')}: {cores} cores, "
+            f"{memory:.0f} GiB memory, {platform.system()} {platform.release()}; the local testbed "
+            f"(registry and staging host on this machine). Medians of {self.runs} runs each. Each "
+            f"side gets its own steady 50 requests/s on `/api/health`; ours runs while the baseline "
+            f"sleeps its 30 s (the baseline's pull, up and prune have the host to themselves). "
+            f"Took {took / 60:.1f} min.", "",
+            "| scenario | measure | baseline (story's pipeline) | ours (`inv deploy.staging`) |",
+            "|---|---|---|---|",
+        ]
+        def row(scenario, measure, attr, unit="s", digits=1, baseline=None, ours=None):
+            left = baseline or cell(med("baseline", scenario, attr), unit, digits)
+            right = ours or cell(med("ours", scenario, attr), unit, digits)
+            lines.append(f"| {scenario} | {measure} | {left} | {right} |")
+
+        def verdicts(side, scenario):
+            runs = self.results.get(scenario, {}).get(side, [])
+            ok = sum(1 for r in runs if r.reported_ok)
+            return f"success {ok} of {len(runs)}" if runs else "n/a"
+
+        for scenario in ("good release",) + BROKEN:
+            row(scenario, "the command reported", "reported_ok",
+                baseline=verdicts("baseline", scenario), ours=verdicts("ours", scenario))
+            row(scenario, "wall time until the command exits", "wall")
+            row(scenario, "failed requests", "failed", "", 0)
+            row(scenario, "longest gap without a successful answer", "longest_gap")
+            if scenario != "good release":
+                ours_runs = self.results.get(scenario, {}).get("ours", [])
+                never_stopped = bool(ours_runs) and all(r.failed == 0 for r in ours_runs)
+                row(scenario, "previous release answers again after", "recovered",
+                    baseline="never (no rollback)",
+                    ours="it never stopped answering" if never_stopped else None)
+                row(scenario, "failure detected (the step that saw it)", "detect",
+                    baseline="after sleep 30")
+        row("rollback", "wall time", "wall", baseline="n/a (none)")
+        row("rollback", "failed requests", "failed", "", 0, baseline="n/a")
+        seen = [f"{scenario}: {r.kinds}" for scenario, sides in self.results.items()
+                for r in sides.get("ours", []) if r.kinds]
+        if seen:
+            lines += ["", "Every failed request of ours, by run: " + "; ".join(seen) + "."]
+        pull = med("baseline", "good release", "pull")
+        healthy = med("baseline", "good release", "to-healthy")
+        ours_good = med("ours", "good release", "wall")
+        watch = med("ours", "good release", "watch") or 0.0
+        if pull is not None and healthy is not None and ours_good is not None:
+            lines += ["", f"Our overhead on a good release: {ours_good:.1f}s wall minus "
+                      f"{pull:.1f}s bare `docker compose pull` and {healthy:.1f}s from `up` to the new "
+                      f"version answering (measured in the baseline runs, same images, same host) "
+                      f"and {watch:.1f}s of watch window after the switch (the new release already "
+                      f"serves users then; WATCH_SECONDS) = **{ours_good - pull - healthy - watch:.1f}s**."]
+        return "\n".join(lines) + "\n"
+
+
+def main(runs: int = 5) -> str:
+    bench = Bench(runs)
+    text = bench.run()
+    out = ROOT / "docs" / "BENCHMARKS.md"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(text)
+    return text
