@@ -27,6 +27,7 @@ SLOTS = ("blue", "green")
 EDGE_SERVICE = "edge"
 EDGE_CONFIG = "nginx.conf"
 LIVE_FILE = "live.conf"
+ENTRY_FILE = "entry.conf"
 # Where compose.yaml mounts edge/ in the edge container, and the config nginx runs with.
 EDGE_MOUNT = "/etc/nginx/deploy"
 PROJECT_LABEL = "com.docker.compose.project"
@@ -49,22 +50,28 @@ def other_slot(slot: Optional[str]) -> str:
     return "green" if slot == "blue" else "blue"
 
 
-def live_conf(slot: str, fallback: Optional[str] = None) -> str:
+def live_conf(settings, slot: str, fallback: Optional[str] = None) -> str:
     """edge/live.conf (included in the edge's `location /`): send every request to `slot`.
 
     With `fallback` (the previous slot, kept running through the watch window), a request the
     new slot fails with 502, 503 or 504 is answered by the fallback slot instead."""
-    text = f"set $app frontend-{slot}:80;\n"
+    text = f"set $app {settings.entry(slot)};\n"
     if fallback:
-        text += (f"set $fallback frontend-{fallback}:80;\n"
+        text += (f"set $fallback {settings.entry(fallback)};\n"
                  "proxy_intercept_errors on;\n"
                  "error_page 502 503 504 = @fallback;\n")
     return text
 
 
 def parse_live_conf(text: str) -> Optional[str]:
-    match = re.search(r"frontend-(blue|green):", text or "")
+    match = re.search(r"set \$app \S+-(blue|green):\d+;", text or "")
     return match.group(1) if match else None
+
+
+def entry_conf(settings) -> str:
+    """edge/entry.conf: which address the candidate port sends each slot's requests to."""
+    lines = "".join(f"    {slot} {settings.entry(slot)};\n" for slot in SLOTS)
+    return f"map $http_x_deploy_slot $candidate {{\n{lines}    default \"\";\n}}\n"
 
 
 class ComposeCommands:

@@ -95,10 +95,6 @@ def _token_url(value: str) -> str:
     return _url(value, token=True)
 
 
-def _origin(value: str) -> str:
-    return _url(value) if value else value
-
-
 def _image_name(value: str) -> str:
     value = value.lower()  # github.repository keeps the owner's capitals; registries want none
     if not re.fullmatch(r"[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)+", value):
@@ -130,8 +126,6 @@ _registry_user = _matching(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}", "a registry use
 _registry = _matching(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?",
                       "a registry host such as ghcr.io or localhost:5000")
 _identifier = _matching(r"[A-Za-z_][A-Za-z0-9_]{0,62}", "a PostgreSQL name (letters, digits, _)")
-_word = _matching(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", "a word (letters, digits, _ . -)")
-_redis_url = _matching(r"rediss?://[^\s'\"\\]+", "a redis:// URL")
 _repository = _matching(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", "owner/repo")
 def _known_hosts(value: str) -> str:
     """known_hosts lines, as ssh-keyscan prints them."""
@@ -204,11 +198,6 @@ SETTINGS = [
     Setting("DB_NAME", "PostgreSQL database", "", "db_name", _identifier),
     Setting("DB_PASSWORD", "PostgreSQL password", "app", secret=True),
     Setting("DATABASE_URL", "backend's database URL (default: built from DB_*)", "", secret=True),
-    Setting("REDIS_URL", "backend's Redis URL", "", "redis_url", _redis_url),
-    Setting("JWT_SECRET", "backend's token signing secret", "app", secret=True),
-    Setting("CORS_ORIGIN", "allowed browser origin (default: STAGING_URL)", "", parse=_origin),
-    Setting("NODE_ENV", "backend environment name", "", "node_env", _word),
-    Setting("LOG_LEVEL", "backend log level", "", "log_level", _word),
     Setting("POSTGRES_IMAGE", "PostgreSQL image", "", "postgres_image", _image_ref),
     Setting("REDIS_IMAGE", "Redis image", "", "redis_image", _image_ref),
     Setting("EDGE_IMAGE", "nginx image of the edge proxy that switches releases", "", "edge_image",
@@ -242,7 +231,10 @@ class Settings:
     health_interval: float
     connect_timeout: float
     command_timeout: float
+    entry_service: str         # the app service the edge sends users to, in each slot...
+    entry_port: int            # ...on this port
     values: Mapping[str, object] = field(repr=False)
+    app: Mapping[str, "AppVariable"] = field(repr=False, default_factory=dict)
 
     def __getattr__(self, name):
         # settings.STAGING_HOST and friends: the validated value of that variable
@@ -262,24 +254,73 @@ class Settings:
         """Every secret value, and `user:password` of each credential pair (whose base64 is an
         HTTP Basic auth header): what the Reporter masks, in every form (report.secret_forms)."""
         found = [str(self.values[s.env]) for s in SETTINGS if s.secret and self.values.get(s.env)]
+        found += [v.value for v in self.app.values() if v.secret and v.value]
         for user, password in (("REGISTRY_USER", "REGISTRY_PASSWORD"), ("DB_USER", "DB_PASSWORD"),
                                ("REGISTRY_PULL_USER", "REGISTRY_PULL_PASSWORD")):
             if self.values.get(user) and self.values.get(password):
                 found.append(f"{self.values[user]}:{self.values[password]}")
         return sorted(set(found), key=len, reverse=True)
 
+    def entry(self, slot: str) -> str:
+        """Where the edge sends a request for `slot`: `<entry service>-<slot>:<port>`."""
+        return f"{self.entry_service}-{slot}:{self.entry_port}"
+
     def app_env(self, sha: str) -> dict:
-        """The variables the compose file reads on the host (written to its .env)."""
-        names = ["APP_PORT", "PREVIEW_PORT", "DB_USER", "DB_NAME", "DB_PASSWORD", "DATABASE_URL",
-                 "REDIS_URL", "JWT_SECRET", "CORS_ORIGIN", "NODE_ENV", "LOG_LEVEL",
-                 "POSTGRES_IMAGE", "REDIS_IMAGE", "EDGE_IMAGE"]
-        env = {name: str(self.values[name]) for name in names}
+        """The variables the compose files read on the host (written to the release's .env):
+        the stack's own (ports, database, images, where things are) and the app's declared
+        ones (invoke.yaml `app_env`)."""
+        names = ["APP_PORT", "PREVIEW_PORT", "STAGING_URL", "DB_USER", "DB_NAME", "DB_PASSWORD",
+                 "DATABASE_URL", "POSTGRES_IMAGE", "REDIS_IMAGE", "EDGE_IMAGE"]
+        env = {name: str(self.values[name]) for name in names if self.values.get(name) is not None}
+        env.update({name: variable.value for name, variable in self.app.items()})
         env["EDGE_DIR"] = posixpath.join(self.STAGING_DIR, "edge")
         env["APP_NETWORK"] = f"{self.project}_default"  # the stable project's network
         for service in self.services:
             env[f"{service.name.upper()}_IMAGE"] = self.image_ref(service.name, sha)
         env["RELEASE_SHA"] = sha
         return env
+
+
+@dataclass(frozen=True)
+class AppVariable:
+    """A variable of the app's own environment, declared in invoke.yaml `app_env`."""
+    name: str
+    value: str
+    secret: bool
+
+
+APP_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
+APP_VALUE_MAX = 4096
+
+
+def read_app_env(declared: Mapping, environ: Mapping[str, str], groups, problems: list,
+                 missing: list) -> dict:
+    """The app's variables: `clear` ones (NAME: default; the environment overrides it) and
+    `secret` ones (names; the value only from the environment or the dotenv file, required
+    for a deploy). Each must be writable to the host's .env literally; a secret is never shown."""
+    clear = declared.get("clear") or {}
+    secret = list(declared.get("secret") or [])
+    variables = {}
+    for name in list(clear) + secret:
+        is_secret = name in secret
+        if not APP_NAME.fullmatch(str(name)) or name in SETTINGS_BY_ENV or name in variables:
+            problems.append(f"invoke.yaml app_env: {name!r} must be an upper-case variable name "
+                            "used once, and not one of the tool's own settings")
+            continue
+        value = environ.get(name)
+        if value is None or (value == "" and not is_secret):
+            value = "" if is_secret else str(clear[name] if clear[name] is not None else "")
+        if is_secret and value == "":
+            if "app" in groups:
+                missing.append(name)
+            continue
+        if any(c in value for c in UNWRITABLE) or len(value) > APP_VALUE_MAX:
+            problems.append(f"{name} must be one line of at most {APP_VALUE_MAX} characters "
+                            "without a single quote (it is written to the host's .env as a "
+                            "literal value)" + ("" if is_secret else f"; got {value[:40]!r}"))
+            continue
+        variables[name] = AppVariable(name, value, is_secret)
+    return variables
 
 
 def read_environment(environ: Mapping[str, str], cwd: Path) -> dict:
@@ -334,8 +375,10 @@ def load_settings(defaults: Mapping, environ: Mapping[str, str], groups=("host",
         values["DATABASE_URL"] = "postgresql://{}:{}@postgres:5432/{}".format(
             quote(values["DB_USER"], safe=""), quote(values["DB_PASSWORD"], safe=""),
             values["DB_NAME"])
-    if not values.get("CORS_ORIGIN"):
-        values["CORS_ORIGIN"] = values.get("STAGING_URL") or ""
+    app = read_app_env(defaults.get("app_env") or {}, environ, groups, problems, missing)
+    if missing:
+        problems[:] = ["missing: " + ", ".join(missing)] + [p for p in problems
+                                                            if not p.startswith("missing: ")]
     services = tuple(Service(name, spec["context"], spec.get("dockerfile", "Dockerfile"))
                      for name, spec in (defaults.get("services") or {}).items())
     if not services:
@@ -357,7 +400,10 @@ def load_settings(defaults: Mapping, environ: Mapping[str, str], groups=("host",
         health_interval=float(defaults.get("health_interval", 1)),
         connect_timeout=float(defaults.get("connect_timeout", 10)),
         command_timeout=float(defaults.get("command_timeout", 600)),
+        entry_service=str(defaults.get("entry_service", "frontend")),
+        entry_port=int(defaults.get("entry_port", 80)),
         values=values,
+        app=app,
     )
     unwritable = unwritable_names(settings.app_env("0" * 40))
     if unwritable:

@@ -20,11 +20,13 @@ from .compose import (
     APP_FILE,
     BASE_FILE,
     EDGE_CONFIG,
+    ENTRY_FILE,
     ENV_FILE,
     SLOTS,
     ComposeCommands,
     edge_dir,
     engine_version,
+    entry_conf,
     other_slot,
     release_dir,
     remove_containers,
@@ -263,6 +265,7 @@ def stage_files(remote: Runner, settings, sha, staged: ComposeCommands, reporter
         upload(remote, staged.env_path, render_env(settings.app_env(sha)))
         upload(remote, posixpath.join(edge_dir(settings), EDGE_CONFIG),
                compose_text(settings, posixpath.join("edge", EDGE_CONFIG)), 0o644)
+        upload(remote, posixpath.join(edge_dir(settings), ENTRY_FILE), entry_conf(settings), 0o644)
 
 
 def verify_pulled(remote: Runner, settings, sha, summary: Summary, pushed: dict) -> None:

@@ -93,7 +93,8 @@ def switch_edge(runner, settings, sha: str, slot: str, reporter, fallback: str =
 
 def point_edge(runner, settings, slot: str, fallback: str = None) -> None:
     """Write edge/live.conf and reload the edge (graceful: in-flight requests finish)."""
-    upload(runner, posixpath.join(edge_dir(settings), LIVE_FILE), live_conf(slot, fallback), 0o644)
+    upload(runner, posixpath.join(edge_dir(settings), LIVE_FILE),
+           live_conf(settings, slot, fallback), 0o644)
     runner.run(ComposeCommands(settings).reload_edge(), "reloading the edge proxy")
 
 

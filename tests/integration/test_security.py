@@ -1,13 +1,17 @@
 """SSH pinning, secrets that never leak, notifications: against the real testbed."""
+import hashlib
 import json
 import re
+import shutil
 import subprocess
+import sys
 import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import yaml
 from dotenv import dotenv_values
 
 import testbed
@@ -142,3 +146,39 @@ def test_changed_host_key_is_refused_before_any_remote_command(testbed_env):
     finally:
         testbed.up()   # pins the new key in .env.testbed
     assert deploy(testbed_env, release("re-pinned")).returncode == 0
+
+
+def test_a_variable_declared_in_invoke_yaml_reaches_the_backend_and_a_secret_one_stays_hidden(
+        testbed_env, tmp_path):
+    """The app's environment is configuration: a runtime invoke config (`inv -f`) and a copy of
+    the compose folder declare two variables the tool has never heard of."""
+    compose = tmp_path / "compose"
+    shutil.copytree(ROOT / "compose", compose)
+    app = (compose / "app.yaml").read_text()
+    anchor = "      LOG_LEVEL: ${LOG_LEVEL:-info}\n"
+    assert anchor in app
+    (compose / "app.yaml").write_text(app.replace(anchor, anchor + (
+        "      ERROR_TRACKER_DSN: ${ERROR_TRACKER_DSN}\n"
+        "      MAIL_PASSWORD: ${MAIL_PASSWORD:?MAIL_PASSWORD is required}\n")))
+    runtime = tmp_path / "runtime.yaml"
+    runtime.write_text(yaml.safe_dump({"deploy": {
+        "compose_dir": str(compose),
+        "app_env": {"clear": {"ERROR_TRACKER_DSN": "https://key@o1.example/7"},
+                    "secret": ["JWT_SECRET", "MAIL_PASSWORD"]}}}))
+    secret = f"mail-canary-{uuid.uuid4().hex}"
+    env = dict(testbed_env, MAIL_PASSWORD=secret)
+
+    def inv_with(*args):
+        return subprocess.run([sys.executable, "-m", "invoke", "-f", str(runtime), *args], cwd=ROOT,
+                              env=env, capture_output=True, text=True, timeout=600)
+
+    deployed = inv_with("deploy.staging", "--sha", release("app-env"))
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    check = ("import hashlib, os; print('dsn=' + os.environ['ERROR_TRACKER_DSN']); "
+             "print('mail=' + hashlib.sha256(os.environ['MAIL_PASSWORD'].encode()).hexdigest())")
+    seen = inv_with("deploy.exec", "backend", "--", "python3", "-c", check)
+    assert seen.returncode == 0, seen.stdout + seen.stderr
+    assert "dsn=https://key@o1.example/7" in seen.stdout
+    assert f"mail={hashlib.sha256(secret.encode()).hexdigest()}" in seen.stdout
+    everything = deployed.stdout + deployed.stderr + seen.stdout + seen.stderr
+    assert secret not in everything

@@ -63,3 +63,17 @@ def test_incident_tools_refuse_bad_arguments_in_one_line_before_connecting(envir
         output = (result.stdout + result.stderr).strip()
         assert result.returncode == 1 and len(output.splitlines()) == 1, output
         assert expected in output and "Traceback" not in output
+
+
+def test_hostile_settings_stop_a_dry_run_with_one_line_naming_them(environ):
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                          text=True).stdout.strip()
+    for name, value in (("STAGING_DIR", "/"), ("LOG_LEVEL", "info'\nJWT_SECRET='pwned"),
+                        ("REGISTRY", "--help"), ("STAGING_USER", "-ou0"),
+                        ("HEALTH_TIMEOUT", "nan"), ("JWT_SECRET", "x'y")):
+        result = inv("deploy.staging", "--sha", head, "--dry-run", env=dict(environ, **{name: value}))
+        output = (result.stdout + result.stderr).strip()
+        assert result.returncode == 1 and len(output.splitlines()) == 1, output
+        assert name in output and "Traceback" not in output and "[remote]" not in output
+    sha_with_newline = inv("deploy.staging", "--sha", head + "\n", "--dry-run", env=environ)
+    assert sha_with_newline.returncode == 1 and "not a full 40-character" in sha_with_newline.stderr

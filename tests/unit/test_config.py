@@ -82,7 +82,6 @@ def test_database_url_is_derived_and_escaped(defaults, environ):
     environ["DB_PASSWORD"] = "p@ss:word"
     settings = load_settings(defaults, environ)
     assert settings.DATABASE_URL == "postgresql://classroom:p%40ss%3Aword@postgres:5432/classroom"
-    assert settings.CORS_ORIGIN == "https://staging.example.com"
 
 
 def test_secrets_lists_every_secret_value(settings):
@@ -127,3 +126,28 @@ def test_sha_validation(sha, exists, expected):
 def test_image_name_from_github_repository_is_lower_cased(defaults, environ):
     environ["IMAGE_NAME"] = "Nguyen-Mau-Anh/Classroom-Manager"
     assert load_settings(defaults, environ).IMAGE_NAME == "nguyen-mau-anh/classroom-manager"
+
+
+def test_the_apps_environment_is_declared_in_invoke_yaml_not_in_the_tool(defaults, environ):
+    """A variable the tool has never heard of: declared, validated, written, masked."""
+    app_env = {"clear": dict(defaults["app_env"]["clear"], ERROR_TRACKER_DSN="https://o1.example/7",
+                             FEATURE_X=""),
+               "secret": ["JWT_SECRET", "MAIL_PASSWORD"]}
+    declared = dict(defaults, app_env=app_env)
+    with pytest.raises(ConfigError, match="missing: MAIL_PASSWORD"):
+        load_settings(declared, environ)
+    environ.update(MAIL_PASSWORD="mail-s3cret", FEATURE_X="on", LOG_LEVEL="debug")
+    settings = load_settings(declared, environ)
+    env = settings.app_env("b" * 40)
+    assert env["ERROR_TRACKER_DSN"] == "https://o1.example/7"          # the default
+    assert (env["FEATURE_X"], env["LOG_LEVEL"]) == ("on", "debug")       # the environment wins
+    assert env["MAIL_PASSWORD"] == "mail-s3cret" and "mail-s3cret" in settings.secrets
+    assert env["STAGING_URL"] == "https://staging.example.com"           # CORS_ORIGIN's fallback
+    environ["MAIL_PASSWORD"] = "it's"
+    with pytest.raises(ConfigError) as refused:
+        load_settings(declared, environ)
+    assert "MAIL_PASSWORD must be one line" in str(refused.value) and "it's" not in str(refused.value)
+    for bad in ("lower_case", "STAGING_HOST"):
+        broken = dict(defaults, app_env={"clear": {bad: "x"}, "secret": []})
+        with pytest.raises(ConfigError, match="invoke.yaml app_env"):
+            load_settings(broken, environ)

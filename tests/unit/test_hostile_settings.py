@@ -5,12 +5,14 @@ import io
 import shlex
 
 import pytest
+import yaml
 from dotenv import dotenv_values
 
 from fabfile.config import SETTINGS, load_settings, render_env
 from fabfile.deploy import deploy_staging
 from fabfile.errors import ConfigError
 from fabfile.report import Reporter
+from tests.conftest import ROOT
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 HOSTILE = {
@@ -24,6 +26,10 @@ HOSTILE = {
 }
 # Settings whose value is a key or a file path, read locally and never sent anywhere as text.
 LOCAL_ONLY = {"STAGING_SSH_KEY", "SETUP_SSH_KEY"}
+APP_ENV = yaml.safe_load((ROOT / "invoke.yaml").read_text())["deploy"]["app_env"]
+# (name, secret): the tool's settings and the app's declared variables alike
+NAMES = [(s.env, s.secret) for s in SETTINGS if s.env not in LOCAL_ONLY] + \
+        [(name, False) for name in APP_ENV["clear"]] + [(name, True) for name in APP_ENV["secret"]]
 
 
 def dry_run(settings) -> str:
@@ -34,25 +40,24 @@ def dry_run(settings) -> str:
 
 
 @pytest.mark.parametrize("kind", HOSTILE)
-@pytest.mark.parametrize("setting", [s for s in SETTINGS if s.env not in LOCAL_ONLY],
-                         ids=lambda s: s.env)
-def test_a_hostile_value_is_refused_clearly_or_arrives_intact(defaults, environ, setting, kind):
+@pytest.mark.parametrize("name,secret", NAMES, ids=[n for n, _ in NAMES])
+def test_a_hostile_value_is_refused_clearly_or_arrives_intact(defaults, environ, name, secret, kind):
     value = HOSTILE[kind]
-    environ[setting.env] = value
+    environ[name] = value
     try:
         settings = load_settings(defaults, environ)
     except ConfigError as refused:
         message = str(refused)
         assert "\n" not in message and len(message) < 400
-        assert setting.env in message or "missing:" in message
-        if setting.secret and value:
+        assert name in message or "missing:" in message
+        if secret and value:
             assert value not in message
         return
-    accepted = settings.values[setting.env]
+    accepted = settings.app[name].value if name in settings.app else settings.values[name]
     plan = dry_run(settings)
     for line in plan.splitlines():
         assert shlex.split(line) is not None           # every printed command parses back
-    if setting.secret:
+    if secret:
         assert str(accepted) not in plan if accepted else True   # never in argv nor printed
     elif accepted and str(accepted) in plan:
         commands = [shlex.split(line.split("] ", 1)[1]) for line in plan.splitlines()
@@ -65,8 +70,8 @@ def test_a_hostile_value_is_refused_clearly_or_arrives_intact(defaults, environ,
 def test_the_reported_injections_are_refused(defaults, environ):
     """The exact values of the security review."""
     for name, value, expected in [
-        ("LOG_LEVEL", "info'\nJWT_SECRET='pwned", "must be a word"),
-        ("REDIS_URL", "redis://x'\nJWT_SECRET='pwned", "must be a redis:// URL"),
+        ("LOG_LEVEL", "info'\nJWT_SECRET='pwned", "LOG_LEVEL must be one line"),
+        ("REDIS_URL", "redis://x'\nJWT_SECRET='pwned", "REDIS_URL must be one line"),
         ("STAGING_URL", "https://x.example/'\nJWT_SECRET='y", "must be an http(s) URL"),
         ("DB_USER", "o'brien", "must be a PostgreSQL name"),
         ("STAGING_DIR", "/", "at least two levels deep"),
