@@ -78,6 +78,13 @@ def lock_wait(value) -> float:
         raise ConfigError([f"--wait-lock={value!r} must be a number of seconds"]) from None
 
 
+def whole_number(flag: str, value) -> int:
+    """A flag that counts something (Invoke's own cast would end in a traceback)."""
+    if not str(value).isdigit() or int(value) < 1:
+        raise DeployError(f"{flag} {value!r} must be a whole number, 1 or more")
+    return int(value)
+
+
 def reporter_for(settings) -> Reporter:
     return Reporter(settings.secrets)
 
@@ -142,11 +149,12 @@ def status(c, json=False):
 
 @task(name="history", help={"json": "print machine-readable JSON", "limit": "how many (default 20)"})
 @user_errors
-def history_(c, json=False, limit=20):
+def history_(c, json=False, limit="20"):
     """List the last deploys and rollbacks from the ledger on the host."""
+    count = whole_number("--limit", limit)
     settings = settings_for(c, ("host",))
     with quiet_session(settings) as host:
-        rows = history(host.runner, settings, int(limit))
+        rows = history(host.runner, settings, count)
     reporter_for(settings).say(dumps(rows, indent=2) if json else render_history(rows))
 
 
@@ -255,10 +263,10 @@ def testbed_down(c, images=False):
 
 @task(help={"runs": "runs of each scenario (median reported; default 5)"})
 @user_errors
-def bench(c, runs=5):
+def bench(c, runs="5"):
     """Benchmark the story's original pipeline against ours on the testbed -> docs/BENCHMARKS.md."""
     from testbed.bench import main
-    print(main(int(runs)))
+    print(main(whole_number("--runs", runs)))
 
 
 deploy = Collection("deploy")

@@ -58,7 +58,8 @@ def test_dry_run_prints_local_and_remote_commands_without_running(environ):
 def test_incident_tools_refuse_bad_arguments_in_one_line_before_connecting(environ):
     for args, expected in ((("deploy.exec", "backend"), "give the command after --"),
                            (("deploy.exec", "postgres", "--", "psql"), "not 'postgres'"),
-                           (("deploy.logs", "--since", "soon"), "--since 'soon' must be")):
+                           (("deploy.logs", "--since", "soon"), "--since 'soon' must be"),
+                           (("deploy.history", "--limit", "abc"), "--limit 'abc' must be a whole")):
         result = inv(*args, env=environ)
         output = (result.stdout + result.stderr).strip()
         assert result.returncode == 1 and len(output.splitlines()) == 1, output
