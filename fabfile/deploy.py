@@ -96,7 +96,7 @@ def deploy_staging(settings, sha: str, ctx, reporter: Reporter, rebuild=False, d
         summary.result, summary.cause = "failed", f"{exc} before the host was changed"
         raise DeployError(summary.cause) from None
     except CONNECTION_ERRORS as exc:
-        summary.result, summary.cause = "failed", describe(exc) + " before the host was changed"
+        summary.result, summary.cause = "failed", failure_text(exc) + " before the host was changed"
         raise DeployError(summary.cause) from None
     except DeployError as exc:
         summary.result = "failed"
@@ -224,7 +224,7 @@ def release(settings, sha, remote: Runner, reporter: Reporter, summary: Summary,
         before = start_in_slot(remote, settings, sha, slot)
 
     def report_failure(outcome):
-        summary.logs = last_logs(remote, settings, sha, slot)
+        summary.logs, summary.logs_from = last_logs(remote, settings, sha, slot), settings.log_service
         failing = [a.body for a in outcome.probe.answers if a.status != 200 and a.body]
         if failing:
             summary.notes.append(f"last health body: {failing[0][:500]}")
@@ -302,7 +302,7 @@ def last_logs(remote: Runner, settings, sha: str, slot: str) -> str:
 def recover(failure: BaseException, settings, sha, previous, host: HostSession, lock, start,
             began, reporter, summary) -> None:
     """After any failure past the lock: restore `previous`, record it, raise the cause."""
-    cause = describe(failure)
+    cause = failure_text(failure)
     ledger = ReleaseLedger(settings)
     with shielded(reporter.say):
         reporter.say(f"deploy of {sha[:12]} failed: {cause}")
@@ -361,7 +361,7 @@ def ride_out(host: HostSession, lock, reporter, action, within: float = RECOVERY
         except Exception as exc:
             if time.monotonic() > deadline or host_answers(host):
                 raise
-            reporter.note(f"the host is not answering ({describe(exc).splitlines()[0]}); "
+            reporter.note(f"the host is not answering ({failure_text(exc).splitlines()[0]}); "
                           "waiting for it to come back")
 
 
@@ -381,7 +381,7 @@ def wait_for_engine(runner: Runner, deadline: float) -> None:
         time.sleep(1)
 
 
-def describe(failure: BaseException) -> str:
+def failure_text(failure: BaseException) -> str:
     if isinstance(failure, Interrupted):
         return str(failure)
     if isinstance(failure, DeployError):

@@ -18,8 +18,6 @@ class RemoteCommandError(DeployError):
     """A command on the staging host (or locally) exited non-zero."""
 
     def __init__(self, what, result_text):
-        self.what = what
-        self.output = result_text
         super().__init__(f"{what} failed:\n{result_text}".rstrip())
 
 

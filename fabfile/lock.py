@@ -36,7 +36,7 @@ def is_free_command(path: str) -> Command:
     return cmd("flock", "--nonblock", "--conflict-exit-code", str(HELD_EXIT), path, "true")
 
 
-def describe(info: dict, now: float) -> str:
+def describe_holder(info: dict, now: float) -> str:
     if not info:
         return "unknown holder"
     age = now - float(info.get("since_epoch", now))
@@ -74,11 +74,11 @@ class DeployLock:
         holder = self.holder()
         if is_stale(holder, time.time(), self.max_age):
             if reporter:
-                reporter.note(f"taking over a stale lock ({describe(holder, time.time())})")
+                reporter.note(f"taking over a stale lock ({describe_holder(holder, time.time())})")
             break_lock(self.host.runner, self.settings)
             if self._try(10):
                 return
-        raise LockHeld(f"staging is locked by {describe(holder, time.time())}. Wait for it "
+        raise LockHeld(f"staging is locked by {describe_holder(holder, time.time())}. Wait for it "
                        f"(--wait-lock=SECONDS), or if that deploy is gone for sure, run "
                        f"`inv deploy.unlock`")
 

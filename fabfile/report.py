@@ -150,6 +150,7 @@ class Summary:
     cause: str = ""
     url: str = ""
     logs: str = ""
+    logs_from: str = "backend"              # whose log lines `logs` are (invoke.yaml log_service)
     backup: Optional[str] = None            # database dump taken before the migrations
     notes: List[str] = field(default_factory=list)
 
@@ -169,7 +170,7 @@ class Summary:
             lines.append(f"  cause     {self.cause}")
         lines += [f"  note      {n}" for n in self.notes]
         if self.logs:
-            lines.append("  last backend log lines:")
+            lines.append(f"  last {self.logs_from} log lines:")
             lines += ["    " + line for line in self.logs.splitlines()]
         return "\n".join(lines)
 
@@ -192,7 +193,7 @@ class Summary:
         if self.logs:
             # a fence longer than any run of backticks in the logs: they cannot close it
             fence = "`" * max(3, 1 + max((len(r) for r in re.findall(r"`+", self.logs)), default=0))
-            rows += ["", "<details><summary>last backend log lines</summary>", "", fence,
+            rows += ["", f"<details><summary>last {self.logs_from} log lines</summary>", "", fence,
                      self.logs, fence, "</details>"]
         return "\n".join(rows) + "\n"
 

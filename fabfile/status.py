@@ -4,7 +4,7 @@ import posixpath
 import time
 
 from .ledger import ReleaseLedger, as_dict, merge
-from .lock import HELD_EXIT, INFO_FILE, LOCK_FILE, describe, is_free_command
+from .lock import HELD_EXIT, INFO_FILE, LOCK_FILE, describe_holder, is_free_command
 from .running import read_running
 from .shell import cmd
 
@@ -30,7 +30,7 @@ def read_status(runner, settings) -> dict:
         "containers": [{k: c[k] for k in ("Service", "State", "Health", "RestartCount", "Revision")}
                        for c in running.containers],
         "lock": {"held": held, "holder": holder,
-                 "description": describe(holder, time.time()) if held else "free"},
+                 "description": describe_holder(holder, time.time()) if held else "free"},
         "last": as_dict(entries[-1]) if entries else None,
     }
 

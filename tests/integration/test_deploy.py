@@ -61,4 +61,5 @@ def test_wrong_host_key_pin_refuses_before_any_remote_command(testbed_env):
     assert result.returncode == 1
     assert "does NOT match STAGING_KNOWN_HOSTS" in result.stderr
     assert "ssh-keyscan -p" in result.stderr
-    assert "--> upload" not in result.stdout
+    # nothing ran on the host: no step after the connection started
+    assert "--> connect to" in result.stdout and "--> take the deploy lock" not in result.stdout

@@ -4,7 +4,7 @@ import os
 
 from fabfile import ledger, prune
 from fabfile.health import FAILED, HEALTHY, Answer, Probe, wait_until_healthy
-from fabfile.lock import acquire_command, describe, file_identity, holder_pids, is_stale
+from fabfile.lock import acquire_command, describe_holder, file_identity, holder_pids, is_stale
 from tests.conftest import FakeClock
 
 A, B, C, D = ("a" * 40, "b" * 40, "c" * 40, "d" * 40)
@@ -80,7 +80,7 @@ def test_lock_commands_and_holder_description():
         "flock --nonblock --conflict-exit-code 75 /d/deploy.lock sh -c")
     assert "--timeout 30" in acquire_command("/d/deploy.lock", 30).render()
     info = {"action": "deploy", "sha": A, "by": "ci", "since_epoch": 100, "pid": 7}
-    assert describe(info, now=160) == f"deploy of {A[:12]} by ci, 60s ago (host pid 7)"
+    assert describe_holder(info, now=160) == f"deploy of {A[:12]} by ci, 60s ago (host pid 7)"
     assert is_stale(info, now=2000, max_age=1800) and not is_stale(info, now=1000, max_age=1800)
     assert not is_stale({}, now=10 ** 9, max_age=1)
 
