@@ -269,6 +269,16 @@ def bench(c, runs="5"):
     print(main(whole_number("--runs", runs)))
 
 
+@task(name="bench-db", help={"runs": "deploys per size and side (median reported; default 3)"})
+@user_errors
+def bench_db(c, runs="3"):
+    """Deploy time against database size, with and without the migration check -> docs/BENCHMARKS.md."""
+    from testbed.bench_db import main, write
+    text = main(whole_number("--runs", runs))
+    write(text)
+    print(text)
+
+
 deploy = Collection("deploy")
 for deploy_task in (staging, rollback, status, history_, logs, exec_, unlock):
     deploy.add_task(deploy_task)
@@ -277,4 +287,4 @@ staging_hosts.add_task(setup)
 testbed = Collection("testbed")
 testbed.add_task(testbed_up)
 testbed.add_task(testbed_down)
-namespace = Collection(deploy, staging_hosts, testbed, bench)
+namespace = Collection(deploy, staging_hosts, testbed, bench, bench_db)

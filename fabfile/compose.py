@@ -104,8 +104,14 @@ class ComposeCommands:
 
     def migrate(self) -> Command:
         """Migrations as a one-off container of the new image, before it gets traffic."""
-        return self._compose("run", "--rm", "-T", "--no-deps", self.settings.migrate_service,
-                             *self.settings.migrate_command)
+        return self._one_off(self.settings.migrate_command)
+
+    def migrate_check(self) -> Command:
+        """Asks the new image whether it has migrations to apply (exit 0: none)."""
+        return self._one_off(self.settings.migrate_check_command)
+
+    def _one_off(self, argv) -> Command:
+        return self._compose("run", "--rm", "-T", "--no-deps", self.settings.migrate_service, *argv)
 
     def up(self, pull_never: bool = False) -> Command:
         """Bring the project to these files; with pull_never, only images already on the host."""

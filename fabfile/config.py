@@ -223,6 +223,7 @@ class Settings:
     data_services: tuple
     migrate_service: str
     migrate_command: tuple
+    migrate_check_command: tuple   # exit 0: no migration to apply (empty: always dump first)
     log_service: str
     database_service: str
     ci_branch: str
@@ -392,6 +393,7 @@ def load_settings(defaults: Mapping, environ: Mapping[str, str], groups=("host",
         data_services=tuple(defaults.get("data_services") or ()),
         migrate_service=defaults.get("migrate_service", "backend"),
         migrate_command=tuple(defaults.get("migrate_command") or ("migrate",)),
+        migrate_check_command=tuple(defaults.get("migrate_check_command") or ()),
         log_service=defaults.get("log_service", "backend"),
         database_service=defaults.get("database_service", "postgres"),
         ci_branch=defaults.get("ci_branch", "main"),

@@ -36,7 +36,15 @@ from .config import render_env
 from .errors import DeployError
 from .host import HostSession, upload
 from .interrupts import Interrupted, interruptible, shielded
-from .ledger import ReleaseLedger, end_event, good_releases, merge, start_event, who_runs_this
+from .ledger import (
+    ReleaseLedger,
+    end_event,
+    good_releases,
+    latest_backup,
+    merge,
+    start_event,
+    who_runs_this,
+)
 from .lock import held
 from .report import Reporter, Summary
 from .rollback import close_abandoned, restore_release
@@ -211,7 +219,7 @@ def release(settings, sha, remote: Runner, reporter: Reporter, summary: Summary,
         for compose in (staged, candidate):
             remote.run(compose.pull(), "docker compose pull (the running release is untouched)")
     verify_pulled(remote, settings, sha, summary, pushed)
-    summary.backup = backup_database(remote, settings, sha, reporter)
+    summary.backup = backup_database(remote, settings, sha, reporter, candidate)
     with reporter.step("start stable services: data, edge proxy (unchanged ones keep running)"):
         for name in (BASE_FILE, ENV_FILE):
             remote.run(cmd("cp", "-p", posixpath.join(staged.dir, name),
@@ -279,15 +287,26 @@ def verify_pulled(remote: Runner, settings, sha, summary: Summary, pushed: dict)
                               "pushed: the tag changed in the registry meanwhile; deploy again")
 
 
-def backup_database(remote: Runner, settings, sha, reporter) -> Optional[str]:
-    """pg_dump into STAGING_DIR/backups before migrations; none on a first deploy."""
+def backup_database(remote: Runner, settings, sha, reporter,
+                    candidate: ComposeCommands) -> Optional[str]:
+    """pg_dump into STAGING_DIR/backups before migrations, when the release has some to apply
+    (migrate_check_command; without one, before every release); none on a first deploy."""
     top = ComposeCommands(settings)
     probe = top.exec_in(settings.database_service, "true")
     if not remote.dry_run and not remote.run(probe, check=False).ok:
         reporter.note("no running database to back up (first deploy)")
         return None
+    why = "before every release: no migrate_check_command"
+    if settings.migrate_check_command:
+        with reporter.step("ask the new release whether it has migrations to apply"):
+            pending = not remote.run(candidate.migrate_check(), check=False).ok
+        if not pending and not remote.dry_run:
+            reporter.note("no migration to apply: no dump needed (`--restore-db` uses the one "
+                          "taken before the last release that changed the schema)")
+            return None
+        why = "it has migrations to apply"
     path = backup.backup_path(settings, sha)
-    with reporter.step(f"back up the database to {path}"):
+    with reporter.step(f"back up the database to {path} ({why})"):
         remote.run(cmd("install", "-d", "-m", "0700", "--", posixpath.dirname(path)))
         remote.run(backup.dump(top, path), "pg_dump")
     return path
@@ -405,11 +424,12 @@ def prune_after_success(runner, settings, sha, previous, reporter) -> None:
             if stopped:
                 runner.run(remove_containers(stopped), "removing stopped containers")
             paths = []
+            newest_dump = posixpath.basename(latest_backup(entries) or "")  # for --restore-db
             for listing, folder in ((prune.list_release_dirs(settings), "releases"),
                                     (prune.list_backups(settings), "backups")):
                 names = runner.run(listing, check=False).stdout.split()
                 paths += [posixpath.join(settings.STAGING_DIR, folder, n)
-                          for n in prune.choose_files(names, keep)]
+                          for n in prune.choose_files(names, keep, {newest_dump})]
             if paths:
                 runner.run(prune.remove_paths(paths), "removing old release files")
             reporter.note(f"removed {len(refs)} image references, {len(stopped)} stopped "

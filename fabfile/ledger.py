@@ -112,10 +112,12 @@ def rollback_choice(entries: List[Entry], current: Optional[str]) -> Optional[st
     return next((sha for sha in good_releases(entries) if sha != current), None)
 
 
-def backup_taken_for(entries: List[Entry], sha: str) -> Optional[str]:
-    """The dump taken just before `sha` was last deployed (its migrations ran after it)."""
+def latest_backup(entries: List[Entry]) -> Optional[str]:
+    """The dump taken before the last release that changed the schema: the newest dump of any
+    deploy (a release with no migration to apply takes none, so the schema is still the one
+    that dump's release left)."""
     for entry in reversed(entries):
-        if entry.action == "deploy" and entry.sha == sha and entry.backup:
+        if entry.action == "deploy" and entry.backup:
             return entry.backup
     return None
 

@@ -62,10 +62,12 @@ def list_backups(settings) -> Command:
     return cmd("ls", "-1", posixpath.join(settings.STAGING_DIR, "backups"))
 
 
-def choose_files(names: List[str], keep_shas: Iterable[str]) -> List[str]:
-    """Release folders and backups (named <sha> / <sha>-<stamp>.dump) of releases not kept."""
-    keep = set(keep_shas)
-    return sorted(n for n in names if SHA_PREFIX.match(n) and n[:40] not in keep)
+def choose_files(names: List[str], keep_shas: Iterable[str], keep_names: Iterable[str] = ()) -> List[str]:
+    """Release folders and backups (named <sha> / <sha>-<stamp>.dump) of releases not kept,
+    except the names in `keep_names` (the dump `--restore-db` would use)."""
+    keep, named = set(keep_shas), set(keep_names)
+    return sorted(n for n in names if SHA_PREFIX.match(n) and n[:40] not in keep
+                  and n not in named)
 
 
 def remove_paths(paths: List[str]) -> Command:

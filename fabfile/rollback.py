@@ -15,8 +15,8 @@ from .host import HostSession
 from .interrupts import shielded
 from .ledger import (
     ReleaseLedger,
-    backup_taken_for,
     end_event,
+    latest_backup,
     merge,
     rollback_choice,
     start_event,
@@ -137,11 +137,11 @@ def rollback_on_host(settings, runner, reporter, summary, to, restore_db, yes, c
     if not retained(runner, settings, target):
         raise DeployError(f"release {target[:12]} is not retained on the host (pruned or never "
                           f"deployed here); `inv deploy.history` lists the releases")
-    dump = backup_taken_for(entries, running.sha) if restore_db else None
+    dump = latest_backup(entries) if restore_db else None
     if restore_db:
         if not dump:
-            raise DeployError(f"no database backup was taken before {str(running.sha)[:12]} "
-                              "was deployed; nothing to restore")
+            raise DeployError("no database dump is recorded (no release has applied a migration "
+                              "since the first deploy); nothing to restore")
         if not yes and confirm(f"Restore the database from {dump}? Changes made since are "
                                "lost. Type 'yes': ").strip() != "yes":
             raise DeployError("database restore not confirmed; nothing was changed")

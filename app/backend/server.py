@@ -1,6 +1,8 @@
 """Stand-in backend for the classroom-manager app: health, a small table, migrations.
 
-Commands: `serve` (default), `migrate`, `healthcheck` (used by the compose healthcheck).
+Commands: `serve` (default), `migrate`, `migrate-check` (exit 0 when no migration is pending,
+1 otherwise), `healthcheck` (used by the compose healthcheck). Migrations are the built-in ones
+plus `migrations/<version>-<name>.sql` beside this file.
 Only the standard library plus Debian's python3-psycopg2 and python3-redis.
 
 A file named FAULT beside this one, present at image build time, makes the service
@@ -40,6 +42,17 @@ MIGRATIONS = [
     (1, "CREATE TABLE items (id SERIAL PRIMARY KEY, name TEXT NOT NULL,"
         " created_at TIMESTAMPTZ NOT NULL DEFAULT now())"),
 ]
+
+
+def read_migrations():
+    """The built-in migrations and the files in migrations/, by version."""
+    folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
+    found = list(MIGRATIONS)
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        if name.endswith(".sql"):
+            with open(os.path.join(folder, name)) as f:
+                found.append((int(name.split("-", 1)[0]), f.read()))
+    return sorted(found)
 
 
 def read_fault():
@@ -221,24 +234,41 @@ def add_item(name):
         conn.close()
 
 
+def applied_migrations(cur):
+    cur.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INT PRIMARY KEY,"
+                " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+    cur.execute("SELECT version FROM schema_migrations")
+    return {row[0] for row in cur.fetchall()}
+
+
+def migrate_check():
+    """Exit 0 when every migration of this release is applied, 1 when some are pending."""
+    conn = db_connect()
+    try:
+        with conn, conn.cursor() as cur:
+            applied = applied_migrations(cur)
+    finally:
+        conn.close()
+    pending = [version for version, _ in read_migrations() if version not in applied]
+    log("info", "migrations pending" if pending else "no migration pending", pending=pending)
+    sys.exit(1 if pending else 0)
+
+
 def migrate():
     """Apply pending migrations in one transaction, under an advisory lock."""
     conn = db_connect()
     try:
         with conn, conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(4242)")
-            cur.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INT PRIMARY KEY,"
-                        " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
-            cur.execute("SELECT version FROM schema_migrations")
-            applied = {row[0] for row in cur.fetchall()}
-            for version, sql in MIGRATIONS:
+            applied = applied_migrations(cur)
+            for version, sql in read_migrations():
                 if version not in applied:
                     cur.execute(sql)
                     cur.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
                     log("info", "migration applied", migration=version)
     finally:
         conn.close()
-    log("info", "migrations up to date", latest=MIGRATIONS[-1][0])
+    log("info", "migrations up to date", latest=read_migrations()[-1][0])
 
 
 def serve():
@@ -282,7 +312,8 @@ def healthcheck():
 if __name__ == "__main__":
     command = sys.argv[1] if len(sys.argv) > 1 else "serve"
     try:
-        {"serve": serve, "migrate": migrate, "healthcheck": healthcheck}[command]()
+        {"serve": serve, "migrate": migrate, "migrate-check": migrate_check,
+         "healthcheck": healthcheck}[command]()
     except (psycopg2.Error, redis.RedisError) as exc:
         log("error", command + " failed", error=str(exc).strip())
         sys.exit(1)

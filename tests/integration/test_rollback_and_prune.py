@@ -2,9 +2,19 @@
 import json
 import re
 import subprocess
+import time
 
 import testbed
-from tests.integration.conftest import deploy, health, inv, release, rows, staging_host, write_row
+from tests.integration.conftest import (
+    deploy,
+    health,
+    inv,
+    make_commit,
+    release,
+    rows,
+    staging_host,
+    write_row,
+)
 
 OTHER_COMPOSE = """services:
   cache:
@@ -38,14 +48,23 @@ def test_rollback_restores_the_previous_release_with_the_registry_down(testbed_e
 
 
 def test_rollback_with_restore_db_brings_back_the_data_from_before_the_release(testbed_env):
-    a = deploy_ok(testbed_env, release("db-a"))
+    a = release("db-a")
+    plain = deploy(testbed_env, a)
+    assert plain.returncode == 0 and "no migration to apply: no dump needed" in plain.stdout
     before = write_row()
-    deploy_ok(testbed_env, release("db-b", parent=a))
+    version = int(time.time())          # a migration no earlier test run has applied
+    b = make_commit({"app/backend/RELEASE": f"db-b {version}\n",
+                     f"app/backend/migrations/{version}-note.sql":
+                         f"ALTER TABLE items ADD COLUMN note_{version} TEXT"}, a)
+    migrating = deploy(testbed_env, b)
+    assert migrating.returncode == 0, migrating.output
+    assert "(it has migrations to apply)" in migrating.stdout
+    deploy_ok(testbed_env, release("db-c", parent=b))      # no migration: the dump before b holds
     after = write_row()
-    refused = inv(testbed_env, "deploy.rollback", "--restore-db")   # no terminal, no --yes
+    refused = inv(testbed_env, "deploy.rollback", "--to", a, "--restore-db")   # no terminal, no --yes
     assert refused.returncode == 1 and "--yes" in refused.stderr
     assert after in rows()
-    result = inv(testbed_env, "deploy.rollback", "--restore-db", "--yes")
+    result = inv(testbed_env, "deploy.rollback", "--to", a, "--restore-db", "--yes")
     assert result.returncode == 0, result.output
     assert health()[1]["data"]["version"] == a
     assert before in rows() and after not in rows()

@@ -157,3 +157,8 @@ def test_digest_is_picked_for_the_right_repository():
     output = '["other/repo@sha256:aaa","ghcr.io/acme/x-backend@sha256:bbb"]'
     assert images.digest_from_inspect(output, "ghcr.io/acme/x-backend") == "sha256:bbb"
     assert images.digest_from_inspect("not json", "x") is None
+
+
+def test_the_new_release_is_asked_about_migrations_before_the_dump(settings):
+    slot = ComposeCommands(settings, "/opt/classroom-manager/releases/abc", "blue")
+    assert slot.migrate_check().render().endswith(" run --rm -T --no-deps backend migrate-check")

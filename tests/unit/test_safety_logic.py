@@ -38,11 +38,12 @@ def test_rollback_choice_is_the_last_good_release_before_the_current():
     assert ledger.rollback_choice(ledger.merge(events((A, "succeeded"))), current=A) is None
 
 
-def test_backup_for_a_release_is_the_one_taken_before_its_migrations():
-    text = events((A, "succeeded"), (B, "succeeded"))
+def test_the_backup_to_restore_is_the_one_before_the_last_schema_change():
+    """Releases without migrations take no dump: the newest dump still holds."""
+    text = events((A, "succeeded"), (B, "succeeded"), (C, "succeeded"))
+    assert ledger.latest_backup(ledger.merge(text)) is None
     text += "\n" + json.dumps(ledger.end_event("id1", "succeeded", backup="/x/b.dump"))
-    assert ledger.backup_taken_for(ledger.merge(text), B) == "/x/b.dump"
-    assert ledger.backup_taken_for(ledger.merge(text), A) is None
+    assert ledger.latest_backup(ledger.merge(text)) == "/x/b.dump"   # C took none
 
 
 def image(repo, tag, image_id):
@@ -73,6 +74,8 @@ def test_prune_removes_only_stopped_containers_of_the_rows_given():
 def test_prune_removes_only_files_named_for_releases_not_kept():
     names = [A, B, f"{A}-20260101T000000Z.dump", f"{C}-20260101T000000Z.dump", "notes.txt", ".."]
     assert prune.choose_files(names, [A]) == [B, f"{C}-20260101T000000Z.dump"]
+    # the dump --restore-db would use stays, however old its release
+    assert prune.choose_files(names, [A], {f"{C}-20260101T000000Z.dump"}) == [B]
 
 
 def test_lock_commands_and_holder_description():
@@ -125,3 +128,43 @@ def test_restarts_from_before_the_switch_do_not_count():
     outcome = wait_until_healthy(lambda: running(restarts=2), A, ["frontend", "backend"], timeout=30,
                                  restarts_before={"backend": 2}, clock=clock, sleep=clock.sleep)
     assert outcome.verdict.state == HEALTHY
+
+
+class ScriptedRunner:
+    """Answers each command by the first matching word in `exits` (default 0); records them."""
+    dry_run = False
+
+    def __init__(self, exits):
+        from fabfile.shell import Result
+        self.exits, self.ran, self.Result = exits, [], Result
+
+    def run(self, command, what="", check=True, timeout=None):
+        self.ran.append(command.render())
+        code = next((c for word, c in self.exits.items() if word in command.render()), 0)
+        return self.Result(code, "", "")
+
+
+def test_the_dump_is_taken_only_when_the_release_has_migrations_to_apply(settings):
+    import io
+    from dataclasses import replace
+
+    from fabfile.compose import ComposeCommands
+    from fabfile.deploy import backup_database
+    from fabfile.report import Reporter
+    candidate = ComposeCommands(settings, "/opt/classroom-manager/releases/" + A, "blue")
+
+    def backup(exits, config=settings):
+        runner, out = ScriptedRunner(exits), io.StringIO()
+        path = backup_database(runner, config, A, Reporter(stream=out), candidate)
+        return path, runner.ran, out.getvalue()
+
+    path, ran, said = backup({"migrate-check": 0})
+    assert path is None and not any("pg_dump" in c for c in ran)
+    assert "no migration to apply: no dump needed" in said
+    path, ran, said = backup({"migrate-check": 1})
+    assert path.startswith(f"/opt/classroom-manager/backups/{A}-") and "pg_dump" in ran[-1]
+    assert "(it has migrations to apply)" in said
+    path, ran, said = backup({}, replace(settings, migrate_check_command=()))
+    assert path and "migrate-check" not in " ".join(ran) and "before every release" in said
+    path, ran, said = backup({"exec -T postgres sh -c true": 1})          # first deploy
+    assert path is None and "first deploy" in said
