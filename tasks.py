@@ -1,8 +1,9 @@
 """Deploy the classroom-manager stack to staging: `inv --list` shows every task.
 
 Thin entry point: each task parses its flags, loads validated settings, calls the library in
-`fabfile/` (deploy) or `testbed/` (local test environment), and reports. A user error ends
-with one clear line and a non-zero exit, never a traceback.
+`fabfile/`, and reports. A user error ends with one clear line and a non-zero exit, never a
+traceback. The `testbed.*` and `bench*` tasks drive this repository's own test environment
+(`testbed/`); they exist only where that folder does and are not part of the installed tool.
 """
 import functools
 import io
@@ -14,7 +15,6 @@ from pathlib import Path
 
 from invoke import Collection, Exit, task
 
-import testbed as testbed_lib
 from fabfile.ci_gate import is_required
 from fabfile.config import SHA_RE, load_settings, read_environment, validate_sha
 from fabfile.deploy import deploy_staging
@@ -250,7 +250,8 @@ def setup(c, compose_deb=None):
 @user_errors
 def testbed_up(c):
     """Start the local testbed (engine, registry, SSH staging host) and write .env.testbed."""
-    path = testbed_lib.up()
+    from testbed import up
+    path = up()
     print(f"next: DEPLOY_ENV_FILE={path.name} inv deploy.staging --sha $(git rev-parse HEAD)")
 
 
@@ -258,7 +259,8 @@ def testbed_up(c):
 @user_errors
 def testbed_down(c, images=False):
     """Remove everything the testbed made: containers, network, volumes, keys, .env.testbed."""
-    testbed_lib.down(remove_images=images)
+    from testbed import down
+    down(remove_images=images)
 
 
 @task(help={"runs": "runs of each scenario (median reported; default 5)"})
@@ -284,7 +286,8 @@ for deploy_task in (staging, rollback, status, history_, logs, exec_, unlock):
     deploy.add_task(deploy_task)
 staging_hosts = Collection("staging")
 staging_hosts.add_task(setup)
-testbed = Collection("testbed")
-testbed.add_task(testbed_up)
-testbed.add_task(testbed_down)
-namespace = Collection(deploy, staging_hosts, testbed, bench, bench_db)
+namespace = Collection(deploy, staging_hosts)
+if (ROOT / "testbed").is_dir():   # this repository's own test environment; not a user's
+    namespace.add_collection(Collection("testbed", testbed_up, testbed_down))
+    namespace.add_task(bench)
+    namespace.add_task(bench_db)

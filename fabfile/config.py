@@ -64,6 +64,12 @@ def _seconds_between(low: float, high: float, zero: bool = False):
     return parse
 
 
+def _yes_no(value: str) -> bool:
+    if value.lower() not in ("true", "false", "yes", "no", "1", "0"):
+        raise ValueError("must be true or false")
+    return value.lower() in ("true", "yes", "1")
+
+
 def _count(value: str) -> int:
     number = _number(value, int)
     if not 1 <= number <= 100:
@@ -164,6 +170,8 @@ SETTINGS = [
     Setting("SETUP_SSH_KEY", "that admin's private key (or a path to it)", "setup", secret=True),
     Setting("STAGING_DIR", "deploy directory on the host", "", "staging_dir", _staging_dir),
     Setting("REGISTRY", "container registry host", "", "registry", _registry),
+    Setting("REGISTRY_PLAIN_HTTP", "the registry speaks plain http, not https (a local test "
+            "registry only)", "", "registry_plain_http", _yes_no),
     Setting("IMAGE_NAME", "owner/repo; images are REGISTRY/IMAGE_NAME-<service>", "build",
             parse=_image_name),
     Setting("REGISTRY_USER", "registry user for pushing (unset: use the existing docker login)", "",

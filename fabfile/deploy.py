@@ -128,7 +128,8 @@ def publish_images(settings, sha, local: Runner, reporter: Reporter, rebuild: bo
     refs = {s.name: settings.image_ref(s.name, sha) for s in settings.services}
     if not rebuild and not local.dry_run:
         with reporter.step("look for staging-%s in the registry" % sha[:12]):
-            present = all(local.run(images.exists_in_registry(ref), check=False).ok
+            present = all(local.run(images.exists_in_registry(ref, settings.REGISTRY_PLAIN_HTTP),
+                                    check=False).ok
                           for ref in refs.values())
         if present:
             reporter.note("images already in the registry: skipping the build (--rebuild forces it)")

@@ -60,11 +60,10 @@ def exists_locally(ref: str) -> Command:
     return cmd("docker", "image", "inspect", "--format", "{{.Id}}", ref)
 
 
-def exists_in_registry(ref: str) -> Command:
-    """Exits 0 when the registry has this tag (uses the local docker login)."""
-    # Plain-http registries on loopback (the testbed's) need --insecure; others stay on TLS.
-    insecure = ("--insecure",) if ref.startswith(("localhost:", "127.0.0.1:")) else ()
-    return cmd("docker", "manifest", "inspect", *insecure, ref)
+def exists_in_registry(ref: str, plain_http: bool = False) -> Command:
+    """Exits 0 when the registry has this tag (uses the local docker login). `plain_http`
+    (REGISTRY_PLAIN_HTTP, a registry without TLS such as a local test one) allows http."""
+    return cmd("docker", "manifest", "inspect", *(("--insecure",) if plain_http else ()), ref)
 
 
 def repo_digests(ref: str) -> Command:

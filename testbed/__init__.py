@@ -305,6 +305,7 @@ def write_env_file(creds, known_hosts):
         "STAGING_KNOWN_HOSTS": known_hosts,
         "STAGING_URL": f"http://127.0.0.1:{HTTP_PORT}",
         "REGISTRY": f"localhost:{REGISTRY_PORT}",
+        "REGISTRY_PLAIN_HTTP": "true",
         "IMAGE_NAME": "testbed/classroom-manager",
         "REGISTRY_USER": "pusher",
         "REGISTRY_PASSWORD": creds["REGISTRY_PASSWORD"],

@@ -78,3 +78,16 @@ def test_hostile_settings_stop_a_dry_run_with_one_line_naming_them(environ):
         assert name in output and "Traceback" not in output and "[remote]" not in output
     sha_with_newline = inv("deploy.staging", "--sha", head + "\n", "--dry-run", env=environ)
     assert sha_with_newline.returncode == 1 and "not a full 40-character" in sha_with_newline.stderr
+
+
+def test_the_tool_without_this_repositorys_testbed_has_no_testbed_tasks(tmp_path):
+    """What a user installs is the tool: the testbed is neither imported nor offered."""
+    import shutil
+    for name in ("tasks.py", "invoke.yaml"):
+        shutil.copy(ROOT / name, tmp_path)
+    shutil.copytree(ROOT / "fabfile", tmp_path / "fabfile")
+    result = subprocess.run([sys.executable, "-m", "invoke", "--list"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "deploy.staging" in result.stdout
+    assert "testbed" not in result.stdout and "bench" not in result.stdout

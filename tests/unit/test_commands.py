@@ -41,9 +41,9 @@ def test_arguments_are_shell_quoted():
     assert pipe(cmd("a"), cmd("b", "c d")).render() == "set -o pipefail; a | b 'c d'"
 
 
-def test_manifest_check_is_insecure_only_for_loopback_registries():
-    assert "--insecure" in images.exists_in_registry("localhost:5000/x/y:t").argv
-    assert "--insecure" not in images.exists_in_registry("ghcr.io/x/y:t").argv
+def test_manifest_check_uses_plain_http_only_when_configured():
+    assert "--insecure" in images.exists_in_registry("localhost:5000/x/y:t", plain_http=True).argv
+    assert "--insecure" not in images.exists_in_registry("localhost:5000/x/y:t").argv
 
 
 def test_compose_commands_name_project_file_and_env_absolutely(settings):
