@@ -19,7 +19,7 @@ from fabfile.ci_gate import is_required
 from fabfile.config import SHA_RE, load_settings, read_environment, validate_sha
 from fabfile.deploy import deploy_staging
 from fabfile.errors import ConfigError, DeployError
-from fabfile.host import HostSession, upload_file
+from fabfile.host import HostSession
 from fabfile.images import commit_exists
 from fabfile.incident import exec_in_live, exec_problems, log_problems, show_logs
 from fabfile.lock import break_lock
@@ -106,7 +106,7 @@ def staging(c, sha=None, rebuild=False, dry_run=False, force=False, wait_lock=No
     wait = lock_wait(wait_lock)
     reporter = reporter_for(settings)
     reporter.say(f"deploying {sha} to {settings.STAGING_URL}" + (" (dry run)" if dry_run else ""))
-    deploy_staging(settings, sha, c, reporter, rebuild=rebuild, dry_run=dry_run, force=force,
+    deploy_staging(settings, sha, reporter, rebuild=rebuild, dry_run=dry_run, force=force,
                    wait_lock=wait, require_ci=is_required(os.environ, require_ci))
 
 
@@ -240,8 +240,7 @@ def setup(c, compose_deb=None):
         raise ConfigError([f"--compose-deb {compose_deb} is not a file"])
     reporter = reporter_for(settings)
     with HostSession(settings, reporter, settings.SETUP_USER, settings.SETUP_SSH_KEY) as host:
-        line = setup_host(settings, host.runner, reporter, compose_deb,
-                          upload=lambda remote, local: upload_file(host.conn, remote, local))
+        line = setup_host(settings, host.runner, reporter, compose_deb)
     reporter.say(f"ready for deploys as {settings.STAGING_USER}. Pin this host key "
                  f"(STAGING_KNOWN_HOSTS), after checking its fingerprint on the server:\n{line}")
 

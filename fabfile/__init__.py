@@ -2,20 +2,27 @@
 
 Read `deploy.py` first: it tells a deploy's story top to bottom. Then, by concern:
 
+- deploy.py     the deploy, top to bottom (read it first)
 - config.py     settings from invoke.yaml, .env and the environment, validated once
 - shell.py      commands as data (`Command`) and the one place that runs them (`Runner`)
-- host.py       the SSH connection: pinned host key, liveness watch, SFTP upload, reconnect
+- transport.py  how actions reach a machine: SSH (one connection), local, or a recorder
+- host.py       the SSH connection: pinned host key, liveness watch, reconnect
 - images.py     build from a commit, tag, push, digests (local docker)
 - compose.py    compose commands on the host (stable project, blue/green slots), parsing docker
 - running.py    what runs now, read from the containers; waiting for a slot to be healthy
 - slots.py      blue/green: start in the idle slot, check, switch the edge, retire the old slot
 - health.py     deciding healthy / waiting / failed, and the polling loop
-- lock.py       the deploy lock (flock held by a process on our SSH channel)
+- lock.py       the deploy lock (flock held open by a process on the host, through the transport)
 - ledger.py     the append-only release ledger on the host
 - backup.py     pg_dump before migrations, pg_restore for rollback --restore-db
 - rollback.py   restoring a retained release; `deploy.rollback`
 - prune.py      choosing what of this project to remove after success
 - status.py     `deploy.status` and `deploy.history`
+- incident.py   `deploy.logs` and `deploy.exec` on the live release
+- plan.py       `--dry-run`: the deploy against a simulated host, printed as its plan
+- provision.py  `staging.setup`: a fresh Debian/Ubuntu server made ready for deploys
+- ci_gate.py    the GitHub check that CI passed for the sha, on main (in Actions)
+- notify.py     the webhook after a deploy
 - report.py     step lines, the summary, secret redaction
 - interrupts.py Ctrl-C / SIGTERM as a recoverable exception
 - errors.py     errors a user can act on

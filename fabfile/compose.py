@@ -170,6 +170,13 @@ def engine_version() -> Command:
     return cmd("docker", "version", "--format", "{{.Server.Version}}")
 
 
+def running_service(project: str, service: str) -> Command:
+    """The id of `service`'s running container in compose project `project` (empty: none)."""
+    return cmd("docker", "ps", "-q", "--filter", f"label={PROJECT_LABEL}={project}",
+               "--filter", f"label=com.docker.compose.service={service}",
+               "--filter", "status=running")
+
+
 def all_containers() -> Command:
     """Every compose container on the host with its project; `ours` picks ours."""
     return cmd("docker", "ps", "-a", "--no-trunc", "--filter", f"label={PROJECT_LABEL}",

@@ -11,11 +11,11 @@ stopped serving, or still runs beside the failed one. After success only: prune.
 """
 import posixpath
 import time
-from typing import Optional
+from typing import Optional, Tuple
 
 import paramiko
 
-from . import backup, ci_gate, images, notify, prune
+from . import backup, ci_gate, images, notify, plan, prune
 from .compose import (
     APP_FILE,
     BASE_FILE,
@@ -30,11 +30,12 @@ from .compose import (
     other_slot,
     release_dir,
     remove_containers,
+    running_service,
     strip_terminal_codes,
 )
 from .config import render_env
 from .errors import DeployError
-from .host import HostSession, upload
+from .host import HostSession
 from .interrupts import Interrupted, interruptible, shielded
 from .ledger import (
     ReleaseLedger,
@@ -42,14 +43,15 @@ from .ledger import (
     good_releases,
     latest_backup,
     merge,
+    record_success,
     start_event,
     who_runs_this,
 )
 from .lock import held
 from .report import Reporter, Summary
 from .rollback import close_abandoned, restore_release
-from .running import RunningRelease, containers, live_slot, read_running
-from .shell import Runner, cmd
+from .running import RunningRelease, containers, read_running
+from .shell import Runner, chain, cmd
 from .slots import (
     check_candidate,
     confirm_switch,
@@ -58,6 +60,7 @@ from .slots import (
     switch_edge,
     watch_live,
 )
+from .transport import LocalTransport, Recorder
 
 CONNECTION_ERRORS = (paramiko.SSHException, OSError, EOFError)
 # After a failure, how long the recovery rides out a host that does not answer (a network drop,
@@ -65,39 +68,21 @@ CONNECTION_ERRORS = (paramiko.SSHException, OSError, EOFError)
 RECOVERY_WITHIN = 180
 
 
-def deploy_staging(settings, sha: str, ctx, reporter: Reporter, rebuild=False, dry_run=False,
+def deploy_staging(settings, sha: str, reporter: Reporter, rebuild=False, dry_run=False,
                    force=False, wait_lock: Optional[float] = None, require_ci=False) -> Summary:
-    """Ship commit `sha` to staging. Raises DeployError (after printing the summary) on failure."""
+    """Ship commit `sha` to staging. Raises DeployError (after printing the summary) on failure.
+
+    With `dry_run`, the same code runs against a simulated host and prints the plan (plan.py)."""
+    if dry_run:
+        return print_plan(settings, sha, reporter, rebuild, force, wait_lock, require_ci)
     summary = Summary("deploy", sha, url=settings.STAGING_URL)
-    local = Runner(ctx, "local", dry_run, reporter.say, timeout=settings.command_timeout)
+    local = Runner(LocalTransport(), "local", reporter.say, timeout=settings.command_timeout)
     try:
         with interruptible():
             if require_ci:
                 ci_gate.enforce(settings, sha, reporter)
-            pushed = publish_images(settings, sha, local, reporter, rebuild)
-            if dry_run:
-                release(settings, sha, Runner(None, "remote", True, reporter.say), reporter,
-                        summary, pushed)
-                return summary
-            with HostSession(settings, reporter) as host, \
-                    held(host, settings, "deploy", sha, wait_lock, reporter) as lock:
-                ledger = ReleaseLedger(settings)
-                entries = close_abandoned(host.runner, settings, reporter)
-                previous = record_running(host.runner, settings, entries, reporter)
-                refuse_older(sha, previous, force, local, reporter)
-                start = start_event("deploy", sha, previous, who_runs_this())
-                host.runner.run(ledger.append(start))
-                began = time.monotonic()
-                try:
-                    release(settings, sha, host.runner, reporter, summary, pushed)
-                except BaseException as failure:
-                    recover(failure, settings, sha, previous, host, lock, start, began, reporter,
-                            summary)
-                with shielded(reporter.say):  # the release is live: record it, whatever comes
-                    host.runner.run(ledger.append(end_event(
-                        start["id"], "succeeded", time.monotonic() - began, images=summary.images,
-                        backup=summary.backup)))
-                    prune_after_success(host.runner, settings, sha, previous, reporter)
+            deploy(settings, sha, reporter, local, lambda: HostSession(settings, reporter),
+                   summary, rebuild, force, wait_lock)
         summary.result = "succeeded"
         return summary
     except Interrupted as exc:
@@ -112,9 +97,52 @@ def deploy_staging(settings, sha: str, ctx, reporter: Reporter, rebuild=False, d
         raise
     finally:
         summary.duration = reporter.elapsed()
-        if not dry_run:
-            summary.publish(reporter)
-            notify.send(settings.STAGING_WEBHOOK_URL, summary, reporter)
+        summary.publish(reporter)
+        notify.send(settings.STAGING_WEBHOOK_URL, summary, reporter)
+
+
+def print_plan(settings, sha: str, reporter: Reporter, rebuild: bool, force: bool,
+               wait_lock: Optional[float], require_ci: bool) -> Summary:
+    """--dry-run: the deploy's every action, in order, without running any (see plan.py)."""
+    steps, script = plan.PlanReporter(plan.Plan(), settings.secrets), plan.SimulatedHost(settings)
+    if require_ci:
+        steps.plan.step(f"ask the GitHub API whether CI passed for {sha[:12]} on main (not "
+                        "asked in a dry run)")
+    local = Runner(Recorder(steps.plan, "local", script), "local", reporter.say)
+    summary = Summary("deploy", sha, url=settings.STAGING_URL)
+    deploy(settings, sha, steps, local,
+           lambda: plan.PlannedSession(settings, steps, steps.plan, script), summary, rebuild,
+           force, wait_lock)
+    reporter.say(f"plan (nothing was run; it assumes {plan.RUNNING} live and healthy in slot "
+                 f"{plan.PLAN_LIVE_SLOT}; lines marked `{plan.DEPENDS.strip()}` take their "
+                 "arguments from what the host answers; how many looks a poll takes depends on "
+                 "it too):")
+    reporter.say(plan.render(steps.plan))
+    return summary
+
+
+def deploy(settings, sha: str, reporter: Reporter, local: Runner, session, summary: Summary,
+           rebuild: bool, force: bool, wait_lock: Optional[float]) -> None:
+    """Publish the images, then, on the host (`session()`) under the lock, release; recover on
+    any failure after the lock. Fills `summary`."""
+    pushed = publish_images(settings, sha, local, reporter, rebuild)
+    with session() as host, held(host, settings, "deploy", sha, wait_lock, reporter) as lock:
+        ledger = ReleaseLedger(settings)
+        entries = close_abandoned(host.runner, settings, reporter)
+        previous, live = record_running(host.runner, settings, entries, reporter)
+        refuse_older(sha, previous, force, local, reporter)
+        start = start_event("deploy", sha, previous, who_runs_this())
+        host.runner.run(ledger.append(start))
+        began = time.monotonic()
+        try:
+            release(settings, sha, host.runner, reporter, summary, pushed, live)
+        except BaseException as failure:
+            recover(failure, settings, sha, previous, host, lock, start, began, reporter, summary)
+        with shielded(reporter.say):  # the release is live: record it, whatever comes
+            record_success(host.runner, ledger, end_event(
+                start["id"], "succeeded", time.monotonic() - began, images=summary.images,
+                backup=summary.backup), reporter, sha[:12])
+            prune_after_success(host.runner, settings, sha, previous, reporter)
 
 
 def publish_images(settings, sha, local: Runner, reporter: Reporter, rebuild: bool) -> dict:
@@ -126,7 +154,7 @@ def publish_images(settings, sha, local: Runner, reporter: Reporter, rebuild: bo
             local.run(images.login(settings.REGISTRY, settings.REGISTRY_USER,
                                    settings.REGISTRY_PASSWORD), "docker login")
     refs = {s.name: settings.image_ref(s.name, sha) for s in settings.services}
-    if not rebuild and not local.dry_run:
+    if not rebuild:
         with reporter.step("look for staging-%s in the registry" % sha[:12]):
             present = all(local.run(images.exists_in_registry(ref, settings.REGISTRY_PLAIN_HTTP),
                                     check=False).ok
@@ -153,15 +181,15 @@ def publish_images(settings, sha, local: Runner, reporter: Reporter, rebuild: bo
 
 def local_digests(settings, refs: dict, runner: Runner) -> dict:
     """service -> registry digest of its image, as the given engine knows it."""
-    if runner.dry_run:
-        return {}
-    return {name: images.digest_from_inspect(runner.run(images.repo_digests(ref)).stdout,
-                                             settings.image_repo(name))
-            for name, ref in refs.items()}
+    lines = runner.run(images.repo_digests(*refs.values())).stdout.splitlines()
+    return {name: images.digest_from_inspect(line, settings.image_repo(name))
+            for name, line in zip(refs, lines)}
 
 
-def record_running(runner, settings, entries, reporter) -> Optional[str]:
-    """The release to come back to: what runs now if healthy, else the last good one kept.
+def record_running(runner, settings, entries,
+                   reporter) -> Tuple[Optional[str], Optional[str]]:
+    """The release to come back to (what runs now if healthy, else the last good one kept), and
+    the slot the edge sends users to.
 
     Its images are tagged `rollback` and `release-<sha>` so no prune can remove them (its files
     are in releases/<sha>/ since its own deploy, and prune keeps them too)."""
@@ -170,19 +198,20 @@ def record_running(runner, settings, entries, reporter) -> Optional[str]:
         if running.sha and running.healthy:
             keep_running_release(runner, settings, running)
             reporter.note(f"running: {running.sha[:12]}, healthy; tagged for rollback")
-            return running.sha
+            return running.sha, running.slot
         fallback = next(iter(good_releases(entries)), None)
         reporter.note(f"running: {running.sha[:12] if running.sha else 'nothing'} "
                       f"({running.reason}); rollback target: "
                       f"{fallback[:12] if fallback else 'none (first deploy)'}")
-        return fallback
+        return fallback, running.slot
 
 
 def keep_running_release(runner, settings, running: RunningRelease) -> None:
-    for service, image_id in running.images.items():
-        repo = settings.image_repo(service)
-        runner.run(images.tag(image_id, f"{repo}:{images.ROLLBACK_TAG}"))
-        runner.run(images.tag(image_id, f"{repo}:{images.release_tag(running.sha)}"))
+    tags = [images.tag(image_id, f"{settings.image_repo(service)}:{tag}")
+            for service, image_id in running.images.items()
+            for tag in (images.ROLLBACK_TAG, images.release_tag(running.sha))]
+    if tags:
+        runner.run(chain(*tags), "tagging the running release for rollback")
 
 
 def refuse_older(sha, previous, force, local: Runner, reporter) -> None:
@@ -200,17 +229,13 @@ def refuse_older(sha, previous, force, local: Runner, reporter) -> None:
 
 
 def release(settings, sha, remote: Runner, reporter: Reporter, summary: Summary,
-            pushed: dict) -> None:
+            pushed: dict, live: Optional[str]) -> None:
     """On the host: stage files, pull, back up, update the stable services, migrate, start the
     release in the idle slot, check it there, switch the edge to it, watch it live with the old
     slot standing by, retire the old slot."""
     staged = ComposeCommands(settings, release_dir(settings, sha))
     top = ComposeCommands(settings)
-    live = "green" if remote.dry_run else live_slot(remote, settings)
     slot = other_slot(live)
-    if remote.dry_run:
-        remote.echo("[remote] (shown for slot blue, green live; a real deploy uses whichever slot "
-                    "is idle)")
     candidate = ComposeCommands(settings, staged.dir, slot)
     stage_files(remote, settings, sha, staged, reporter)
     if settings.REGISTRY_PULL_USER:
@@ -220,14 +245,20 @@ def release(settings, sha, remote: Runner, reporter: Reporter, summary: Summary,
         for compose in (staged, candidate):
             remote.run(compose.pull(), "docker compose pull (the running release is untouched)")
     verify_pulled(remote, settings, sha, summary, pushed)
-    summary.backup = backup_database(remote, settings, sha, reporter, candidate)
+    pending = None
+    if remote.run(running_service(settings.project, settings.database_service)).stdout.strip():
+        pending = migrations_pending(remote, settings, reporter, candidate)
+        summary.backup = backup_database(remote, settings, sha, reporter, pending)
+    else:
+        reporter.note("no running database yet (first deploy): nothing to back up")
     with reporter.step("start stable services: data, edge proxy (unchanged ones keep running)"):
         for name in (BASE_FILE, ENV_FILE):
             remote.run(cmd("cp", "-p", posixpath.join(staged.dir, name),
                            posixpath.join(top.dir, name)), "activating " + name)
         remote.run(top.up_stable(), "starting the stable services")
-    with reporter.step("run migrations"):
-        remote.run(candidate.migrate(), "migrations")
+    if pending is not False:
+        with reporter.step("run migrations"):
+            remote.run(candidate.migrate(), "migrations")
     with reporter.step(f"start {sha[:12]} in slot {slot}, beside the live one"):
         retire(remote, settings, slot)  # leftovers of an earlier release in the idle slot
         before = start_in_slot(remote, settings, sha, slot)
@@ -258,23 +289,23 @@ def release(settings, sha, remote: Runner, reporter: Reporter, summary: Summary,
             confirm_switch(remote, settings, slot, live)
     except DeployError as exc:
         reporter.say(f"warning: could not retire slot {live} (the next deploy retries): {exc}")
-    for service in settings.services:
-        remote.run(images.tag(settings.image_ref(service.name, sha),
-                              f"{settings.image_repo(service.name)}:{images.release_tag(sha)}"))
+    remote.run(chain(*(images.tag(settings.image_ref(s.name, sha),
+                                  f"{settings.image_repo(s.name)}:{images.release_tag(sha)}")
+                       for s in settings.services)), "tagging the release to keep it")
 
 
 def stage_files(remote: Runner, settings, sha, staged: ComposeCommands, reporter) -> None:
     """The release's compose files and .env into releases/<sha>/ (0600), the edge config."""
     with reporter.step(f"stage compose files and .env in {staged.dir}"):
-        remote.run(ComposeCommands(settings).prepare_dir(), "creating " + settings.STAGING_DIR)
-        remote.run(staged.prepare_dir(), "creating " + staged.dir)
-        remote.run(cmd("install", "-d", "-m", "0755", "--", edge_dir(settings)), "creating edge/")
+        remote.run(chain(ComposeCommands(settings).prepare_dir(), staged.prepare_dir(),
+                         cmd("install", "-d", "-m", "0755", "--", edge_dir(settings))),
+                   "creating " + staged.dir)
         for name in (BASE_FILE, APP_FILE):
-            upload(remote, posixpath.join(staged.dir, name), compose_text(settings, name))
-        upload(remote, staged.env_path, render_env(settings.app_env(sha)))
-        upload(remote, posixpath.join(edge_dir(settings), EDGE_CONFIG),
+            remote.put(posixpath.join(staged.dir, name), compose_text(settings, name))
+        remote.put(staged.env_path, render_env(settings.app_env(sha)))
+        remote.put(posixpath.join(edge_dir(settings), EDGE_CONFIG),
                compose_text(settings, posixpath.join("edge", EDGE_CONFIG)), 0o644)
-        upload(remote, posixpath.join(edge_dir(settings), ENTRY_FILE), entry_conf(settings), 0o644)
+        remote.put(posixpath.join(edge_dir(settings), ENTRY_FILE), entry_conf(settings), 0o644)
 
 
 def verify_pulled(remote: Runner, settings, sha, summary: Summary, pushed: dict) -> None:
@@ -288,28 +319,31 @@ def verify_pulled(remote: Runner, settings, sha, summary: Summary, pushed: dict)
                               "pushed: the tag changed in the registry meanwhile; deploy again")
 
 
-def backup_database(remote: Runner, settings, sha, reporter,
-                    candidate: ComposeCommands) -> Optional[str]:
-    """pg_dump into STAGING_DIR/backups before migrations, when the release has some to apply
-    (migrate_check_command; without one, before every release); none on a first deploy."""
-    top = ComposeCommands(settings)
-    probe = top.exec_in(settings.database_service, "true")
-    if not remote.dry_run and not remote.run(probe, check=False).ok:
-        reporter.note("no running database to back up (first deploy)")
+def migrations_pending(remote: Runner, settings, reporter,
+                       candidate: ComposeCommands) -> Optional[bool]:
+    """Does the new release have migrations to apply? None when it cannot say (no
+    migrate_check_command)."""
+    if not settings.migrate_check_command:
         return None
-    why = "before every release: no migrate_check_command"
-    if settings.migrate_check_command:
-        with reporter.step("ask the new release whether it has migrations to apply"):
-            pending = not remote.run(candidate.migrate_check(), check=False).ok
-        if not pending and not remote.dry_run:
-            reporter.note("no migration to apply: no dump needed (`--restore-db` uses the one "
-                          "taken before the last release that changed the schema)")
-            return None
-        why = "it has migrations to apply"
+    with reporter.step("ask the new release whether it has migrations to apply"):
+        pending = not remote.run(candidate.migrate_check(), check=False).ok
+    if not pending:
+        reporter.note("no migration to apply: no dump, no migration run (`--restore-db` uses the "
+                      "dump taken before the last release that changed the schema)")
+    return pending
+
+
+def backup_database(remote: Runner, settings, sha, reporter,
+                    pending: Optional[bool]) -> Optional[str]:
+    """pg_dump into STAGING_DIR/backups before migrations, when the release has some to apply
+    (without a migrate_check_command, before every release)."""
+    if pending is False:
+        return None
+    why = "it has migrations to apply" if pending else "before every release: no migrate_check_command"
     path = backup.backup_path(settings, sha)
     with reporter.step(f"back up the database to {path} ({why})"):
         remote.run(cmd("install", "-d", "-m", "0700", "--", posixpath.dirname(path)))
-        remote.run(backup.dump(top, path), "pg_dump")
+        remote.run(backup.dump(ComposeCommands(settings), path), "pg_dump")
     return path
 
 

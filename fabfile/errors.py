@@ -23,3 +23,7 @@ class RemoteCommandError(DeployError):
 
 class ConnectionLost(DeployError):
     """The SSH connection dropped. Never silently reopened: the deploy lock lived on it."""
+
+
+class TimedOut(Exception):
+    """A command ran longer than its limit (a transport raises it; the Runner names the command)."""

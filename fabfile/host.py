@@ -5,7 +5,6 @@ STAGING_KNOWN_HOSTS means an unknown or changed host key stops us before any rem
 """
 import io
 import logging
-import posixpath
 import socket
 import threading
 import time
@@ -15,6 +14,7 @@ from fabric import Config, Connection
 
 from .errors import ConfigError, DeployError
 from .shell import Runner
+from .transport import SSHTransport
 
 # Paramiko logs a traceback from its transport thread when a connection breaks; we report the
 # failure ourselves, in one line.
@@ -184,12 +184,12 @@ class HostSession:
 
     def _open(self):
         self.conn = connect(self.settings, self.user, self.private_key)
-        self.runner = Runner(self.conn, "remote", False, self.reporter.say,
+        self.runner = Runner(SSHTransport(self.conn), "remote", self.reporter.say,
                              timeout=self.settings.command_timeout)
 
     @property
     def alive(self) -> bool:
-        return bool(self.conn and self.conn.transport and self.conn.transport.is_active())
+        return bool(self.runner and self.runner.transport.alive)
 
     def reconnect(self, within: float = 30.0) -> None:
         """After a drop: connect again, retrying for `within` seconds."""
@@ -210,25 +210,3 @@ class HostSession:
                 self.conn.close()
             except Exception:  # closing a dead connection may fail; it is closed either way
                 pass
-
-
-def upload_file(conn: Connection, path: str, local_path: str) -> None:
-    conn.sftp().put(local_path, path)
-
-
-def upload_text(conn: Connection, path: str, text: str, mode: int = 0o600) -> None:
-    """Write a file over SFTP: mode set before any byte is written, then renamed into place."""
-    sftp = conn.sftp()
-    temporary = posixpath.join(posixpath.dirname(path), "." + posixpath.basename(path) + ".tmp")
-    with sftp.open(temporary, "w") as handle:
-        handle.chmod(mode)
-        handle.write(text.encode())
-    sftp.posix_rename(temporary, path)
-
-
-def upload(remote: Runner, path: str, text: str, mode: int = 0o600) -> None:
-    """upload_text through a Runner (printed instead in a dry run)."""
-    if remote.dry_run:
-        remote.echo(f"[remote] sftp put {path} (mode {mode:04o}, {len(text)} bytes)")
-        return
-    upload_text(remote.target, path, text, mode)

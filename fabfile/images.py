@@ -66,8 +66,9 @@ def exists_in_registry(ref: str, plain_http: bool = False) -> Command:
     return cmd("docker", "manifest", "inspect", *(("--insecure",) if plain_http else ()), ref)
 
 
-def repo_digests(ref: str) -> Command:
-    return cmd("docker", "image", "inspect", "--format", "{{json .RepoDigests}}", ref)
+def repo_digests(*refs: str) -> Command:
+    """One line of RepoDigests JSON per ref, in order."""
+    return cmd("docker", "image", "inspect", "--format", "{{json .RepoDigests}}", *refs)
 
 
 def login(registry: str, user: str, password: str) -> Command:

@@ -15,6 +15,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import List, Optional
 
+from .errors import DeployError
 from .report import redact_all
 from .shell import Command, cmd
 
@@ -136,6 +137,17 @@ class ReleaseLedger:
 
     def read(self) -> Command:
         return cmd("cat", self.path)
+
+
+def record_success(runner, ledger: ReleaseLedger, event: dict, reporter, what: str) -> None:
+    """Append the `succeeded` end of a release that is live: if the write fails, the release is
+    still live and healthy, so that is a warning, not a failure."""
+    try:
+        runner.run(ledger.append(event))
+    except DeployError as exc:
+        reporter.say(f"warning: {what} is live and healthy, but recording that in the ledger "
+                     f"failed ({str(exc).splitlines()[-1]}); `inv deploy.history` will show it "
+                     "as abandoned")
 
 
 def as_dict(entry: Entry) -> dict:

@@ -1,6 +1,6 @@
 """The deploy lock: `flock` on the host, held by a process that lives as long as our SSH session.
 
-The holder is `flock <file> sh -c 'echo locked $$; exec cat'` on its own SSH channel: `cat`
+The holder is `flock <file> sh -c 'echo locked $$; exec cat'`, held open by the transport: `cat`
 waits for our stdin, so when we release (close stdin), exit, get SIGKILLed or lose the network,
 the process ends and the kernel drops the lock. A lock can never outlive its holder's process;
 `lock.json` beside it says who holds it, from where, for which sha, since when.
@@ -58,7 +58,7 @@ class DeployLock:
         self.max_age = settings.LOCK_MAX_AGE
         self.settings = settings
         self.info = dict(info)
-        self.channel = None
+        self.holder_process = None   # transport.Held while we hold the lock
 
     def holder(self) -> dict:
         result = self.host.runner.run(cmd("cat", self.info_path), check=False)
@@ -83,44 +83,35 @@ class DeployLock:
                        f"`inv deploy.unlock`")
 
     def _try(self, wait: Optional[float]) -> bool:
-        channel = self.host.conn.transport.open_session()
-        channel.settimeout((wait or 0) + 15)
-        channel.exec_command(acquire_command(self.path, wait).render())
-        line = b""
-        try:
-            while not line.endswith(b"\n"):
-                chunk = channel.recv(64)
-                if not chunk:
-                    break
-                line += chunk
-        except OSError:
-            pass
-        if not line.startswith(b"locked "):
-            channel.close()
+        held = self.host.runner.hold(acquire_command(self.path, wait), timeout=(wait or 0) + 15)
+        words = held.first_line.split()
+        if len(words) != 2 or words[0] != "locked" or not words[1].isdigit():
+            held.release(0)
             return False
-        self.channel = channel
-        self.info.update(pid=int(line.split()[1]), since_epoch=time.time())
-        self.host.runner.run(cmd("tee", self.info_path, stdin=json.dumps(self.info) + "\n"))
+        self.holder_process = held
+        self.info.update(pid=int(words[1]), since_epoch=time.time())
+        try:
+            self.host.runner.run(cmd("tee", self.info_path, stdin=json.dumps(self.info) + "\n"))
+        except BaseException:
+            self.release()
+            raise
         return True
 
     def reacquire(self, wait: float = 20) -> None:
         """After a reconnect: the old holder ended with the old connection; take the lock again."""
-        self.channel = None
+        self.holder_process = None
         self.acquire(wait)
 
     def release(self) -> None:
         """Close the holder's stdin: `cat` ends, the lock is dropped. Safe to call twice."""
-        if self.channel is None:
+        if self.holder_process is None:
             return
-        channel, self.channel = self.channel, None
+        held, self.holder_process = self.holder_process, None
         try:
             self.host.runner.run(cmd("rm", "-f", self.info_path), check=False)
-            channel.shutdown_write()
-            channel.status_event.wait(5)
         except Exception:  # the connection is gone: so is the holder process, and the lock
             pass
-        finally:
-            channel.close()
+        held.release(5)
 
 
 @contextlib.contextmanager

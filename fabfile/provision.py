@@ -39,7 +39,7 @@ def deploy_public_key(settings) -> str:
     return f"{key.get_name()} {key.get_base64()} deploy@staging\n"
 
 
-def setup_host(settings, runner, reporter, compose_deb=None, upload=None) -> str:
+def setup_host(settings, runner, reporter, compose_deb=None) -> str:
     """Provision the host; return the host key line to pin (STAGING_KNOWN_HOSTS)."""
     user, directory = settings.STAGING_USER, settings.STAGING_DIR
     with reporter.step("check sudo and the operating system"):
@@ -68,7 +68,7 @@ def setup_host(settings, runner, reporter, compose_deb=None, upload=None) -> str
             reporter.note("already installed")
         elif compose_deb:
             remote = "/tmp/docker-compose-plugin.deb"
-            upload(remote, compose_deb)
+            runner.put_file(remote, compose_deb)
             runner.run(sudo("dpkg", "-i", remote), "installing the Compose plugin package")
         elif not any(runner.run(apt_install(p), check=False).ok for p in COMPOSE_PACKAGES):
             raise DeployError("no Compose v2 package for this host (Debian bookworm has only v1): "

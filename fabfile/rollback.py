@@ -18,6 +18,7 @@ from .ledger import (
     end_event,
     latest_backup,
     merge,
+    record_success,
     rollback_choice,
     start_event,
     unfinished,
@@ -71,7 +72,7 @@ def restore_release(runner, settings, sha: str, reporter, timeout: float = None)
             before = start_in_slot(runner, settings, sha, slot, pull_never=True)
         with reporter.step(f"wait until {sha[:12]} is healthy in slot {slot}"):
             check_candidate(runner, settings, sha, slot, reporter, before, timeout)
-    went_live = time.monotonic()
+    went_live = runner.clock()
     stands_by = f" (slot {live} stands by)" if live and live != slot else ""
     if live != slot:
         with reporter.step(f"switch the edge to slot {slot}{stands_by}"):
@@ -165,8 +166,8 @@ def rollback_on_host(settings, runner, reporter, summary, to, restore_db, yes, c
             f"ROLLBACK TO {target[:12]} FAILED: {cause}. Staging may be down: run `inv "
             f"deploy.status` and `inv deploy.logs`, then `inv deploy.rollback --to <sha>` with "
             f"another release from `inv deploy.history`{back}") from None
-    runner.run(ledger.append(end_event(start["id"], "succeeded", time.monotonic() - began,
-                                       restored_backup=dump)))
+    record_success(runner, ledger, end_event(start["id"], "succeeded", time.monotonic() - began,
+                                             restored_backup=dump), reporter, target[:12])
     summary.health = f"{target[:12]} is live and healthy"
     if dump:
         summary.notes.append(f"database restored from {dump}")

@@ -10,8 +10,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-import requests
-
 from .compose import (
     EDGE_SERVICE,
     LIVE_FILE,
@@ -69,7 +67,10 @@ def app_containers(rows: List[dict], settings, slot: Optional[str]) -> List[dict
 def live_slot(runner, settings) -> Optional[str]:
     """The slot the edge sends users to (None before the first release)."""
     path = f"{edge_dir(settings)}/{LIVE_FILE}"
-    return parse_live_conf(runner.run(cmd("cat", path), check=False).stdout)
+    result = runner.run(cmd("cat", path), check=False)
+    if not result.ok and "No such file" not in result.stderr:
+        raise RemoteCommandError(f"reading {path}", result.tail())
+    return parse_live_conf(result.stdout)
 
 
 # Where a health observation asks: the slot itself (through the edge's candidate port), the
@@ -80,7 +81,7 @@ LIVE = (HOST, PUBLIC)            # what users get
 WATCHED = (SLOT, HOST, PUBLIC)   # in the watch window: the slot's own answer names the cause
 
 
-def observe(runner, settings, slot: Optional[str], via=LIVE, session=None) -> Probe:
+def observe(runner, settings, slot: Optional[str], via=LIVE) -> Probe:
     """One look at a slot: its containers (and the stable ones), and the health path `via`."""
     probe = Probe()
     try:
@@ -95,13 +96,9 @@ def observe(runner, settings, slot: Optional[str], via=LIVE, session=None) -> Pr
         probe.error = str(exc).splitlines()[0]
         return probe
     if PUBLIC in via:
-        try:
-            response = (session or requests).get(
-                settings.STAGING_URL + settings.health_path, timeout=3,
-                headers={"X-Request-ID": "deploy-" + uuid.uuid4().hex[:12]})
-            probe.answers.append(Answer("public URL", response.status_code, response.text))
-        except requests.RequestException as exc:
-            probe.answers.append(Answer("public URL", None, f"({type(exc).__name__})"))
+        status, body = runner.get(settings.STAGING_URL + settings.health_path, timeout=3,
+                                  headers={"X-Request-ID": "deploy-" + uuid.uuid4().hex[:12]})
+        probe.answers.append(Answer("public URL", status, body))
     return probe
 
 
@@ -146,8 +143,13 @@ def live_release(runner, settings) -> RunningRelease:
 
 
 def read_running(runner, settings) -> RunningRelease:
+    """The live release, healthy or not; raises when the host cannot tell (its engine did not
+    answer): a rollback or a deploy must not mistake that for "nothing runs"."""
     slot = live_slot(runner, settings)
-    return release_from(observe(runner, settings, slot), settings, slot)
+    probe = observe(runner, settings, slot)
+    if probe.error:
+        raise RemoteCommandError("reading what runs on the host", probe.error)
+    return release_from(probe, settings, slot)
 
 
 def restart_counts(runner, settings) -> Dict[str, int]:
@@ -161,7 +163,6 @@ def wait_for_slot(runner, settings, sha: str, slot: str, reporter,
     """Poll until release `sha` in `slot` is healthy and stays so for the settle window, or
     fails. As a candidate it is asked through the edge's candidate port; once live, through
     the public port on the host and the public URL from here."""
-    session = requests.Session()
     last_note = [0.0]
 
     def on_wait(waited, verdict):
@@ -170,16 +171,17 @@ def wait_for_slot(runner, settings, sha: str, slot: str, reporter,
             reporter.note(f"still waiting ({waited:.0f}s): {verdict.reason}")
 
     return wait_until_healthy(
-        lambda: observe(runner, settings, slot, via, session), sha,
+        lambda: observe(runner, settings, slot, via), sha,
         checked_services(settings), timeout or settings.HEALTH_TIMEOUT, settings.health_interval,
-        settings.HEALTH_SETTLE if settle is None else settle, restarts_before, on_wait)
+        settings.HEALTH_SETTLE if settle is None else settle, restarts_before, on_wait,
+        clock=runner.clock, sleep=runner.sleep)
 
 
 def watch_slot(runner, settings, sha: str, slot: str, went_live: float,
                restarts_before: Dict[str, int]) -> Outcome:
     """The watch window: `sha`, live in `slot`, observed every second (its slot, the public
     port, the public URL) until WATCH_SECONDS after it went live."""
-    session = requests.Session()
-    return watch_window(lambda: observe(runner, settings, slot, WATCHED, session), sha,
+    return watch_window(lambda: observe(runner, settings, slot, WATCHED), sha,
                         checked_services(settings), settings.WATCH_SECONDS, went_live,
-                        settings.health_interval, restarts_before)
+                        settings.health_interval, restarts_before, clock=runner.clock,
+                        sleep=runner.sleep)

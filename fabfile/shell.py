@@ -1,24 +1,33 @@
 """Commands as data, and the one thin place that runs them (locally or on the host).
 
-Builders elsewhere return `Command` values; nothing there executes. `Runner` executes a
-Command through an Invoke Context (local) or a Fabric Connection (remote): both share the
-same `run()` signature. Secret input travels on stdin only, never in argv.
+Builders elsewhere return `Command` values; nothing there executes. `Runner` executes them
+through a transport (transport.py: the host over SSH, this machine, or a recorder that only
+writes the plan). Secret input travels on stdin only, never in argv.
 """
-import codecs
 import os
 import shlex
-import socket
-import subprocess
 import time
 from dataclasses import dataclass, replace
-from typing import Optional, Tuple
+from typing import IO, TYPE_CHECKING, Callable, Optional, Tuple
 
-from invoke.exceptions import CommandTimedOut
+from .errors import ConnectionLost, RemoteCommandError, TimedOut
 
-from .errors import ConnectionLost, RemoteCommandError
+if TYPE_CHECKING:
+    from .transport import Held, Transport
 
-# DEPLOY_TRACE=1 prints every command run, with its duration and exit code.
+# DEPLOY_TRACE=1 prints every action, with its duration and exit code, in the words of the
+# dry-run plan (so a trace and a plan can be compared line by line).
 TRACE = os.environ.get("DEPLOY_TRACE") == "1"
+STDIN_MARK = " <<< (stdin)"
+HELD_MARK = "  # held open until the end"
+
+
+def put_text(path: str, size: int, mode: int) -> str:
+    return f"sftp put {path} (mode {mode:04o}, {size} bytes)"
+
+
+def get_text(url: str) -> str:
+    return f"GET {url} (from here)"
 
 
 @dataclass(frozen=True)
@@ -28,6 +37,7 @@ class Command:
     upstream: Optional["Command"] = None  # its stdout is piped into this command
     output_file: Optional[str] = None     # stdout goes to this file (on the side that runs it)
     input_file: Optional[str] = None      # stdin comes from this file
+    then: Optional["Command"] = None      # runs after this one, if this one succeeded
 
     def render(self) -> str:
         """Shell text: argv quoted with shlex; a pipeline fails if any part fails."""
@@ -36,16 +46,23 @@ class Command:
             text += " < " + shlex.quote(self.input_file)
         if self.output_file:
             text += " > " + shlex.quote(self.output_file)
-        if self.upstream is None:
-            return text
-        return "set -o pipefail; " + self.upstream.render().replace("set -o pipefail; ", "") + " | " + text
-
-    def __str__(self) -> str:
-        return self.render()
+        if self.upstream is not None:
+            text = ("set -o pipefail; " + self.upstream.render().replace("set -o pipefail; ", "")
+                    + " | " + text)
+        return text if self.then is None else text + " && " + self.then.render()
 
 
 def cmd(*argv, stdin: Optional[str] = None) -> Command:
     return Command(tuple(str(a) for a in argv), stdin=stdin)
+
+
+def chain(*commands: Command) -> Command:
+    """One remote call for several commands, each run only if the one before succeeded (none
+    may read stdin)."""
+    last = commands[-1]
+    for command in reversed(commands[:-1]):
+        last = replace(command, then=last)
+    return last
 
 
 def pipe(first: Command, second: Command) -> Command:
@@ -76,87 +93,85 @@ class Result:
 
 
 class Runner:
-    """Runs Commands on `target` (invoke Context or fabric Connection), or prints them in dry-run."""
+    """Runs Commands through a transport (transport.py): the one place that executes anything.
 
-    def __init__(self, target, label: str, dry_run: bool = False, echo=print,
+    Adds what every caller wants: a timeout, an error naming what failed (`check`), the
+    DEPLOY_TRACE line, and the refusal to go on over a connection that dropped."""
+
+    def __init__(self, transport: "Transport", label: str, echo: Callable[[str], None] = print,
                  timeout: Optional[float] = None):
-        self.target = target
+        self.transport = transport
         self.label = label
-        self.dry_run = dry_run
         self.echo = echo
         self.timeout = timeout
 
+    @property
+    def dry_run(self) -> bool:
+        """Recording a plan (nothing runs; answers come from a script)."""
+        return self.transport.records
+
+    def clock(self) -> float:
+        return self.transport.clock()
+
+    def sleep(self, seconds: float) -> None:
+        self.transport.sleep(seconds)
+
     def run(self, command: Command, what: str = "", check: bool = True,
             timeout: Optional[float] = None) -> Result:
-        if self.dry_run:
-            self.echo(f"[{self.label}] {command.render()}" + (" <<< (stdin)" if command.stdin else ""))
-            return Result(0, "", "")
-        if not getattr(self.target, "is_connected", True):
-            # Fabric would quietly open a new connection; a deploy must notice the drop instead.
-            raise ConnectionLost(f"lost the SSH connection to the host (before: {what or command.argv[0]})")
+        self._connected(what or command.argv[0])
         limit = timeout or self.timeout
         began = time.monotonic()
         try:
-            if command.stdin is not None:
-                result = self._run_with_input(command, limit)
-            else:
-                raw = self.target.run(command.render(), hide=True, warn=True, pty=False,
-                                      in_stream=False, timeout=limit)
-                result = Result(raw.exited, raw.stdout, raw.stderr)
-        except (CommandTimedOut, socket.timeout, subprocess.TimeoutExpired):
+            result = self.transport.run(command, limit)
+        except TimedOut:
             raise RemoteCommandError(what or f"{self.label}: {command.argv[0]}",
                                      f"timed out after {limit:.0f}s") from None
-        if TRACE:
-            self.echo(f"[{self.label} {time.monotonic() - began:.2f}s exit {result.exited}] "
-                      f"{command.render()}")
+        self._trace(began, f"exit {result.exited}",
+                    command.render() + (STDIN_MARK if command.stdin is not None else ""))
         if check and not result.ok:
             raise RemoteCommandError(what or f"{self.label}: {command.argv[0]}", result.tail())
         return result
 
-    def stream(self, command: Command, out, pty: bool = False, keys: bool = False) -> int:
-        """Run `command` on the host with its output (stdout and stderr) written to `out` as it
-        comes; returns its exit code. On a `pty`, Ctrl-C reaches the remote command and ends it
-        (and, with `keys`, every key typed here is forwarded: a shell). Without one,
-        `command.stdin`, if any, is its whole input."""
-        if self.dry_run:
-            self.echo(f"[{self.label}] {command.render()}")
-            return 0
-        if pty:
-            result = self.target.run(command.render(), pty=True, warn=True, hide=False,
-                                     in_stream=None if keys else False,
-                                     out_stream=out, err_stream=out)
-            return result.exited
-        channel = self.target.client.get_transport().open_session()
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        try:
-            channel.set_combine_stderr(True)
-            channel.exec_command(command.render())
-            if command.stdin:
-                channel.sendall(command.stdin.encode())
-            channel.shutdown_write()
-            while True:
-                chunk = channel.recv(32768)
-                if not chunk:
-                    break
-                out.write(decoder.decode(chunk))
-            return channel.recv_exit_status()
-        finally:
-            channel.close()
+    def hold(self, command: Command, timeout: Optional[float] = None) -> "Held":
+        """Start a long-running command and read its first line (see transport.Held)."""
+        self._connected(command.argv[0])
+        began = time.monotonic()
+        held = self.transport.hold(command, timeout)
+        self._trace(began, "held", command.render() + HELD_MARK)
+        return held
 
-    def _run_with_input(self, command: Command, limit: Optional[float]) -> Result:
-        """Feed stdin in one write (Invoke's stdin pump moves one byte per 10 ms)."""
-        if not hasattr(self.target, "client"):  # a local invoke Context
-            done = subprocess.run(["bash", "-c", command.render()], input=command.stdin,
-                                  capture_output=True, text=True, timeout=limit)
-            return Result(done.returncode, done.stdout, done.stderr)
-        channel = self.target.client.get_transport().open_session()
-        try:
-            channel.settimeout(limit)
-            channel.exec_command(command.render())
-            channel.sendall(command.stdin.encode())
-            channel.shutdown_write()
-            stdout, stderr = channel.makefile("rb").read(), channel.makefile_stderr("rb").read()
-            return Result(channel.recv_exit_status(), stdout.decode(errors="replace"),
-                          stderr.decode(errors="replace"))
-        finally:
-            channel.close()
+    def put(self, path: str, text: str, mode: int = 0o600) -> None:
+        """Write `text` to `path` (mode set before any byte is written, renamed into place)."""
+        self._connected("upload of " + path)
+        began = time.monotonic()
+        self.transport.put(path, text.encode(), mode)
+        self._trace(began, "done", put_text(path, len(text.encode()), mode))
+
+    def put_file(self, path: str, local_path: str, mode: int = 0o644) -> None:
+        with open(local_path, "rb") as handle:
+            self.transport.put(path, handle.read(), mode)
+
+    def get(self, url: str, headers: Optional[dict] = None,
+            timeout: float = 3) -> Tuple[Optional[int], str]:
+        """A GET from here (the public URL): (status, body), or (None, "(error kind)")."""
+        began = time.monotonic()
+        answer = self.transport.get(url, headers or {}, timeout)
+        self._trace(began, f"status {answer[0]}", get_text(url), label="local")
+        return answer
+
+    def stream(self, command: Command, out: IO[str], pty: bool = False, keys: bool = False) -> int:
+        """Run `command` with its output (stdout and stderr) written to `out` as it comes;
+        returns its exit code. On a `pty`, Ctrl-C reaches the command and ends it (and, with
+        `keys`, every key typed here is forwarded: a shell). Without one, `command.stdin`, if
+        any, is its whole input."""
+        self._connected(command.argv[0])
+        return self.transport.stream(command, out, pty, keys)
+
+    def _connected(self, what: str) -> None:
+        if not self.transport.alive:
+            # Fabric would quietly open a new connection; a deploy must notice the drop instead.
+            raise ConnectionLost(f"lost the SSH connection to the host (before: {what})")
+
+    def _trace(self, began: float, outcome: str, text: str, label: str = "") -> None:
+        if TRACE and not self.dry_run:
+            self.echo(f"[{label or self.label} {time.monotonic() - began:.2f}s {outcome}] {text}")

@@ -9,14 +9,12 @@ Used by the deploy (new release) and by every restore (rollback, automatic or no
 retained release back is the same dance with images already on the host.
 """
 import posixpath
-import time
 
 from .compose import (
     LIVE_FILE,
     ComposeCommands,
     all_containers,
     edge_dir,
-    health_on_host,
     live_conf,
     ours,
     release_dir,
@@ -26,7 +24,6 @@ from .compose import (
 )
 from .errors import DeployError
 from .health import HEALTHY, Outcome, assess
-from .host import upload
 from .running import (
     CANDIDATE,
     LIVE,
@@ -44,7 +41,7 @@ SWITCH_DEADLINE = 15
 def start_in_slot(runner, settings, sha: str, slot: str, pull_never: bool = False) -> dict:
     """`compose up` release `sha` (its kept files) in `slot`; returns restart counts from before.
     A slot already running exactly this release is left as it is."""
-    before = {} if runner.dry_run else restart_counts(runner, settings)
+    before = restart_counts(runner, settings)
     compose = ComposeCommands(settings, release_dir(settings, sha), slot)
     runner.run(compose.up(pull_never), f"docker compose up of {sha[:12]} in slot {slot}")
     return before
@@ -54,11 +51,6 @@ def check_candidate(runner, settings, sha: str, slot: str, reporter, before: dic
                     timeout: float = None, on_failure=None):
     """Wait until `sha` in `slot` is healthy through the candidate port; raise if it is not
     (after `on_failure(outcome)`, which may gather what the failure report needs)."""
-    if runner.dry_run:
-        runner.echo(f"[remote] poll every {settings.health_interval:.0f}s until healthy for "
-                    f"{settings.HEALTH_SETTLE:.0f}s (deadline {settings.HEALTH_TIMEOUT:.0f}s): the "
-                    f"containers, {health_on_host(settings, slot)}")
-        return None
     outcome = wait_for_slot(runner, settings, sha, slot, reporter, before, timeout)
     if outcome.verdict.state != HEALTHY:
         if on_failure:
@@ -76,13 +68,11 @@ def standing_by(runner, settings, sha: str, slot: str) -> bool:
 
 def switch_edge(runner, settings, sha: str, slot: str, reporter, fallback: str = None) -> float:
     """Point the edge at `slot` and wait until users get `sha` from it; returns when it went
-    live (time.monotonic()). With `fallback` (the slot it replaces, still running), the edge
+    live (runner.clock()). With `fallback` (the slot it replaces, still running), the edge
     hands that slot any request the new one fails, until `confirm_switch`."""
-    before = {} if runner.dry_run else restart_counts(runner, settings)
+    before = restart_counts(runner, settings)
     point_edge(runner, settings, slot, fallback)
-    went_live = time.monotonic()
-    if runner.dry_run:
-        return went_live
+    went_live = runner.clock()
     outcome = wait_for_slot(runner, settings, sha, slot, reporter, before, SWITCH_DEADLINE,
                             via=LIVE, settle=0)
     if outcome.verdict.state != HEALTHY:
@@ -93,8 +83,8 @@ def switch_edge(runner, settings, sha: str, slot: str, reporter, fallback: str =
 
 def point_edge(runner, settings, slot: str, fallback: str = None) -> None:
     """Write edge/live.conf and reload the edge (graceful: in-flight requests finish)."""
-    upload(runner, posixpath.join(edge_dir(settings), LIVE_FILE),
-           live_conf(settings, slot, fallback), 0o644)
+    runner.put(posixpath.join(edge_dir(settings), LIVE_FILE), live_conf(settings, slot, fallback),
+               0o644)
     runner.run(ComposeCommands(settings).reload_edge(), "reloading the edge proxy")
 
 
@@ -102,12 +92,6 @@ def watch_live(runner, settings, sha: str, slot: str, went_live: float, restarts
                on_failure=None) -> Outcome:
     """The watch window: `sha`, live in `slot`, must stay healthy until WATCH_SECONDS after it
     went live. Raises (after `on_failure(outcome)`) on the first crash or lasting failure."""
-    if runner.dry_run:
-        runner.echo(f"[remote] watch for {settings.WATCH_SECONDS:.0f}s after the switch, every "
-                    f"{settings.health_interval:.0f}s: the containers, "
-                    f"{health_on_host(settings, slot)}, {health_on_host(settings)}, and "
-                    f"{settings.STAGING_URL}{settings.health_path} from here")
-        return None
     outcome = watch_slot(runner, settings, sha, slot, went_live, restarts_before)
     if outcome.verdict.state != HEALTHY:
         if on_failure:
@@ -126,9 +110,6 @@ def confirm_switch(runner, settings, slot: str, retired: str = None) -> None:
 
 def retire(runner, settings, slot: str) -> int:
     """Stop (draining) and remove the containers of `slot`; returns how many there were."""
-    if runner.dry_run:
-        runner.echo(f"[remote] docker stop + rm the containers of {slot_project(settings, slot)}")
-        return 0
     ids = ours(runner.run(all_containers(), "listing containers").stdout,
                [slot_project(settings, slot)])
     if ids:

@@ -1,10 +1,12 @@
 """Deploys through the real registry to the real SSH staging host, checked from 127.0.0.1."""
 import re
+import time
 import uuid
 
 import requests
 
-from tests.integration.conftest import APP_URL, deploy, health, release
+from fabfile.plan import fold_repeats
+from tests.integration.conftest import APP_URL, deploy, health, make_commit, release
 
 
 def test_deploy_a_then_b_serves_b_and_keeps_data(testbed_env):
@@ -63,3 +65,45 @@ def test_wrong_host_key_pin_refuses_before_any_remote_command(testbed_env):
     assert "ssh-keyscan -p" in result.stderr
     # nothing ran on the host: no step after the connection started
     assert "--> connect to" in result.stdout and "--> take the deploy lock" not in result.stdout
+
+
+def comparable(lines, running, swap_slots=False):
+    """Plan or trace lines in one vocabulary: the running release's sha, container and image ids
+    and times as placeholders; repeated looks shown once (how many a poll takes depends on the
+    host); what prune removes left out (it depends on what the host holds)."""
+    out = []
+    for line in lines:
+        line = line.replace(running, "<running-sha>").split("  # depends on the host")[0]
+        line = re.sub(r"'([^' ]*<[^' ]*>[^' ]*)'", r"\1", line)     # placeholders unquoted
+        line = re.sub(r"<container:[^>]*>|\b[0-9a-f]{64}\b", "<container>", line)
+        line = re.sub(r"<image:[^>]*>|sha256:<container>", "<image>", line)
+        line = re.sub(r"\d{8}T\d{6}Z", "<time>", line)
+        if swap_slots:
+            line = line.replace("blue", "<b>").replace("green", "blue").replace("<b>", "green")
+        # live.conf names the slot: its size differs by a letter between blue and green
+        line = re.sub(r"(live\.conf \(mode \d+, )\d+ bytes", r"\1<n> bytes", line)
+        if re.match(r"\[remote\] (docker image rm|docker rm|rm -rf) ", line) or \
+                line.startswith("(the "):
+            continue
+        out.append(line)
+    return [line for line in fold_repeats(out) if not line.startswith("(the ")]
+
+
+def test_the_dry_run_plan_is_what_a_deploy_runs(testbed_env, good):
+    running, _ = good
+    version = int(time.time())      # a migration, so the real deploy takes the dump the plan shows
+    sha = make_commit({"app/backend/RELEASE": f"planned {version}\n",
+                       f"app/backend/migrations/{version}-plan.sql":
+                           f"CREATE TABLE plan_{version} (id INT)"}, running)
+    plan = deploy(testbed_env, sha, "--dry-run")
+    assert plan.returncode == 0, plan.output
+    real = deploy(testbed_env, sha, DEPLOY_TRACE="1")
+    assert real.returncode == 0, real.output
+    planned = [line for line in plan.stdout.splitlines()
+               if line.startswith(("[local] ", "[remote] ")) or line.startswith("(the ")]
+    ran = [re.sub(r"^\[(local|remote) [\d.]+s [^\]]*\] ", r"[\1] ", line)
+           for line in real.stdout.splitlines() if re.match(r"\[(local|remote) [\d.]+s ", line)]
+    live_before = re.search(r"switch the edge to slot \w+ \(slot (\w+) stands by\)", real.stdout)
+    swap = live_before.group(1) != "green"     # the plan assumes green was live
+    assert len(ran) > 80
+    assert comparable(ran, running, swap) == comparable(planned, running)

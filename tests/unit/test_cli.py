@@ -50,7 +50,13 @@ def test_dry_run_prints_local_and_remote_commands_without_running(environ):
     assert "[remote] docker compose -p classroom-manager" in out and "pull --quiet" in out
     assert f"[remote] sftp put /opt/classroom-manager/releases/{head}/.env (mode 0600" in out
     assert "--> watch 10s after the switch (slot green stands by)" in out
-    assert "[remote] watch for 10s after the switch, every 1s" in out
+    # the complete plan: lock, ledger, rollback tags, backup, switch, watch, retire, prune
+    for line in ("[remote] flock --nonblock", "[remote] tee -a -- /opt/classroom-manager/ledger.jsonl",
+                 "classroom-manager-frontend:rollback && docker tag", "pg_dump", "edge/live.conf (mode 0644",
+                 "[remote] docker stop '<container:frontend-green>'", "[remote] docker image ls",
+                 "[remote] rm -f /opt/classroom-manager/deploy.lock.json"):
+        assert line in out, line
+    assert "(the 5 lines above again, 10 more times)" in out   # the watch window's looks
     for secret in ("s3cret-db-pw", "jwt-very-secret"):
         assert secret not in out + result.stderr
 

@@ -11,7 +11,7 @@ from fabfile.compose import (
     strip_terminal_codes,
 )
 from fabfile.config import render_env
-from fabfile.shell import cmd, pipe
+from fabfile.shell import chain, cmd, pipe
 from tests.conftest import ROOT
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -162,3 +162,15 @@ def test_digest_is_picked_for_the_right_repository():
 def test_the_new_release_is_asked_about_migrations_before_the_dump(settings):
     slot = ComposeCommands(settings, "/opt/classroom-manager/releases/abc", "blue")
     assert slot.migrate_check().render().endswith(" run --rm -T --no-deps backend migrate-check")
+
+
+def test_a_chain_is_one_call_that_stops_at_the_first_failure():
+    tags = chain(images.tag("sha256:1", "r/a:rollback"), images.tag("sha256:1", "r/a:release-x"),
+                 images.tag("i d", "r/b:rollback"))
+    assert tags.render() == ("docker tag sha256:1 r/a:rollback && docker tag sha256:1 r/a:release-x"
+                             " && docker tag 'i d' r/b:rollback")
+    assert chain(cmd("true")).render() == "true"
+
+
+def test_the_digests_of_all_images_come_from_one_inspect():
+    assert images.repo_digests("r/a:1", "r/b:1").argv[-2:] == ("r/a:1", "r/b:1")

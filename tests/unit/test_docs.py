@@ -1,3 +1,5 @@
+import re
+
 from fabfile.config import SETTINGS
 from tests.conftest import ROOT
 
@@ -6,3 +8,13 @@ def test_readme_documents_every_setting():
     readme = (ROOT / "README.md").read_text()
     missing = [s.env for s in SETTINGS if f"| `{s.env}` |" not in readme]
     assert not missing, f"README configuration table lacks {missing}"
+
+
+def module_map(text):
+    return sorted(re.findall(r"^- (\w+\.py) ", text, re.M))
+
+
+def test_the_module_maps_name_every_module_of_the_tool():
+    modules = sorted(p.name for p in (ROOT / "fabfile").glob("*.py") if p.name != "__init__.py")
+    assert module_map((ROOT / "README.md").read_text()) == modules
+    assert module_map((ROOT / "fabfile" / "__init__.py").read_text()) == modules

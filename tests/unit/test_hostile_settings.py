@@ -34,7 +34,7 @@ NAMES = [(s.env, s.secret) for s in SETTINGS if s.env not in LOCAL_ONLY] + \
 
 def dry_run(settings) -> str:
     out = io.StringIO()
-    deploy_staging(settings, SHA, ctx=None, reporter=Reporter(settings.secrets, stream=out),
+    deploy_staging(settings, SHA, reporter=Reporter(settings.secrets, stream=out),
                    dry_run=True)
     return out.getvalue()
 

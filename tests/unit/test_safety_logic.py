@@ -1,6 +1,7 @@
 """Decisions behind failure safety, without a host: ledger, prune, lock, settle window."""
 import json
 import os
+from unittest import mock
 
 from fabfile import ledger, prune
 from fabfile.health import FAILED, HEALTHY, Answer, Probe, wait_until_healthy
@@ -144,27 +145,36 @@ class ScriptedRunner:
         return self.Result(code, "", "")
 
 
-def test_the_dump_is_taken_only_when_the_release_has_migrations_to_apply(settings):
+def test_the_dump_and_the_migrate_run_happen_only_when_the_release_has_migrations(settings):
+    """Through the whole deploy against the simulated host (plan.py)."""
     import io
     from dataclasses import replace
 
-    from fabfile.compose import ComposeCommands
-    from fabfile.deploy import backup_database
+    from fabfile.deploy import print_plan
+    from fabfile.plan import SimulatedHost
     from fabfile.report import Reporter
-    candidate = ComposeCommands(settings, "/opt/classroom-manager/releases/" + A, "blue")
+    from fabfile.shell import Result
 
-    def backup(exits, config=settings):
-        runner, out = ScriptedRunner(exits), io.StringIO()
-        path = backup_database(runner, config, A, Reporter(stream=out), candidate)
-        return path, runner.ran, out.getvalue()
+    def plan(check_exit=None, config=settings, database=True):
+        class Host(SimulatedHost):
+            def answer(self, command):
+                if check_exit is not None and command.argv[-1] == "migrate-check":
+                    return Result(check_exit, "", "")
+                if not database and command.argv[:3] == ("docker", "ps", "-q"):
+                    return Result(0, "", "")
+                return super().answer(command)
 
-    path, ran, said = backup({"migrate-check": 0})
-    assert path is None and not any("pg_dump" in c for c in ran)
-    assert "no migration to apply: no dump needed" in said
-    path, ran, said = backup({"migrate-check": 1})
-    assert path.startswith(f"/opt/classroom-manager/backups/{A}-") and "pg_dump" in ran[-1]
-    assert "(it has migrations to apply)" in said
-    path, ran, said = backup({}, replace(settings, migrate_check_command=()))
-    assert path and "migrate-check" not in " ".join(ran) and "before every release" in said
-    path, ran, said = backup({"exec -T postgres sh -c true": 1})          # first deploy
-    assert path is None and "first deploy" in said
+        out = io.StringIO()
+        with mock.patch("fabfile.plan.SimulatedHost", Host):
+            print_plan(config, A, Reporter(stream=out), False, False, None, False)
+        text = out.getvalue()
+        return "pg_dump" in text, " run --rm -T --no-deps backend migrate\n" in text + "\n", text
+
+    dump, migrate, text = plan(check_exit=0)
+    assert not dump and not migrate and "migrate-check" in text
+    dump, migrate, text = plan(check_exit=1)
+    assert dump and migrate and "(it has migrations to apply)" in text
+    dump, migrate, text = plan(config=replace(settings, migrate_check_command=()))
+    assert dump and migrate and "migrate-check" not in text and "before every release" in text
+    dump, migrate, text = plan(database=False)                   # first deploy
+    assert not dump and migrate and "migrate-check" not in text

@@ -1,0 +1,201 @@
+"""`--dry-run`: the deploy itself, run against a recorder instead of the host.
+
+Nothing is guessed by hand: the real deploy code runs, its every action (local and remote) is
+recorded in order, and a simulated staging host answers it as a typical one would: a healthy
+release, `<running-sha>`, live in slot green, the database up, migrations to apply. Values that
+only the host can know are written as `<placeholders>`; the lines that carry them are marked
+`# depends on the host`. Polls run on a virtual clock, so a plan takes milliseconds; repeated
+looks are folded into one line that says how often they repeat.
+"""
+import contextlib
+import io
+import json
+import posixpath
+from typing import Dict, List, Optional, Tuple
+
+from .compose import (
+    EDGE_SERVICE,
+    LIVE_FILE,
+    PROJECT_LABEL,
+    live_conf,
+    parse_live_conf,
+    slot_project,
+)
+from .images import SHA_LABEL
+from .ledger import LEDGER_FILE
+from .report import Reporter
+from .shell import Command, Result, Runner
+from .transport import Action, Plan, Recorder, Script
+
+RUNNING = "<running-sha>"
+PLAN_LIVE_SLOT = "green"
+DEPENDS = "  # depends on the host"
+
+
+class SimulatedHost(Script):
+    """A staging host as the plan assumes it: `<running-sha>` live and healthy in slot green.
+    It follows the deploy: `up` in a slot starts that release there, `docker stop`/`rm` remove
+    containers, a new edge/live.conf moves the users."""
+
+    def __init__(self, settings, ledger: Optional[List[dict]] = None):
+        self.settings = settings
+        self.slots: Dict[str, Optional[str]] = {PLAN_LIVE_SLOT: RUNNING}
+        self.live: Optional[str] = PLAN_LIVE_SLOT
+        self.stopped: set = set()
+        self.ledger_path = posixpath.join(settings.STAGING_DIR, LEDGER_FILE)
+        self.ledger: List[dict] = list(ledger or [])   # events appended to the ledger file
+
+    # -- what runs ---------------------------------------------------------------------------
+    def _rows(self) -> List[Tuple[str, str, str, Optional[str]]]:
+        """(container id, project, service, sha) of every container."""
+        rows = [(f"<container:{name}>", self.settings.project, name, None)
+                for name in (*self.settings.data_services, EDGE_SERVICE)]
+        for slot, sha in self.slots.items():
+            if sha:
+                rows += [(f"<container:{s.name}-{slot}>", slot_project(self.settings, slot),
+                          s.name, sha) for s in self.settings.services]
+        return [row for row in rows if row[0] not in self.stopped]
+
+    def _inspect(self, ids) -> str:
+        rows = {row[0]: row for row in self._rows()}
+        items = []
+        for container_id in ids:
+            _, project, service, sha = rows[container_id]
+            slot = project.rsplit("-", 1)[-1]
+            labels = {PROJECT_LABEL: project, "com.docker.compose.service": service}
+            if sha:
+                labels[SHA_LABEL] = sha
+            items.append({"Id": container_id, "RestartCount": 0,
+                          "Image": f"<image:{service}-{slot}>" if sha else f"<image:{service}>",
+                          "Config": {"Labels": labels},
+                          "State": {"Status": "running", "Health": {"Status": "healthy"}}})
+        return json.dumps(items)
+
+    def _health(self, slot: Optional[str]) -> str:
+        sha = self.slots.get(slot or self.live or "")
+        return json.dumps({"data": {"version": sha, "checks": {"database": "ok"}}})
+
+    # -- Script ------------------------------------------------------------------------------
+    def answer(self, command: Command) -> Result:
+        argv = command.argv
+        text = command.render()
+        if argv[0] == "flock" and "echo locked $$" in text:
+            return Result(0, "locked 1\n", "")
+        if argv[:2] == ("cat", posixpath.join(self.settings.STAGING_DIR, "edge", LIVE_FILE)):
+            return Result(0, live_conf(self.settings, self.live) if self.live else "", "")
+        if argv == ("cat", self.ledger_path):
+            return Result(0, "".join(json.dumps(event) + "\n" for event in self.ledger), "")
+        if argv == ("tee", "-a", "--", self.ledger_path):
+            self.ledger.append(json.loads(command.stdin))
+            return Result(0, command.stdin, "")
+        if argv[:3] == ("docker", "ps", "-q"):     # one service's running container
+            service = argv[argv.index("--filter") + 3].rsplit("=", 1)[1]
+            return Result(0, "".join(f"{row[0]}\n" for row in self._rows() if row[2] == service
+                                     and row[1] == self.settings.project), "")
+        if argv[:2] == ("docker", "ps"):
+            return Result(0, "".join(f"{row[0]} {row[1]}\n" for row in self._rows()), "")
+        if argv[:2] == ("docker", "inspect"):
+            return Result(0, self._inspect(argv[2:]), "")
+        if argv[:2] == ("docker", "stop") or argv[:2] == ("docker", "rm"):
+            self.stopped.update(argv[2:])
+            return Result(0, "", "")
+        if argv[0] == "curl":
+            slot = next((a.split(": ", 1)[1] for a in argv if a.startswith("X-Deploy-Slot: ")), None)
+            return Result(0, self._health(slot) + "\n200", "")
+        if "up" in argv and "docker" in argv and "--wait" not in argv:
+            self._start(argv)
+        if "run" in argv and self.settings.migrate_check_command and \
+                tuple(argv[-len(self.settings.migrate_check_command):]) == \
+                tuple(self.settings.migrate_check_command):
+            return Result(1, "", "")       # the plan shows the dump: migrations to apply
+        if argv[:2] == ("git", "merge-base") or argv[:3] == ("docker", "manifest", "inspect"):
+            return Result(1, "", "")       # not an ancestor; not yet in the registry
+        if argv[:3] == ("docker", "image", "inspect"):
+            return Result(0, "[]\n" * len([a for a in argv[3:] if ":" in a]), "")
+        return Result(0, "", "")
+
+    def _start(self, argv) -> None:
+        project = argv[argv.index("-p") + 1]
+        for slot in list(self.slots) + ["blue", "green"]:
+            if project == slot_project(self.settings, slot):
+                release = posixpath.basename(posixpath.dirname(argv[argv.index("-f") + 1]))
+                self.slots[slot] = release
+                self.stopped -= {f"<container:{s.name}-{slot}>" for s in self.settings.services}
+
+    def put(self, path: str, data: bytes) -> None:
+        if posixpath.basename(path) == LIVE_FILE:
+            self.live = parse_live_conf(data.decode())
+
+    def get(self, url: str) -> Tuple[Optional[int], str]:
+        return 200, self._health(None)
+
+
+def render(plan: Plan) -> str:
+    """The plan as text: step titles, then `[local]`/`[remote]` lines; a run of repeated looks
+    is shown once, followed by how many times it repeated."""
+    lines: List[str] = []
+    for item in plan.actions:
+        if isinstance(item, Action):
+            lines.append(f"[{item.label}] {item.text}" + (DEPENDS if item.depends else ""))
+        else:
+            lines.append(f"--> {item}")
+    return "\n".join(fold_repeats(lines))
+
+
+def fold_repeats(lines: List[str], longest: int = 8) -> List[str]:
+    """Show a block of lines that repeats back to back once, then `(... N more times)`."""
+    out, i = [], 0
+    while i < len(lines):
+        for size in range(1, longest + 1):
+            block = lines[i:i + size]
+            repeats = 0
+            while lines[i + size * (repeats + 1):i + size * (repeats + 2)] == block:
+                repeats += 1
+            if repeats and not any(line.startswith("-->") for line in block):
+                out += block
+                out.append(f"(the {size} line{'s' if size > 1 else ''} above again, "
+                           f"{repeats} more time{'s' if repeats > 1 else ''})")
+                i += size * (repeats + 1)
+                break
+        else:
+            out.append(lines[i])
+            i += 1
+    return out
+
+
+class PlanReporter(Reporter):
+    """In a dry run, step titles go into the plan between the actions; notes are dropped (they
+    describe the simulated host's answers, not what will happen)."""
+
+    def __init__(self, plan: Plan, secrets=()):
+        super().__init__(secrets, stream=io.StringIO())
+        self.plan = plan
+
+    @contextlib.contextmanager
+    def step(self, name: str):
+        self.plan.step(name)
+        yield
+
+    def note(self, text: str) -> None:
+        pass
+
+
+class PlannedSession:
+    """Stands in for host.HostSession in a dry run: the same steps, a Recorder for the host."""
+
+    def __init__(self, settings, reporter: Reporter, plan: Plan, script: Script):
+        self.settings, self.reporter = settings, reporter
+        self.runner = Runner(Recorder(plan, "remote", script), "remote", reporter.say)
+        self.alive = True
+
+    def __enter__(self):
+        with self.reporter.step(f"connect to {self.settings.STAGING_USER}@"
+                                f"{self.settings.STAGING_HOST}:{self.settings.STAGING_PORT} "
+                                "(pinned host key)"):
+            return self
+
+    def __exit__(self, *exc):
+        pass
+
+    def reconnect(self, within: float = 30.0) -> None:
+        pass

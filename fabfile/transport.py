@@ -1,0 +1,300 @@
+"""How actions reach a machine: one small interface, three implementations.
+
+A transport can
+- `run` a Command and return its Result (its stdin, if any, fed in one write);
+- `hold` a long-running command (the deploy lock's holder): start it, read its first line, and
+  keep it running until `release()` closes its stdin;
+- `put` a file (mode set before any byte is written, then renamed into place);
+- `stream` a command's output as it comes (on a pty, Ctrl-C reaches it);
+- `get` a URL from here (the public health check);
+and it has a `clock` and `sleep` (virtual in a recording, so a plan's polling loops cost nothing).
+
+`SSHTransport` is the staging host over one pinned Fabric connection, `LocalTransport` this
+machine (docker build and push, git), `Recorder` runs nothing: it writes every action into a
+`Plan` and answers from a script (`--dry-run` and the unit tests). `shell.Runner` is the only
+caller; nothing else opens a channel or a subprocess.
+"""
+import codecs
+import os
+import posixpath
+import subprocess
+import time
+from dataclasses import dataclass, field
+from typing import IO, List, Optional, Protocol, Tuple
+
+import requests
+from invoke.exceptions import CommandTimedOut
+
+from .errors import TimedOut
+from .shell import HELD_MARK, STDIN_MARK, Command, Result, get_text, put_text
+
+
+class Held:
+    """A long-running command started by `Transport.hold`, whose first line has been read."""
+
+    first_line = ""
+
+    def release(self, wait: float = 5) -> None:
+        """Close its stdin (it ends) and wait up to `wait` seconds for it."""
+
+
+class HttpFromHere:
+    """`get` for the transports that reach the network from this machine."""
+
+    def __init__(self):
+        self.session = requests.Session()
+
+    def get(self, url: str, headers: dict, timeout: float) -> Tuple[Optional[int], str]:
+        """(status, body), or (None, "(<error kind>)") when nothing answered."""
+        try:
+            response = self.session.get(url, headers=headers, timeout=timeout)
+            return response.status_code, response.text
+        except requests.RequestException as exc:
+            return None, f"({type(exc).__name__})"
+
+
+class SSHTransport(HttpFromHere):
+    """The staging host, over one Fabric Connection (opened and watched by host.connect)."""
+
+    records = False
+    clock, sleep = staticmethod(time.monotonic), staticmethod(time.sleep)
+
+    def __init__(self, conn):
+        super().__init__()
+        self.conn = conn
+
+    @property
+    def alive(self) -> bool:
+        return bool(self.conn.transport and self.conn.transport.is_active())
+
+    def run(self, command: Command, timeout: Optional[float]) -> Result:
+        if command.stdin is not None:
+            return self._run_with_input(command, timeout)
+        try:
+            raw = self.conn.run(command.render(), hide=True, warn=True, pty=False,
+                                in_stream=False, timeout=timeout)
+        except CommandTimedOut:
+            raise TimedOut() from None
+        return Result(raw.exited, raw.stdout, raw.stderr)
+
+    def _run_with_input(self, command: Command, timeout: Optional[float]) -> Result:
+        """Feed stdin in one write (Invoke's stdin pump moves one byte per 10 ms)."""
+        channel = self._channel()
+        try:
+            channel.settimeout(timeout)
+            channel.exec_command(command.render())
+            channel.sendall(command.stdin.encode())
+            channel.shutdown_write()
+            stdout, stderr = channel.makefile("rb").read(), channel.makefile_stderr("rb").read()
+            return Result(channel.recv_exit_status(), stdout.decode(errors="replace"),
+                          stderr.decode(errors="replace"))
+        except OSError:  # socket.timeout
+            raise TimedOut() from None
+        finally:
+            channel.close()
+
+    def hold(self, command: Command, timeout: Optional[float]) -> Held:
+        channel = self._channel()
+        channel.settimeout(timeout)
+        channel.exec_command(command.render())
+        line = b""
+        try:
+            while not line.endswith(b"\n"):
+                chunk = channel.recv(64)
+                if not chunk:
+                    break
+                line += chunk
+        except OSError:
+            pass
+        return HeldChannel(channel, line.decode(errors="replace").strip())
+
+    def put(self, path: str, data: bytes, mode: int) -> None:
+        sftp = self.conn.sftp()
+        temporary = posixpath.join(posixpath.dirname(path), "." + posixpath.basename(path) + ".tmp")
+        with sftp.open(temporary, "w") as handle:
+            handle.chmod(mode)
+            handle.write(data)
+        sftp.posix_rename(temporary, path)
+
+    def stream(self, command: Command, out: IO[str], pty: bool, keys: bool) -> int:
+        if pty:
+            return self.conn.run(command.render(), pty=True, warn=True, hide=False,
+                                 in_stream=None if keys else False,
+                                 out_stream=out, err_stream=out).exited
+        channel = self._channel()
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        try:
+            channel.set_combine_stderr(True)
+            channel.exec_command(command.render())
+            if command.stdin:
+                channel.sendall(command.stdin.encode())
+            channel.shutdown_write()
+            while True:
+                chunk = channel.recv(32768)
+                if not chunk:
+                    break
+                out.write(decoder.decode(chunk))
+            return channel.recv_exit_status()
+        finally:
+            channel.close()
+
+    def _channel(self):
+        return self.conn.client.get_transport().open_session()
+
+
+class HeldChannel(Held):
+    def __init__(self, channel, first_line: str):
+        self.channel, self.first_line = channel, first_line
+
+    def release(self, wait: float = 5) -> None:
+        try:
+            self.channel.shutdown_write()
+            self.channel.status_event.wait(wait)
+        except Exception:  # the connection is gone: so is the held process
+            pass
+        finally:
+            self.channel.close()
+
+
+class LocalTransport(HttpFromHere):
+    """This machine: bash runs each command (they may be pipelines)."""
+
+    records = False
+    alive = True
+    clock, sleep = staticmethod(time.monotonic), staticmethod(time.sleep)
+
+    def run(self, command: Command, timeout: Optional[float]) -> Result:
+        try:
+            done = subprocess.run(["bash", "-c", command.render()], input=command.stdin,
+                                  capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise TimedOut() from None
+        return Result(done.returncode, done.stdout, done.stderr)
+
+    def hold(self, command: Command, timeout: Optional[float]) -> Held:
+        process = subprocess.Popen(["bash", "-c", command.render()], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, text=True)
+        return HeldProcess(process, process.stdout.readline().strip())
+
+    def put(self, path: str, data: bytes, mode: int) -> None:
+        temporary = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".tmp")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(descriptor, "wb") as handle:
+            os.fchmod(handle.fileno(), mode)
+            handle.write(data)
+        os.replace(temporary, path)
+
+    def stream(self, command: Command, out: IO[str], pty: bool, keys: bool) -> int:
+        process = subprocess.Popen(["bash", "-c", command.render()], text=True,
+                                   stdin=None if keys else subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        if not keys:
+            process.stdin.write(command.stdin or "")
+            process.stdin.close()
+        for line in process.stdout:
+            out.write(line)
+        return process.wait()
+
+
+class HeldProcess(Held):
+    def __init__(self, process, first_line: str):
+        self.process, self.first_line = process, first_line
+
+    def release(self, wait: float = 5) -> None:
+        self.process.stdin.close()
+        try:
+            self.process.wait(wait)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+@dataclass
+class Action:
+    """One recorded action: `[label] text`, and whether its exact arguments came from what the
+    (scripted) host answered rather than from the settings and the sha."""
+    label: str
+    text: str
+    depends: bool = False
+
+
+@dataclass
+class Plan:
+    """What a recording did, in order: actions and the steps they ran under."""
+    actions: List[object] = field(default_factory=list)   # Action, or a step title (str)
+    now: float = 0.0                                        # the virtual clock
+
+    def step(self, title: str) -> None:
+        self.actions.append(title)
+
+
+class Script:
+    """How a Recorder's (imaginary) machine answers: success and no output, unless told."""
+
+    placeholders = ("<",)   # an argument containing one came from an answer (see Action.depends)
+
+    def answer(self, command: Command) -> Result:
+        return Result(0, "", "")
+
+    def put(self, path: str, data: bytes) -> None:
+        pass
+
+    def get(self, url: str) -> Tuple[Optional[int], str]:
+        return 200, ""
+
+
+class Recorder:
+    """Runs nothing: records each action in `plan` and answers from `script`."""
+
+    records = True
+    alive = True
+
+    def __init__(self, plan: Plan, label: str, script: Optional[Script] = None):
+        self.plan, self.label, self.script = plan, label, script or Script()
+
+    def clock(self) -> float:
+        return self.plan.now
+
+    def sleep(self, seconds: float) -> None:
+        self.plan.now += max(0.0, seconds)
+
+    def _record(self, text: str, label: str = "") -> None:
+        depends = any(mark in text for mark in self.script.placeholders)
+        self.plan.actions.append(Action(label or self.label, text, depends))
+
+    def run(self, command: Command, timeout: Optional[float]) -> Result:
+        self._record(command.render())
+        if command.stdin is not None:
+            self.plan.actions[-1].text += STDIN_MARK
+        return self.script.answer(command)
+
+    def hold(self, command: Command, timeout: Optional[float]) -> Held:
+        self._record(command.render() + HELD_MARK)
+        held = Held()
+        held.first_line = self.script.answer(command).stdout.strip()
+        return held
+
+    def put(self, path: str, data: bytes, mode: int) -> None:
+        self._record(put_text(path, len(data), mode))
+        self.script.put(path, data)
+
+    def stream(self, command: Command, out: IO[str], pty: bool, keys: bool) -> int:
+        self._record(command.render())
+        return self.script.answer(command).exited
+
+    def get(self, url: str, headers: dict, timeout: float) -> Tuple[Optional[int], str]:
+        self._record(get_text(url), label="local")
+        return self.script.get(url)
+
+
+class Transport(Protocol):
+    """What `shell.Runner` needs of a transport (SSHTransport, LocalTransport, Recorder)."""
+    records: bool
+    alive: bool
+
+    def clock(self) -> float: ...
+    def sleep(self, seconds: float) -> None: ...
+    def run(self, command: Command, timeout: Optional[float]) -> Result: ...
+    def hold(self, command: Command, timeout: Optional[float]) -> Held: ...
+    def put(self, path: str, data: bytes, mode: int) -> None: ...
+    def stream(self, command: Command, out: IO[str], pty: bool, keys: bool) -> int: ...
+    def get(self, url: str, headers: dict, timeout: float) -> Tuple[Optional[int], str]: ...

@@ -1,0 +1,244 @@
+"""The recovery, driven through the recorder: the real deploy and rollback code against the
+simulated host (plan.py), with a scripted failure at every remote command in turn.
+
+Whatever fails, and wherever: users are served by the previous release or the new one (never
+by nothing), nothing of a failed release keeps running, every ledger start has its end with the
+truthful result, and the lock is released."""
+import io
+
+import pytest
+
+from fabfile.deploy import deploy
+from fabfile.errors import DeployError
+from fabfile.plan import RUNNING, PlannedSession, PlanReporter, SimulatedHost
+from fabfile.report import Reporter, Summary
+from fabfile.rollback import rollback_on_host
+from fabfile.shell import Result, Runner
+from fabfile.transport import Action, Plan, Recorder
+
+SHA = "a" * 40
+OLDER = "b" * 40
+
+
+class FailingHost(SimulatedHost):
+    """The simulated host, except that remote command number `fail_at` exits 1."""
+
+    def __init__(self, settings, fail_at: int, ledger=None, fail_on: str = None):
+        super().__init__(settings, ledger)
+        self.fail_at, self.count, self.failed, self.fail_on = fail_at, 0, None, fail_on
+
+    def answer(self, command):
+        self.count += 1
+        if self.count == self.fail_at or (self.fail_on and not self.failed
+                                          and self.fail_on in command.render()):
+            self.failed = command.render()
+            return Result(1, "", "scripted failure")
+        return super().answer(command)
+
+    def serving(self):
+        """The release users get: that of the live slot, if its app containers run."""
+        sha = self.slots.get(self.live or "")
+        ids = {f"<container:{s.name}-{self.live}>" for s in self.settings.services}
+        return sha if sha and not ids & self.stopped else None
+
+    def running(self, sha):
+        return [slot for slot, held in self.slots.items() if held == sha and not
+                {f"<container:{s.name}-{slot}>" for s in self.settings.services} & self.stopped]
+
+
+def run_deploy(settings, fail_at: int):
+    plan = Plan()
+    reporter = PlanReporter(plan)
+    host = FailingHost(settings, fail_at)
+    local = Runner(Recorder(plan, "local", SimulatedHost(settings)), "local")
+    summary = Summary("deploy", SHA)
+    try:
+        deploy(settings, SHA, reporter, local, lambda: PlannedSession(settings, reporter, plan, host),
+               summary, rebuild=False, force=False, wait_lock=None)
+        error = None
+    except DeployError as exc:
+        error = str(exc)
+    return host, plan, error
+
+
+def remote_commands(plan):
+    return [a.text for a in plan.actions if isinstance(a, Action) and a.label == "remote"]
+
+
+def ends_match_starts(ledger):
+    starts = [e["id"] for e in ledger if e["event"] == "start"]
+    ends = {e["id"]: e["result"] for e in ledger if e["event"] == "end"}
+    return starts, ends
+
+
+def deploy_length(settings):
+    host, _, error = run_deploy(settings, fail_at=0)
+    assert error is None
+    return host.count
+
+
+def test_a_clean_deploy_through_the_simulated_host_succeeds(settings):
+    host, plan, error = run_deploy(settings, fail_at=0)
+    assert error is None and host.serving() == SHA and host.running(RUNNING) == []
+    assert [e.get("result") for e in host.ledger] == [None, "succeeded"]
+    assert remote_commands(plan)[-1] == "rm -f /opt/classroom-manager/deploy.lock.json"
+
+
+def test_a_failure_at_any_remote_command_leaves_staging_serving(settings):
+    length = deploy_length(settings)
+    assert length > 80
+    for fail_at in range(1, length + 1):
+        check_deploy_failing_at(settings, fail_at)
+
+
+def check_deploy_failing_at(settings, fail_at):
+    host, plan, error = run_deploy(settings, fail_at)
+    served = host.serving()
+    assert served in (SHA, RUNNING), (host.failed, error)
+    starts, ends = ends_match_starts(host.ledger)
+    if error is None:      # a failure the deploy may shrug off (a poll looks again, prune warns)
+        assert served == SHA, host.failed
+        recorded = not host.failed or not host.failed.startswith("tee -a")  # only warns
+        assert ends == ({starts[0]: "succeeded"} if recorded else {}), host.failed
+    else:
+        assert served == RUNNING, (host.failed, error)
+        assert host.running(SHA) == [], (host.failed, "the failed release still runs")
+        if starts:         # it got as far as recording the deploy: the end says what happened
+            assert ends == {starts[0]: "rolled_back"}, (host.failed, ends)
+            assert "rolled back to" in error or "kept serving" in error, error
+        else:              # refused before it changed anything
+            assert host.ledger == [] and host.running(RUNNING) == ["green"]
+    commands = remote_commands(plan)
+    if any(c.startswith("tee /opt/classroom-manager/deploy.lock.json") for c in commands):
+        assert commands[-1] == "rm -f /opt/classroom-manager/deploy.lock.json", host.failed
+
+
+def ledger_with_two_good_releases():
+    return [{"event": "start", "id": "1", "action": "deploy", "sha": OLDER, "by": "t",
+             "started": "2026-01-01T00:00:00Z"},
+            {"event": "end", "id": "1", "result": "succeeded", "ended": "2026-01-01T00:01:00Z"},
+            {"event": "start", "id": "2", "action": "deploy", "sha": RUNNING, "by": "t",
+             "started": "2026-01-02T00:00:00Z"},
+            {"event": "end", "id": "2", "result": "succeeded", "ended": "2026-01-02T00:01:00Z"}]
+
+
+def run_rollback(settings, fail_at: int):
+    plan = Plan()
+    host = FailingHost(settings, fail_at, ledger_with_two_good_releases())
+    runner = Runner(Recorder(plan, "remote", host), "remote")
+    summary = Summary("rollback", "?")
+    try:
+        rollback_on_host(settings, runner, PlanReporter(plan), summary, None, False, True, input)
+        error = None
+    except DeployError as exc:
+        error = str(exc)
+    return host, error
+
+
+def test_a_clean_rollback_restores_the_release_before(settings):
+    host, error = run_rollback(settings, fail_at=0)
+    assert error is None and host.serving() == OLDER and host.running(RUNNING) == []
+    assert host.ledger[-1]["result"] == "succeeded"
+
+
+def test_a_failed_rollback_says_so_loudly_and_users_are_still_served(settings):
+    length = run_rollback(settings, fail_at=0)[0].count
+    assert length > 40
+    for fail_at in range(1, length + 1):
+        check_rollback_failing_at(settings, fail_at)
+
+
+def check_rollback_failing_at(settings, fail_at):
+    host, error = run_rollback(settings, fail_at)
+    assert host.serving() in (OLDER, RUNNING), (host.failed, error)
+    starts, ends = ends_match_starts(host.ledger)
+    new = [s for s in starts if s not in ("1", "2")]
+    if error is None:
+        recorded = not host.failed or not host.failed.startswith("tee -a")  # only warns
+        assert host.serving() == OLDER, host.failed
+        assert ends.get(new[0]) == ("succeeded" if recorded else None), host.failed
+    elif new:
+        assert ends[new[0]] == "failed" and error.startswith("ROLLBACK TO"), (host.failed, error)
+        assert "inv deploy.rollback --to" in error
+    else:
+        assert host.serving() == RUNNING, (host.failed, error)
+
+
+def simulated_deploy_staging(settings, mocker, host, sha=SHA, **flags):
+    """deploy_staging itself (summary, exit), its host and this machine replaced by the recorder."""
+    from fabfile.deploy import deploy_staging
+    plan, out = Plan(), io.StringIO()
+    mocker.patch("fabfile.deploy.HostSession",
+                 lambda s, r: PlannedSession(s, r, plan, host))
+    mocker.patch("fabfile.deploy.LocalTransport",
+                 lambda: Recorder(plan, "local", SimulatedHost(settings)))
+    try:
+        deploy_staging(settings, sha, Reporter(stream=out), **flags)
+        error = None
+    except DeployError as exc:
+        error = str(exc)
+    return out.getvalue(), error, plan
+
+
+def test_the_summary_says_what_happened(settings, mocker):
+    out, error, _ = simulated_deploy_staging(settings, mocker, SimulatedHost(settings))
+    assert error is None and f"deploy SUCCEEDED: {SHA}" in out
+    assert "watch     10s after the switch: ok" in out
+    host = FailingHost(settings, fail_at=0, fail_on="pull --quiet")
+    out, error, _ = simulated_deploy_staging(settings, mocker, host)
+    assert f"deploy FAILED: {SHA}" in out and "kept serving (the failed release never" in error
+
+
+def test_a_release_already_in_the_registry_is_not_built_again(settings, mocker):
+    class Published(SimulatedHost):
+        def answer(self, command):
+            if command.argv[:3] == ("docker", "manifest", "inspect"):
+                return Result(0, "{}", "")
+            return super().answer(command)
+
+    plan = Plan()
+    mocker.patch("fabfile.deploy.HostSession",
+                 lambda s, r: PlannedSession(s, r, plan, SimulatedHost(settings)))
+    mocker.patch("fabfile.deploy.LocalTransport", lambda: Recorder(plan, "local", Published(settings)))
+    from fabfile.deploy import deploy_staging
+    deploy_staging(settings, SHA, Reporter(stream=io.StringIO()))
+    local = [a.text for a in plan.actions if isinstance(a, Action) and a.label == "local"]
+    assert not any("docker build" in c for c in local)
+    assert any(c.startswith("docker pull --quiet") and SHA in c for c in local)
+
+
+def test_an_older_sha_is_refused_before_anything_changes(settings, mocker):
+    class Ancestor(SimulatedHost):
+        def answer(self, command):
+            if command.argv[:2] == ("git", "merge-base"):
+                return Result(0, "", "")
+            return super().answer(command)
+
+    plan = Plan()
+    host = SimulatedHost(settings)
+    mocker.patch("fabfile.deploy.HostSession", lambda s, r: PlannedSession(s, r, plan, host))
+    mocker.patch("fabfile.deploy.LocalTransport", lambda: Recorder(plan, "local", Ancestor(settings)))
+    from fabfile.deploy import deploy_staging
+    with pytest.raises(DeployError, match="is older than the running"):
+        deploy_staging(settings, SHA, Reporter(stream=io.StringIO()))
+    assert host.ledger == [] and host.slots == {"green": RUNNING}
+
+
+def test_a_rollback_with_restore_db_needs_a_dump_and_a_yes(settings):
+    host = FailingHost(settings, 0, ledger_with_two_good_releases())
+    runner = Runner(Recorder(Plan(), "remote", host), "remote")
+    with pytest.raises(DeployError, match="no database dump is recorded"):
+        rollback_on_host(settings, runner, PlanReporter(Plan()), Summary("rollback", "?"), None,
+                         True, True, input)
+    dumped = ledger_with_two_good_releases()
+    dumped[1]["backup"] = "/opt/classroom-manager/backups/b.dump"
+    host = FailingHost(settings, 0, dumped)
+    runner = Runner(Recorder(Plan(), "remote", host), "remote")
+    with pytest.raises(DeployError, match="not confirmed; nothing was changed"):
+        rollback_on_host(settings, runner, PlanReporter(Plan()), Summary("rollback", "?"), None,
+                         True, False, lambda question: "no")
+    assert host.serving() == RUNNING
+    summary = Summary("rollback", "?")
+    rollback_on_host(settings, runner, PlanReporter(Plan()), summary, None, True, False,
+                     lambda question: "yes")
+    assert host.serving() == OLDER and "database restored from" in summary.notes[0]

@@ -1,0 +1,137 @@
+"""`deploy.status`, `deploy.history` and `staging.setup` against scripted hosts (the recorder)."""
+import io
+import json
+
+from fabfile.errors import DeployError
+from fabfile.plan import RUNNING, SimulatedHost
+from fabfile.provision import setup_host
+from fabfile.report import Reporter
+from fabfile.shell import Result, Runner
+from fabfile.status import history, read_status, render_history, render_status
+from fabfile.transport import Plan, Recorder, Script
+
+
+def recorded(script):
+    plan = Plan()
+    return Runner(Recorder(plan, "remote", script), "remote"), plan
+
+
+class CrashingHost(SimulatedHost):
+    """The live backend has restarted twice; a rollback holds the lock."""
+
+    def answer(self, command):
+        result = super().answer(command)
+        if command.argv[:2] == ("docker", "inspect"):
+            items = json.loads(result.stdout)
+            for item in items:
+                if item["Id"] == "<container:backend-green>":
+                    item["RestartCount"] = 2
+            return Result(0, json.dumps(items), "")
+        if command.argv[0] == "flock":
+            return Result(75, "", "")
+        if command.argv[:2] == ("cat", "/opt/classroom-manager/deploy.lock.json"):
+            return Result(0, json.dumps({"action": "rollback", "sha": "c" * 40, "by": "ana@laptop",
+                                         "since_epoch": 0, "pid": 42}), "")
+        return result
+
+
+LEDGER = [{"event": "start", "id": "1", "action": "deploy", "sha": "d" * 40, "by": "ci",
+           "started": "2026-11-01T10:00:00Z"},
+          {"event": "end", "id": "1", "result": "rolled_back", "duration": 31.2,
+           "cause": "backend exited\nmore", "rolled_back_to": RUNNING, "backup": "/x/b.dump"},
+          {"event": "start", "id": "2", "action": "rollback", "sha": "e" * 40, "by": "ana",
+           "started": "2026-11-02T10:00:00Z"}]
+
+
+def test_status_reports_a_crashing_live_release_and_who_holds_the_lock(settings):
+    runner, _ = recorded(CrashingHost(settings, LEDGER))
+    status = read_status(runner, settings)
+    assert status["sha"] == RUNNING and status["slot"] == "green" and not status["healthy"]
+    assert "backend restarted 2 time(s) since it went live (crashing)" in status["reason"]
+    assert status["lock"]["held"] and "rollback of cccccccccccc by ana@laptop" in \
+        status["lock"]["description"]
+    text = render_status(status)
+    assert "NOT HEALTHY" in text and "restarts=2" in text
+    assert "last      rollback of eeeeeeeeeeee: UNFINISHED" in text
+
+
+def test_status_of_a_healthy_host_with_a_free_lock(settings):
+    runner, _ = recorded(SimulatedHost(settings))
+    status = read_status(runner, settings)
+    assert status["healthy"] and status["lock"] == {"held": False, "holder": {},
+                                                    "description": "free"}
+    assert status["last"] is None
+
+
+def test_history_is_newest_first_with_its_details(settings):
+    runner, _ = recorded(SimulatedHost(settings, LEDGER))
+    rows = history(runner, settings, 5)
+    assert [r["id"] for r in rows] == ["2", "1"]
+    text = render_history(rows)
+    assert "UNFINISHED" in text.splitlines()[1]
+    assert "rolled back to <running-sha; backend exited; backup b.dump" in text
+    assert "31s" in text
+    assert render_history([]) == "no releases recorded yet"
+
+
+class FreshDebian(Script):
+    """A Debian server with sudo and nothing else: no Docker, no deploy user."""
+
+    def __init__(self, docker=False, sudo=True, os_id="debian"):
+        self.docker, self.sudo, self.os_id = docker, sudo, os_id
+        self.user = False
+
+    def answer(self, command):
+        argv = command.argv
+        if argv[:3] == ("sudo", "-n", "true"):
+            return Result(0 if self.sudo else 1, "", "")
+        if argv == ("cat", "/etc/os-release"):
+            return Result(0, f"ID={self.os_id}\n", "")
+        if "command -v dockerd" in command.render():
+            return Result(0, "/usr/sbin/dockerd\n" if self.docker else "", "")
+        if "install" in argv and "docker.io" in argv:
+            self.docker = True
+        if argv[:2] == ("id", "--"):
+            return Result(0 if self.user else 1, "", "")
+        if "useradd" in argv:
+            self.user = True
+        if argv[:2] == ("getent", "passwd"):
+            return Result(0, "deploy:x:1000:1000::/home/deploy:/bin/bash\n", "")
+        if argv == ("cat", "/etc/ssh/ssh_host_ed25519_key.pub"):
+            return Result(0, "ssh-ed25519 AAAAhostkey root@host\n", "")
+        return Result(0, "", "")
+
+
+def setup(settings, script):
+    runner, plan = recorded(script)
+    line = setup_host(settings, runner, Reporter(stream=io.StringIO()))
+    return line, [a.text for a in plan.actions]
+
+
+def test_setup_installs_docker_creates_the_user_and_returns_the_pin(settings, mocker):
+    mocker.patch("fabfile.provision.deploy_public_key", return_value="ssh-ed25519 AAAA deploy\n")
+    line, ran = setup(settings, FreshDebian())
+    assert line == "staging.example.com ssh-ed25519 AAAAhostkey"
+    assert any("apt-get install" in c and "docker.io" in c for c in ran)
+    assert "sudo -n useradd --create-home --shell /bin/bash -- deploy" in ran
+    assert "sudo -n install -d -m 0700 -o deploy -g deploy -- /opt/classroom-manager" in ran
+    assert "sudo -n tee /home/deploy/.ssh/authorized_keys <<< (stdin)" in ran
+
+
+def test_setup_is_idempotent_on_a_ready_host(settings, mocker):
+    mocker.patch("fabfile.provision.deploy_public_key", return_value="ssh-ed25519 AAAA deploy\n")
+    script = FreshDebian(docker=True)
+    script.user = True
+    _, ran = setup(settings, script)
+    assert not any("apt-get" in c or "useradd" in c for c in ran)
+
+
+def test_setup_refuses_a_password_sudo_and_other_systems(settings):
+    for script, expected in ((FreshDebian(sudo=False), "sudo asks for a password"),
+                             (FreshDebian(os_id="alpine"), "Debian and Ubuntu hosts only")):
+        try:
+            setup(settings, script)
+        except DeployError as exc:
+            assert expected in str(exc)
+        else:
+            raise AssertionError("setup went on")

@@ -1,0 +1,83 @@
+"""The transports behind shell.Runner: this machine for real, and the recorder."""
+import io
+import os
+import stat
+
+import pytest
+
+from fabfile.errors import ConnectionLost, RemoteCommandError
+from fabfile.shell import Runner, cmd, pipe
+from fabfile.transport import Action, LocalTransport, Plan, Recorder
+
+
+@pytest.fixture
+def local():
+    return Runner(LocalTransport(), "local", timeout=10)
+
+
+def test_local_commands_run_with_their_stdin_and_pipelines(local):
+    assert local.run(cmd("cat", stdin="secret input\n")).stdout == "secret input\n"
+    assert local.run(pipe(cmd("printf", "a\\nb\\n"), cmd("wc", "-l"))).stdout.strip() == "2"
+    failed = local.run(pipe(cmd("false"), cmd("cat")), check=False)
+    assert failed.exited != 0            # pipefail: a failing first part fails the pipeline
+
+
+def test_a_failing_command_names_what_failed_with_its_output(local):
+    with pytest.raises(RemoteCommandError, match="listing the moon failed:\nno moon"):
+        local.run(cmd("sh", "-c", "echo no moon >&2; exit 3"), "listing the moon")
+
+
+def test_a_command_past_its_limit_is_an_error_not_a_hang(local):
+    with pytest.raises(RemoteCommandError, match="timed out after 1s"):
+        local.run(cmd("sleep", "5"), "sleeping", timeout=1)
+
+
+def test_put_sets_the_mode_before_writing_and_replaces_atomically(local, tmp_path):
+    path = str(tmp_path / "env")
+    local.put(path, "A=1\n", 0o600)
+    local.put(path, "A=2\n", 0o600)
+    assert open(path).read() == "A=2\n"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert os.listdir(tmp_path) == ["env"]
+
+
+def test_hold_keeps_a_command_running_until_released(local, tmp_path):
+    marker = tmp_path / "ended"
+    held = local.hold(cmd("sh", "-c", f"echo locked $$; cat >/dev/null; touch {marker}"))
+    assert held.first_line.startswith("locked ") and not marker.exists()
+    held.release()
+    assert marker.exists()
+
+
+def test_stream_writes_output_as_it_comes_and_returns_the_exit_code(local):
+    out = io.StringIO()
+    assert local.stream(cmd("sh", "-c", "echo one; echo two >&2; exit 4"), out) == 4
+    assert out.getvalue() == "one\ntwo\n"
+
+
+def test_a_dropped_connection_is_never_silently_reopened():
+    class Dropped(LocalTransport):
+        alive = False
+
+    with pytest.raises(ConnectionLost, match="before: docker"):
+        Runner(Dropped(), "remote").run(cmd("docker", "ps"))
+
+
+def test_the_recorder_runs_nothing_and_keeps_time_virtual(tmp_path):
+    plan = Plan()
+    runner = Runner(Recorder(plan, "remote"), "remote")
+    runner.run(cmd("rm", "-rf", str(tmp_path)))
+    runner.put("/srv/x/.env", "A=1\n")
+    runner.sleep(30)
+    assert tmp_path.exists() and runner.clock() == 30 and runner.dry_run
+    assert plan.actions == [Action("remote", f"rm -rf {tmp_path}"),
+                            Action("remote", "sftp put /srv/x/.env (mode 0600, 4 bytes)")]
+    assert runner.get("https://x.example/health") == (200, "")
+    assert plan.actions[-1] == Action("local", "GET https://x.example/health (from here)")
+
+
+def test_a_plan_shows_a_repeated_look_once_with_its_count():
+    from fabfile.plan import fold_repeats
+    lines = ["--> check", "ps", "curl", "ps", "curl", "ps", "curl", "--> switch", "put", "put"]
+    assert fold_repeats(lines) == ["--> check", "ps", "curl", "(the 2 lines above again, 2 more times)",
+                                   "--> switch", "put", "(the 1 line above again, 1 more time)"]
