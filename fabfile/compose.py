@@ -10,12 +10,13 @@ absolute paths, so it never depends on the remote working directory. The files o
 release are kept in `STAGING_DIR/releases/<sha>/`; the pair at the top of STAGING_DIR is what
 the stable project runs with.
 """
+import hashlib
 import json
 import posixpath
 import re
 import shlex
 from dataclasses import replace
-from typing import Iterable, List, Optional
+from typing import Iterable, List, Optional, Set
 
 from .shell import Command, cmd
 
@@ -28,6 +29,7 @@ EDGE_SERVICE = "edge"
 EDGE_CONFIG = "nginx.conf"
 LIVE_FILE = "live.conf"
 ENTRY_FILE = "entry.conf"
+STABLE_DIGEST = "stable.digest"
 # Where compose.yaml mounts edge/ in the edge container, and the config nginx runs with.
 EDGE_MOUNT = "/etc/nginx/deploy"
 PROJECT_LABEL = "com.docker.compose.project"
@@ -170,11 +172,38 @@ def engine_version() -> Command:
     return cmd("docker", "version", "--format", "{{.Server.Version}}")
 
 
-def running_service(project: str, service: str) -> Command:
-    """The id of `service`'s running container in compose project `project` (empty: none)."""
-    return cmd("docker", "ps", "-q", "--filter", f"label={PROJECT_LABEL}={project}",
-               "--filter", f"label=com.docker.compose.service={service}",
-               "--filter", "status=running")
+def compose_text(settings, name: str) -> str:
+    """A file of the compose folder (compose.yaml, app.yaml, edge/nginx.conf), to upload."""
+    with open(posixpath.join(settings.compose_dir, name), encoding="utf-8") as handle:
+        return handle.read()
+
+
+def stable_services(settings) -> Set[str]:
+    return set(settings.data_services) | {EDGE_SERVICE}
+
+
+def stable_digest(settings, text: str) -> Optional[str]:
+    """What the stable project runs with, as one hash: its compose file (`text`) and the values
+    of the variables it reads. None when that would change with every release (the file reads
+    RELEASE_SHA or an app image): then the stable services are brought up on every deploy."""
+    names = sorted(set(re.findall(r"\$\{(\w+)", text)))
+    per_release = {"RELEASE_SHA"} | {f"{s.name.upper()}_IMAGE" for s in settings.services}
+    if per_release & set(names):
+        return None
+    env = settings.app_env("")
+    material = json.dumps([settings.project, text, [env.get(name) for name in names]])
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+def stable_digest_path(settings) -> str:
+    """Where the digest of the stable project's last successful `up` is kept on the host."""
+    return posixpath.join(settings.STAGING_DIR, STABLE_DIGEST)
+
+
+def running_services(project: str) -> Command:
+    """The services of compose project `project` that have a running container, one a line."""
+    return cmd("docker", "ps", "--filter", f"label={PROJECT_LABEL}={project}", "--filter",
+               "status=running", "--format", '{{.Label "com.docker.compose.service"}}')
 
 
 def all_containers() -> Command:

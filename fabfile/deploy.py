@@ -24,13 +24,17 @@ from .compose import (
     ENV_FILE,
     SLOTS,
     ComposeCommands,
+    compose_text,
     edge_dir,
     engine_version,
     entry_conf,
     other_slot,
     release_dir,
     remove_containers,
-    running_service,
+    running_services,
+    stable_digest,
+    stable_digest_path,
+    stable_services,
     strip_terminal_codes,
 )
 from .config import render_env
@@ -241,21 +245,32 @@ def release(settings, sha, remote: Runner, reporter: Reporter, summary: Summary,
     if settings.REGISTRY_PULL_USER:
         with reporter.step(f"log in to {settings.REGISTRY} on the host"):
             remote.run(top.registry_login(), "docker login on the host")
+    digest = stable_digest(settings, compose_text(settings, BASE_FILE))
+    running = set(remote.run(running_services(settings.project)).stdout.split())
+    unchanged = bool(digest) and running >= stable_services(settings) and digest == remote.run(
+        cmd("cat", stable_digest_path(settings)), check=False).stdout.strip()
     with reporter.step("pull images"):
-        for compose in (staged, candidate):
+        for compose in (candidate,) if unchanged else (staged, candidate):
             remote.run(compose.pull(), "docker compose pull (the running release is untouched)")
     verify_pulled(remote, settings, sha, summary, pushed)
     pending = None
-    if remote.run(running_service(settings.project, settings.database_service)).stdout.strip():
+    if settings.database_service in running:
         pending = migrations_pending(remote, settings, reporter, candidate)
         summary.backup = backup_database(remote, settings, sha, reporter, pending)
     else:
         reporter.note("no running database yet (first deploy): nothing to back up")
-    with reporter.step("start stable services: data, edge proxy (unchanged ones keep running)"):
-        for name in (BASE_FILE, ENV_FILE):
-            remote.run(cmd("cp", "-p", posixpath.join(staged.dir, name),
-                           posixpath.join(top.dir, name)), "activating " + name)
-        remote.run(top.up_stable(), "starting the stable services")
+    if unchanged:
+        with reporter.step("stable services (data, edge proxy): running, and their files and "
+                           "settings unchanged since the last deploy: left as they are"):
+            pass
+    else:
+        with reporter.step("start stable services: data, edge proxy (unchanged ones keep running)"):
+            for name in (BASE_FILE, ENV_FILE):
+                remote.run(cmd("cp", "-p", posixpath.join(staged.dir, name),
+                               posixpath.join(top.dir, name)), "activating " + name)
+            remote.run(top.up_stable(), "starting the stable services")
+            if digest:
+                remote.put(stable_digest_path(settings), digest + "\n")
     if pending is not False:
         with reporter.step("run migrations"):
             remote.run(candidate.migrate(), "migrations")
@@ -277,7 +292,7 @@ def release(settings, sha, remote: Runner, reporter: Reporter, summary: Summary,
     summary.health = outcome.verdict.reason if outcome else ""
     stands_by = f" (slot {live} stands by)" if live else ""
     with reporter.step(f"switch the edge to slot {slot}{stands_by}"):
-        went_live = switch_edge(remote, settings, sha, slot, reporter, fallback=live)
+        went_live = switch_edge(remote, settings, sha, slot, reporter, fallback=live, seen=outcome)
     window = f"{settings.WATCH_SECONDS:.0f}s after the switch"
     with reporter.step(f"watch {window}{stands_by}"):
         summary.watch = f"{window}: failed"
@@ -471,10 +486,4 @@ def prune_after_success(runner, settings, sha, previous, reporter) -> None:
                           f"containers, {len(paths)} old release folders/backups")
     except DeployError as exc:
         reporter.say(f"warning: prune failed (the deploy itself succeeded): {exc}")
-
-
-def compose_text(settings, name: str) -> str:
-    """A file of the compose folder (compose.yaml, app.yaml, edge/nginx.conf), to upload."""
-    with open(posixpath.join(settings.compose_dir, name), encoding="utf-8") as handle:
-        return handle.read()
 

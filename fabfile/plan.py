@@ -14,12 +14,17 @@ import posixpath
 from typing import Dict, List, Optional, Tuple
 
 from .compose import (
+    BASE_FILE,
     EDGE_SERVICE,
     LIVE_FILE,
     PROJECT_LABEL,
+    compose_text,
     live_conf,
     parse_live_conf,
+    running_services,
     slot_project,
+    stable_digest,
+    stable_digest_path,
 )
 from .images import SHA_LABEL
 from .ledger import LEDGER_FILE
@@ -88,10 +93,12 @@ class SimulatedHost(Script):
         if argv == ("tee", "-a", "--", self.ledger_path):
             self.ledger.append(json.loads(command.stdin))
             return Result(0, command.stdin, "")
-        if argv[:3] == ("docker", "ps", "-q"):     # one service's running container
-            service = argv[argv.index("--filter") + 3].rsplit("=", 1)[1]
-            return Result(0, "".join(f"{row[0]}\n" for row in self._rows() if row[2] == service
-                                     and row[1] == self.settings.project), "")
+        if argv == running_services(self.settings.project).argv:
+            return Result(0, "".join(f"{row[2]}\n" for row in self._rows()
+                                     if row[1] == self.settings.project), "")
+        if argv == ("cat", stable_digest_path(self.settings)):   # unchanged since the last deploy
+            text = compose_text(self.settings, BASE_FILE)
+            return Result(0, (stable_digest(self.settings, text) or "") + "\n", "")
         if argv[:2] == ("docker", "ps"):
             return Result(0, "".join(f"{row[0]} {row[1]}\n" for row in self._rows()), "")
         if argv[:2] == ("docker", "inspect"):

@@ -9,6 +9,7 @@ Used by the deploy (new release) and by every restore (rollback, automatic or no
 retained release back is the same dance with images already on the host.
 """
 import posixpath
+from typing import Optional
 
 from .compose import (
     LIVE_FILE,
@@ -66,11 +67,14 @@ def standing_by(runner, settings, sha: str, slot: str) -> bool:
     return assess(probe, sha, checked_services(settings), restarts).state == HEALTHY
 
 
-def switch_edge(runner, settings, sha: str, slot: str, reporter, fallback: str = None) -> float:
+def switch_edge(runner, settings, sha: str, slot: str, reporter, fallback: str = None,
+                seen: Optional[Outcome] = None) -> float:
     """Point the edge at `slot` and wait until users get `sha` from it; returns when it went
     live (runner.clock()). With `fallback` (the slot it replaces, still running), the edge
-    hands that slot any request the new one fails, until `confirm_switch`."""
-    before = restart_counts(runner, settings)
+    hands that slot any request the new one fails, until `confirm_switch`. `seen`: the check
+    that just passed, whose restart counts count as before (saves reading them again)."""
+    before = ({c["Id"]: c["RestartCount"] for c in seen.probe.containers} if seen
+              else restart_counts(runner, settings))
     point_edge(runner, settings, slot, fallback)
     went_live = runner.clock()
     outcome = wait_for_slot(runner, settings, sha, slot, reporter, before, SWITCH_DEADLINE,

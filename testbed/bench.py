@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
+import yaml
 from dotenv import dotenv_values
 
 import testbed
@@ -28,6 +29,7 @@ from testbed.commits import make_commit
 from testbed.load import SteadyLoad, first_serving
 
 ROOT = testbed.ROOT
+DEFAULTS = yaml.safe_load((ROOT / "invoke.yaml").read_text())["deploy"]
 OURS_URL = f"http://127.0.0.1:{testbed.HTTP_PORT}/api/health"
 BASELINE_URL = f"http://127.0.0.1:{testbed.BASELINE_HTTP_PORT}/api/health"
 BASELINE_DIR = "/opt/baseline"
@@ -42,6 +44,17 @@ class Run:
     extra: Dict[str, float] = field(default_factory=dict)
     kinds: str = ""                       # what the failed requests were (load.LoadStats.kinds)
     reported_ok: Optional[bool] = None    # what the command itself said (exit code 0)
+
+
+def step_times(stdout: str) -> Dict[str, float]:
+    """`step: <name>` -> seconds, from a deploy's ` ok <name> (1.2s)` lines (shas and slot names
+    replaced, so the same step of different runs has one name)."""
+    times: Dict[str, float] = {}
+    for name, seconds in re.findall(r"^\[ *[\d.]+s\]  ok (.+) \(([\d.]+)s\)$", stdout, re.M):
+        name = re.sub(r"[0-9a-f]{12,40}", "<sha>", name)
+        name = re.sub(r"\b(blue|green)\b", "<slot>", name)
+        times["step: " + name] = times.get("step: " + name, 0.0) + float(seconds)
+    return times
 
 
 def commit(label: str, fault: Optional[str] = None) -> str:
@@ -138,13 +151,16 @@ class Bench:
         watched = re.search(r" ok watch [^\n]*\(([\d.]+)s\)\n", result.stdout)
         if watched:
             run.extra["watch"] = float(watched.group(1))
+        run.extra.update(step_times(result.stdout))
         self.record(scenario, "ours", run)
 
     def ours_rollback(self):
         result, wall, _, load, _ = under_load(OURS_URL, lambda: inv("deploy.rollback", env=self.env))
         if result.returncode != 0:
             raise RuntimeError(f"rollback failed\n{result.stdout}{result.stderr}")
-        self.record("rollback", "ours", Run(wall, load.failed, load.longest_gap, kinds=load.kinds))
+        run = Run(wall, load.failed, load.longest_gap, kinds=load.kinds)
+        run.extra.update(step_times(result.stdout))
+        self.record("rollback", "ours", run)
 
     # ---- baseline ---------------------------------------------------------------------------
     def point_latest_at(self, sha: str):
@@ -307,12 +323,24 @@ class Bench:
         healthy = med("baseline", "good release", "to-healthy")
         ours_good = med("ours", "good release", "wall")
         watch = med("ours", "good release", "watch") or 0.0
+        settle = float(DEFAULTS.get("health_settle", 0))
         if pull is not None and healthy is not None and ours_good is not None:
+            overhead = ours_good - pull - healthy - watch - settle
             lines += ["", f"Our overhead on a good release: {ours_good:.1f}s wall minus "
                       f"{pull:.1f}s bare `docker compose pull` and {healthy:.1f}s from `up` to the new "
-                      f"version answering (measured in the baseline runs, same images, same host) "
-                      f"and {watch:.1f}s of watch window after the switch (the new release already "
-                      f"serves users then; WATCH_SECONDS) = **{ours_good - pull - healthy - watch:.1f}s**."]
+                      f"version answering (measured in the baseline runs, same images, same host), "
+                      f"{watch:.1f}s of watch window after the switch (the new release already "
+                      f"serves users then; WATCH_SECONDS) and the {settle:.0f}s settle of the "
+                      f"candidate check (HEALTH_SETTLE) = **{overhead:.1f}s**."]
+        for scenario in ("good release", "rollback"):
+            steps = sorted({k for r in self.results.get(scenario, {}).get("ours", [])
+                            for k in r.extra if k.startswith("step: ")},
+                           key=lambda k: -(med("ours", scenario, k) or 0))
+            if steps:
+                lines += ["", f"Where the time of ours goes, {scenario} (median seconds per step, "
+                          "from its step lines; the rest is starting the tool and connecting):", "",
+                          "| step | seconds |", "|---|---|"]
+                lines += [f"| {k[6:]} | {med('ours', scenario, k):.2f} |" for k in steps]
         return "\n".join(lines) + "\n"
 
 

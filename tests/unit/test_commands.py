@@ -174,3 +174,19 @@ def test_a_chain_is_one_call_that_stops_at_the_first_failure():
 
 def test_the_digests_of_all_images_come_from_one_inspect():
     assert images.repo_digests("r/a:1", "r/b:1").argv[-2:] == ("r/a:1", "r/b:1")
+
+
+def test_the_stable_digest_follows_the_file_and_the_values_it_reads(settings):
+    from dataclasses import replace
+
+    from fabfile.compose import stable_digest
+    text = "services:\n  db:\n    image: ${POSTGRES_IMAGE}\n    environment: {P: '${DB_PASSWORD}'}\n"
+    digest = stable_digest(settings, text)
+    assert digest and digest == stable_digest(settings, text)
+    assert stable_digest(settings, text + "# changed\n") != digest
+    other = replace(settings, values=dict(settings.values, DB_PASSWORD="another-password"))
+    assert stable_digest(other, text) != digest
+    unread = replace(settings, values=dict(settings.values, STAGING_URL="https://other.example"))
+    assert stable_digest(unread, text) == digest        # a value the file does not read
+    assert stable_digest(settings, text + "    x: ${RELEASE_SHA}\n") is None
+    assert stable_digest(settings, text + "    x: ${BACKEND_IMAGE}\n") is None

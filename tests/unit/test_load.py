@@ -77,5 +77,15 @@ def test_bench_report_puts_baseline_and_ours_side_by_side():
             in table)
     assert ("| broken: crash after 12s | failure detected (the step that saw it) | after sleep 30 "
             "| 6.4s |") in table
-    assert "= **4.5s**" in table     # 10.0 - 0.5 - 3.0 - 2.0 of watch window
+    assert "= **2.5s**" in table     # 10.0 - 0.5 - 3.0 - 2.0 of watch window - 2 of settle
     assert "Medians of 3 runs" in table
+
+
+def test_step_times_name_a_step_the_same_in_every_run():
+    from testbed.bench import step_times
+    out = ("[   1.0s]  ok pull images (0.6s)\n"
+           "[   9.8s]  ok check slot green before it gets traffic (deadline 30s) (2.7s)\n"
+           f"[  12.0s]  ok start {'a' * 12} in slot blue, beside the live one (1.2s)\n")
+    assert step_times(out) == {"step: pull images": 0.6,
+                               "step: check slot <slot> before it gets traffic (deadline 30s)": 2.7,
+                               "step: start <sha> in slot <slot>, beside the live one": 1.2}

@@ -47,9 +47,15 @@ class FailingHost(SimulatedHost):
 
 
 def run_deploy(settings, fail_at: int):
+    host = FailingHost(settings, fail_at)
+    plan, error = deploy_to(settings, host)
+    return host, plan, error
+
+
+def deploy_to(settings, host):
+    """deploy() against `host` (a Script); returns the plan it recorded and its error, if any."""
     plan = Plan()
     reporter = PlanReporter(plan)
-    host = FailingHost(settings, fail_at)
     local = Runner(Recorder(plan, "local", SimulatedHost(settings)), "local")
     summary = Summary("deploy", SHA)
     try:
@@ -58,7 +64,7 @@ def run_deploy(settings, fail_at: int):
         error = None
     except DeployError as exc:
         error = str(exc)
-    return host, plan, error
+    return plan, error
 
 
 def remote_commands(plan):
@@ -242,3 +248,21 @@ def test_a_rollback_with_restore_db_needs_a_dump_and_a_yes(settings):
     rollback_on_host(settings, runner, PlanReporter(Plan()), summary, None, True, False,
                      lambda question: "yes")
     assert host.serving() == OLDER and "database restored from" in summary.notes[0]
+
+
+def test_the_stable_services_are_pulled_and_brought_up_only_when_they_changed(settings):
+    class FirstTime(SimulatedHost):
+        def answer(self, command):
+            if command.argv[:2] == ("cat", "/opt/classroom-manager/stable.digest"):
+                return Result(1, "", "cat: No such file or directory")
+            return super().answer(command)
+
+    for host, changed in ((SimulatedHost(settings), False), (FirstTime(settings), True)):
+        plan, error = deploy_to(settings, host)
+        ran = remote_commands(plan)
+        assert error is None
+        stable_up = any(c.endswith("up -d --wait --remove-orphans") for c in ran)
+        stable_pull = any(c.startswith("docker compose -p classroom-manager -f") and
+                          c.endswith("pull --quiet") for c in ran)
+        recorded = any(c.startswith("sftp put /opt/classroom-manager/stable.digest") for c in ran)
+        assert stable_up == stable_pull == recorded == changed

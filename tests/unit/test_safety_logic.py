@@ -160,7 +160,7 @@ def test_the_dump_and_the_migrate_run_happen_only_when_the_release_has_migration
             def answer(self, command):
                 if check_exit is not None and command.argv[-1] == "migrate-check":
                     return Result(check_exit, "", "")
-                if not database and command.argv[:3] == ("docker", "ps", "-q"):
+                if not database and "status=running" in command.argv:
                     return Result(0, "", "")
                 return super().answer(command)
 
