@@ -12,6 +12,7 @@ import subprocess
 import sys
 from json import dumps
 from pathlib import Path
+from typing import Optional
 
 from invoke import Collection, Exit, task
 
@@ -66,7 +67,7 @@ def git_exit_code(argv) -> int:
                           stderr=subprocess.DEVNULL).returncode
 
 
-def lock_wait(value) -> float:
+def lock_wait(value) -> Optional[float]:
     """--wait-lock alone waits up to 10 minutes; --wait-lock=SECONDS that long; absent: no wait."""
     if value in (None, False):
         return None

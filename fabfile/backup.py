@@ -3,18 +3,24 @@
 Both commands run inside the postgres container with its own environment (POSTGRES_USER,
 POSTGRES_DB; local connections need no password), so no credential is on any command line.
 """
+from __future__ import annotations
+
 import datetime
 import posixpath
+from typing import TYPE_CHECKING
 
 from .compose import ComposeCommands
 from .shell import Command, from_file, to_file
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 DUMP = 'pg_dump --username="$POSTGRES_USER" --dbname="$POSTGRES_DB" --format=custom'
 RESTORE = ('pg_restore --username="$POSTGRES_USER" --dbname="$POSTGRES_DB" --clean --if-exists '
            '--single-transaction --no-owner')
 
 
-def backup_path(settings, sha: str) -> str:
+def backup_path(settings: Settings, sha: str) -> str:
     """Named for the release whose migrations follow it, so rollback of that release finds it."""
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     return posixpath.join(settings.STAGING_DIR, "backups", f"{sha}-{stamp}.dump")

@@ -10,12 +10,18 @@ In Actions, only those of the deploy's own workflow run count too (its check sui
 in that run as a reusable workflow, so no other run's checks, in progress or failed, can decide.
 Every page of check runs is read. Any answer that is not what the API documents fails closed.
 """
+from __future__ import annotations
+
 import re
-from typing import Callable, List, Optional
+from typing import TYPE_CHECKING, Callable, List, Optional, Sequence
 
 import requests
 
 from .errors import DeployError
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .report import Reporter
 
 TIMEOUT = 10
 ACTIONS_APP = "github-actions"
@@ -41,7 +47,7 @@ def matches(run_name: str, required: str) -> bool:
     return run_name == required or run_name.endswith(" / " + required)
 
 
-def check_problems(check_runs: List[dict], required: List[str],
+def check_problems(check_runs: List[dict], required: Sequence[str],
                    suite: Optional[int] = None) -> List[str]:
     """For each required check, the latest run made by GitHub Actions (in `suite`, when given)
     must have completed with success."""
@@ -71,13 +77,13 @@ def next_page(link_header: str) -> Optional[str]:
 class GitHub:
     """The few GitHub REST calls the gate makes; every answer is checked before use."""
 
-    def __init__(self, api: str, repo: str, token: str, get: Callable = None):
+    def __init__(self, api: str, repo: str, token: str, get: Optional[Callable] = None):
         self.base = f"{api.rstrip('/')}/repos/{repo}"
         self.get = get or requests.get
         self.headers = {"Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json",
                         "X-GitHub-Api-Version": API_VERSION}
 
-    def _json(self, url: str, what: str, params: dict = None):
+    def _json(self, url: str, what: str, params: Optional[dict] = None):
         try:
             answer = self.get(url, params=params, headers=self.headers, timeout=TIMEOUT,
                               allow_redirects=False)
@@ -107,8 +113,8 @@ class GitHub:
     def check_runs(self, sha: str) -> List[dict]:
         """Every check run of the commit, all pages; the count must match `total_count`."""
         what = f"listing check runs of {sha[:12]}"
-        url, params, runs, total = f"{self.base}/commits/{sha}/check-runs", \
-            {"per_page": 100, "filter": "all"}, [], None
+        url, runs, total = f"{self.base}/commits/{sha}/check-runs", [], None
+        params: Optional[dict] = {"per_page": 100, "filter": "all"}
         for _ in range(MAX_PAGES):
             body, link = self._json(url, what, params)
             page, count = body.get("check_runs"), body.get("total_count")
@@ -117,7 +123,7 @@ class GitHub:
                 raise GateAnswer(f"the GitHub API answered {what} with an unexpected document")
             runs += page
             total = count if total is None else total
-            url, params = next_page(link), None
+            url, params = next_page(link) or "", None
             if not url:
                 break
         else:
@@ -127,8 +133,8 @@ class GitHub:
         return runs
 
 
-def verify(sha: str, api: str, repo: str, token: str, branch: str, required: List[str],
-           run_id: Optional[str] = None, get: Callable = None) -> List[str]:
+def verify(sha: str, api: str, repo: str, token: str, branch: str, required: Sequence[str],
+           run_id: Optional[str] = None, get: Optional[Callable] = None) -> List[str]:
     """Ask the GitHub API; return what stops this sha from being deployed (empty: go ahead).
     With `run_id` (in Actions), only that workflow run's own checks count."""
     github = GitHub(api, repo, token, get)
@@ -140,7 +146,7 @@ def verify(sha: str, api: str, repo: str, token: str, branch: str, required: Lis
         return [str(exc)]
 
 
-def enforce(settings, sha: str, reporter, get: Callable = None) -> None:
+def enforce(settings: Settings, sha: str, reporter: Reporter, get: Optional[Callable] = None) -> None:
     """Raise DeployError unless the GitHub API confirms the sha is on the branch and CI passed
     (in Actions: in this very workflow run, GITHUB_RUN_ID)."""
     missing = [n for n in ("GITHUB_TOKEN", "GITHUB_REPOSITORY") if not settings.values.get(n)]

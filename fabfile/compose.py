@@ -10,15 +10,20 @@ absolute paths, so it never depends on the remote working directory. The files o
 release are kept in `STAGING_DIR/releases/<sha>/`; the pair at the top of STAGING_DIR is what
 the stable project runs with.
 """
+from __future__ import annotations
+
 import hashlib
 import json
 import posixpath
 import re
 import shlex
 from dataclasses import replace
-from typing import Iterable, List, Optional, Set
+from typing import TYPE_CHECKING, Iterable, List, Optional, Set, Tuple
 
 from .shell import Command, cmd
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 BASE_FILE = "compose.yaml"
 APP_FILE = "app.yaml"
@@ -35,15 +40,15 @@ EDGE_MOUNT = "/etc/nginx/deploy"
 PROJECT_LABEL = "com.docker.compose.project"
 
 
-def release_dir(settings, sha: str) -> str:
+def release_dir(settings: Settings, sha: str) -> str:
     return posixpath.join(settings.STAGING_DIR, "releases", sha)
 
 
-def edge_dir(settings) -> str:
+def edge_dir(settings: Settings) -> str:
     return posixpath.join(settings.STAGING_DIR, "edge")
 
 
-def slot_project(settings, slot: str) -> str:
+def slot_project(settings: Settings, slot: str) -> str:
     return f"{settings.project}-{slot}"
 
 
@@ -52,7 +57,7 @@ def other_slot(slot: Optional[str]) -> str:
     return "green" if slot == "blue" else "blue"
 
 
-def live_conf(settings, slot: str, fallback: Optional[str] = None) -> str:
+def live_conf(settings: Settings, slot: str, fallback: Optional[str] = None) -> str:
     """edge/live.conf (included in the edge's `location /`): send every request to `slot`.
 
     With `fallback` (the previous slot, kept running through the watch window), a request the
@@ -70,7 +75,7 @@ def parse_live_conf(text: str) -> Optional[str]:
     return match.group(1) if match else None
 
 
-def entry_conf(settings) -> str:
+def entry_conf(settings: Settings) -> str:
     """edge/entry.conf: which address the candidate port sends each slot's requests to."""
     lines = "".join(f"    {slot} {settings.entry(slot)};\n" for slot in SLOTS)
     return f"map $http_x_deploy_slot $candidate {{\n{lines}    default \"\";\n}}\n"
@@ -80,7 +85,7 @@ class ComposeCommands:
     """Compose commands for the stable project (slot None) or an app slot, using the files in
     `directory` (default: the pair at the top of STAGING_DIR)."""
 
-    def __init__(self, settings, directory: str = None, slot: str = None):
+    def __init__(self, settings: Settings, directory: Optional[str] = None, slot: Optional[str] = None):
         self.settings = settings
         self.slot = slot
         self.dir = directory or settings.STAGING_DIR
@@ -128,7 +133,7 @@ class ComposeCommands:
         conf = f"{EDGE_MOUNT}/{EDGE_CONFIG}"
         return self.exec_in(EDGE_SERVICE, f"nginx -t -q -c {conf} && nginx -s reload -c {conf}")
 
-    def logs(self, *services: str, tail="15", since: str = None, follow: bool = False,
+    def logs(self, *services: str, tail="15", since: Optional[str] = None, follow: bool = False,
              prefix: bool = False) -> Command:
         """The services' logs (all of the project's when none is named), each line prefixed
         with its container's name if `prefix`."""
@@ -137,7 +142,7 @@ class ComposeCommands:
                              *(("--follow",) if follow else ()), *services)
 
     def run_one_off(self, service: str, argv, interactive: bool = False,
-                    stdin: str = None) -> Command:
+                    stdin: Optional[str] = None) -> Command:
         """`argv` in a new container of `service` (its image, its environment; the image's
         entrypoint replaced, as with docker exec), removed after. No dependency is started and
         it has no network alias, so it never gets a request."""
@@ -156,11 +161,12 @@ class ComposeCommands:
                    stdin=self.settings.REGISTRY_PULL_PASSWORD)
 
 
-def health_on_host(settings, slot: Optional[str] = None) -> Command:
+def health_on_host(settings: Settings, slot: Optional[str] = None) -> Command:
     """The health endpoint through the host's loopback: body, then the HTTP code on its own
     line. Through the public port, or, for `slot`, straight to that slot through the edge's
     candidate port (whether or not it is live)."""
-    port, headers = settings.APP_PORT, ()
+    port: object = settings.APP_PORT
+    headers: Tuple[str, ...] = ()
     if slot:
         port, headers = settings.PREVIEW_PORT, ("-H", f"X-Deploy-Slot: {slot}")
     return cmd("curl", "-sS", "-m", "3", "-w", r"\n%{http_code}", *headers,
@@ -172,17 +178,17 @@ def engine_version() -> Command:
     return cmd("docker", "version", "--format", "{{.Server.Version}}")
 
 
-def compose_text(settings, name: str) -> str:
+def compose_text(settings: Settings, name: str) -> str:
     """A file of the compose folder (compose.yaml, app.yaml, edge/nginx.conf), to upload."""
     with open(posixpath.join(settings.compose_dir, name), encoding="utf-8") as handle:
         return handle.read()
 
 
-def stable_services(settings) -> Set[str]:
+def stable_services(settings: Settings) -> Set[str]:
     return set(settings.data_services) | {EDGE_SERVICE}
 
 
-def stable_digest(settings, text: str) -> Optional[str]:
+def stable_digest(settings: Settings, text: str) -> Optional[str]:
     """What the stable project runs with, as one hash: its compose file (`text`) and the values
     of the variables it reads. None when that would change with every release (the file reads
     RELEASE_SHA or an app image): then the stable services are brought up on every deploy."""
@@ -195,7 +201,7 @@ def stable_digest(settings, text: str) -> Optional[str]:
     return hashlib.sha256(material.encode()).hexdigest()
 
 
-def stable_digest_path(settings) -> str:
+def stable_digest_path(settings: Settings) -> str:
     """Where the digest of the stable project's last successful `up` is kept on the host."""
     return posixpath.join(settings.STAGING_DIR, STABLE_DIGEST)
 

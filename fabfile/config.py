@@ -10,7 +10,7 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional
 from urllib.parse import quote, urlparse
 
 from dotenv import dotenv_values
@@ -351,7 +351,9 @@ def read_environment(environ: Mapping[str, str], cwd: Path) -> dict:
 def load_settings(defaults: Mapping, environ: Mapping[str, str], groups=("host", "build", "app"),
                   cwd: Path = Path(".")) -> Settings:
     """Validate every setting the given groups need; raise ConfigError listing all problems."""
-    problems, missing, values = [], [], {}
+    problems: List[str] = []
+    missing: List[str] = []
+    values: Dict[str, Any] = {}
     for setting in SETTINGS:
         raw = environ.get(setting.env, "")
         raw = raw.strip() if not setting.secret else raw

@@ -9,9 +9,11 @@ failure after the lock (an error, a health deadline, a crash before or after the
 connection, Ctrl-C or SIGTERM) makes the recorded release the live one again: usually it never
 stopped serving, or still runs beside the failed one. After success only: prune.
 """
+from __future__ import annotations
+
 import posixpath
 import time
-from typing import Optional, Tuple
+from typing import TYPE_CHECKING, Optional, Tuple
 
 import paramiko
 
@@ -66,13 +68,18 @@ from .slots import (
 )
 from .transport import LocalTransport, Recorder
 
+if TYPE_CHECKING:
+    from .config import Settings
+    from .report import Reporter
+    from .shell import Runner
+
 CONNECTION_ERRORS = (paramiko.SSHException, OSError, EOFError)
 # After a failure, how long the recovery rides out a host that does not answer (a network drop,
 # a reboot: sshd and then the Docker engine come back) before it gives up.
 RECOVERY_WITHIN = 180
 
 
-def deploy_staging(settings, sha: str, reporter: Reporter, rebuild=False, dry_run=False,
+def deploy_staging(settings: Settings, sha: str, reporter: Reporter, rebuild=False, dry_run=False,
                    force=False, wait_lock: Optional[float] = None, require_ci=False) -> Summary:
     """Ship commit `sha` to staging. Raises DeployError (after printing the summary) on failure.
 
@@ -105,7 +112,7 @@ def deploy_staging(settings, sha: str, reporter: Reporter, rebuild=False, dry_ru
         notify.send(settings.STAGING_WEBHOOK_URL, summary, reporter)
 
 
-def print_plan(settings, sha: str, reporter: Reporter, rebuild: bool, force: bool,
+def print_plan(settings: Settings, sha: str, reporter: Reporter, rebuild: bool, force: bool,
                wait_lock: Optional[float], require_ci: bool) -> Summary:
     """--dry-run: the deploy's every action, in order, without running any (see plan.py)."""
     steps, script = plan.PlanReporter(plan.Plan(), settings.secrets), plan.SimulatedHost(settings)
@@ -125,7 +132,7 @@ def print_plan(settings, sha: str, reporter: Reporter, rebuild: bool, force: boo
     return summary
 
 
-def deploy(settings, sha: str, reporter: Reporter, local: Runner, session, summary: Summary,
+def deploy(settings: Settings, sha: str, reporter: Reporter, local: Runner, session, summary: Summary,
            rebuild: bool, force: bool, wait_lock: Optional[float]) -> None:
     """Publish the images, then, on the host (`session()`) under the lock, release; recover on
     any failure after the lock. Fills `summary`."""
@@ -149,7 +156,7 @@ def deploy(settings, sha: str, reporter: Reporter, local: Runner, session, summa
             prune_after_success(host.runner, settings, sha, previous, reporter)
 
 
-def publish_images(settings, sha, local: Runner, reporter: Reporter, rebuild: bool) -> dict:
+def publish_images(settings: Settings, sha, local: Runner, reporter: Reporter, rebuild: bool) -> dict:
     """Build each service from the commit, push staging-<sha> and staging-latest.
 
     Returns the pushed digest of each service (empty in dry-run)."""
@@ -183,15 +190,15 @@ def publish_images(settings, sha, local: Runner, reporter: Reporter, rebuild: bo
     return local_digests(settings, refs, local)
 
 
-def local_digests(settings, refs: dict, runner: Runner) -> dict:
+def local_digests(settings: Settings, refs: dict, runner: Runner) -> dict:
     """service -> registry digest of its image, as the given engine knows it."""
     lines = runner.run(images.repo_digests(*refs.values())).stdout.splitlines()
     return {name: images.digest_from_inspect(line, settings.image_repo(name))
             for name, line in zip(refs, lines)}
 
 
-def record_running(runner, settings, entries,
-                   reporter) -> Tuple[Optional[str], Optional[str]]:
+def record_running(runner: Runner, settings: Settings, entries,
+                   reporter: Reporter) -> Tuple[Optional[str], Optional[str]]:
     """The release to come back to (what runs now if healthy, else the last good one kept), and
     the slot the edge sends users to.
 
@@ -210,7 +217,8 @@ def record_running(runner, settings, entries,
         return fallback, running.slot
 
 
-def keep_running_release(runner, settings, running: RunningRelease) -> None:
+def keep_running_release(runner: Runner, settings: Settings, running: RunningRelease) -> None:
+    assert running.sha
     tags = [images.tag(image_id, f"{settings.image_repo(service)}:{tag}")
             for service, image_id in running.images.items()
             for tag in (images.ROLLBACK_TAG, images.release_tag(running.sha))]
@@ -218,7 +226,7 @@ def keep_running_release(runner, settings, running: RunningRelease) -> None:
         runner.run(chain(*tags), "tagging the running release for rollback")
 
 
-def refuse_older(sha, previous, force, local: Runner, reporter) -> None:
+def refuse_older(sha, previous, force, local: Runner, reporter: Reporter) -> None:
     """CI runs can arrive out of order: never go back to an ancestor of what runs, unless forced."""
     if not previous or previous == sha:
         return
@@ -232,7 +240,7 @@ def refuse_older(sha, previous, force, local: Runner, reporter) -> None:
                       "(commit not in this clone); deploying")
 
 
-def release(settings, sha, remote: Runner, reporter: Reporter, summary: Summary,
+def release(settings: Settings, sha, remote: Runner, reporter: Reporter, summary: Summary,
             pushed: dict, live: Optional[str]) -> None:
     """On the host: stage files, pull, back up, update the stable services, migrate, start the
     release in the idle slot, check it there, switch the edge to it, watch it live with the old
@@ -309,7 +317,7 @@ def release(settings, sha, remote: Runner, reporter: Reporter, summary: Summary,
                        for s in settings.services)), "tagging the release to keep it")
 
 
-def stage_files(remote: Runner, settings, sha, staged: ComposeCommands, reporter) -> None:
+def stage_files(remote: Runner, settings: Settings, sha, staged: ComposeCommands, reporter: Reporter) -> None:
     """The release's compose files and .env into releases/<sha>/ (0600), the edge config."""
     with reporter.step(f"stage compose files and .env in {staged.dir}"):
         remote.run(chain(ComposeCommands(settings).prepare_dir(), staged.prepare_dir(),
@@ -323,7 +331,7 @@ def stage_files(remote: Runner, settings, sha, staged: ComposeCommands, reporter
         remote.put(posixpath.join(edge_dir(settings), ENTRY_FILE), entry_conf(settings), 0o644)
 
 
-def verify_pulled(remote: Runner, settings, sha, summary: Summary, pushed: dict) -> None:
+def verify_pulled(remote: Runner, settings: Settings, sha, summary: Summary, pushed: dict) -> None:
     """The host must hold exactly the digests we pushed (a moved tag would deploy other code)."""
     refs = {s.name: settings.image_ref(s.name, sha) for s in settings.services}
     pulled = local_digests(settings, refs, remote)
@@ -334,7 +342,7 @@ def verify_pulled(remote: Runner, settings, sha, summary: Summary, pushed: dict)
                               "pushed: the tag changed in the registry meanwhile; deploy again")
 
 
-def migrations_pending(remote: Runner, settings, reporter,
+def migrations_pending(remote: Runner, settings: Settings, reporter: Reporter,
                        candidate: ComposeCommands) -> Optional[bool]:
     """Does the new release have migrations to apply? None when it cannot say (no
     migrate_check_command)."""
@@ -348,7 +356,7 @@ def migrations_pending(remote: Runner, settings, reporter,
     return pending
 
 
-def backup_database(remote: Runner, settings, sha, reporter,
+def backup_database(remote: Runner, settings: Settings, sha, reporter: Reporter,
                     pending: Optional[bool]) -> Optional[str]:
     """pg_dump into STAGING_DIR/backups before migrations, when the release has some to apply
     (without a migrate_check_command, before every release)."""
@@ -362,14 +370,14 @@ def backup_database(remote: Runner, settings, sha, reporter,
     return path
 
 
-def last_logs(remote: Runner, settings, sha: str, slot: str) -> str:
+def last_logs(remote: Runner, settings: Settings, sha: str, slot: str) -> str:
     compose = ComposeCommands(settings, release_dir(settings, sha), slot)
     logs = remote.run(compose.logs(settings.log_service), check=False).stdout
     return strip_terminal_codes(logs).strip()
 
 
-def recover(failure: BaseException, settings, sha, previous, host: HostSession, lock, start,
-            began, reporter, summary) -> None:
+def recover(failure: BaseException, settings: Settings, sha, previous, host: HostSession, lock, start,
+            began, reporter: Reporter, summary) -> None:
     """After any failure past the lock: restore `previous`, record it, raise the cause."""
     cause = failure_text(failure)
     ledger = ReleaseLedger(settings)
@@ -403,7 +411,8 @@ def recover(failure: BaseException, settings, sha, previous, host: HostSession, 
         raise DeployError(summary.cause) from None
 
 
-def restore_or_remove(runner, settings, previous: Optional[str], reporter) -> bool:
+def restore_or_remove(runner: Runner, settings: Settings, previous: Optional[str],
+                      reporter: Reporter) -> bool:
     """Make `previous` the live release again (returns whether the edge had to switch); on a
     first deploy, remove the failed release."""
     if previous is not None:
@@ -414,7 +423,7 @@ def restore_or_remove(runner, settings, previous: Optional[str], reporter) -> bo
     return False
 
 
-def ride_out(host: HostSession, lock, reporter, action, within: float = RECOVERY_WITHIN):
+def ride_out(host: HostSession, lock, reporter: Reporter, action, within: float = RECOVERY_WITHIN):
     """Run `action` on the host, riding out a lost connection or an engine that does not answer
     (a reboot): reconnect, re-take the lock, wait for the engine, run it again; for `within`
     seconds. A failure while the host and its engine answer is final."""
@@ -458,7 +467,7 @@ def failure_text(failure: BaseException) -> str:
     return f"connection to the host failed ({type(failure).__name__}: {failure})"
 
 
-def prune_after_success(runner, settings, sha, previous, reporter) -> None:
+def prune_after_success(runner: Runner, settings: Settings, sha, previous, reporter: Reporter) -> None:
     """Remove this project's images and files no longer needed; a failure here only warns."""
     try:
         with reporter.step(f"prune (keeping the last {settings.KEEP_RELEASES} good releases)"):

@@ -103,7 +103,7 @@ class Outcome:
 
 def wait_until_healthy(observe: Callable[[], Probe], sha: str, services, timeout: float,
                        interval: float = 1.0, settle: float = 0.0, restarts_before=None,
-                       on_wait: Callable[[float, Verdict], None] = None,
+                       on_wait: Optional[Callable[[float, Verdict], None]] = None,
                        clock=time.monotonic, sleep=time.sleep) -> Outcome:
     """Poll `observe` every `interval` until healthy for `settle` seconds in a row, failed, or
     `timeout` seconds have passed. Anything but healthy after the first healthy probe fails:

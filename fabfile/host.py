@@ -3,18 +3,25 @@
 One Connection serves a whole deploy. Paramiko's RejectPolicy plus the pinned keys from
 STAGING_KNOWN_HOSTS means an unknown or changed host key stops us before any remote command.
 """
+from __future__ import annotations
+
 import io
 import logging
 import socket
 import threading
 import time
+from typing import TYPE_CHECKING, Optional
 
 import paramiko
 from fabric import Config, Connection
 
-from .errors import ConfigError, DeployError
+from .errors import ConfigError, ConnectionLost, DeployError
 from .shell import Runner
 from .transport import SSHTransport
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .report import Reporter
 
 # Paramiko logs a traceback from its transport thread when a connection breaks; we report the
 # failure ourselves, in one line.
@@ -86,7 +93,8 @@ def pinned_host_keys(known_hosts: str, host: str, port: int) -> paramiko.HostKey
     return keys
 
 
-def connect(settings, user: str = None, private_key: str = None) -> Connection:
+def connect(settings: Settings, user: Optional[str] = None,
+            private_key: Optional[str] = None) -> Connection:
     """Open an SSH connection (as the deploy user unless told otherwise), refusing any host key
     that is not pinned."""
     host, port = settings.STAGING_HOST, settings.STAGING_PORT
@@ -165,13 +173,20 @@ def watch_liveness(transport, interval: float = LIVENESS_INTERVAL,
 class HostSession:
     """The one SSH connection of a deploy, and the Runner on it; can reconnect after a drop."""
 
-    def __init__(self, settings, reporter, user: str = None, private_key: str = None):
+    def __init__(self, settings: Settings, reporter: Reporter, user: Optional[str] = None,
+                 private_key: Optional[str] = None):
         self.settings = settings
         self.reporter = reporter
         self.user = user or settings.STAGING_USER
         self.private_key = private_key
-        self.conn = None
-        self.runner = None
+        self.conn: Optional[Connection] = None
+        self._runner: Optional[Runner] = None
+
+    @property
+    def runner(self) -> Runner:
+        if self._runner is None:
+            raise ConnectionLost("not connected to the host")
+        return self._runner
 
     def __enter__(self):
         with self.reporter.step(f"connect to {self.user}@{self.settings.STAGING_HOST}:"
@@ -184,12 +199,12 @@ class HostSession:
 
     def _open(self):
         self.conn = connect(self.settings, self.user, self.private_key)
-        self.runner = Runner(SSHTransport(self.conn), "remote", self.reporter.say,
-                             timeout=self.settings.command_timeout)
+        self._runner = Runner(SSHTransport(self.conn), "remote", self.reporter.say,
+                              timeout=self.settings.command_timeout)
 
     @property
     def alive(self) -> bool:
-        return bool(self.runner and self.runner.transport.alive)
+        return bool(self._runner and self._runner.transport.alive)
 
     def reconnect(self, within: float = 30.0) -> None:
         """After a drop: connect again, retrying for `within` seconds."""

@@ -4,10 +4,15 @@ Images are built from `git archive <sha>:<context>`, so what ships is the commit
 working tree. Each image is labelled with the project and the sha, which is what prune and
 rollback later select on.
 """
+from __future__ import annotations
+
 import json
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from .shell import Command, cmd, pipe
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 PROJECT_LABEL = "deploy.project"
 SHA_LABEL = "org.opencontainers.image.revision"
@@ -19,11 +24,11 @@ def release_tag(sha: str) -> str:
     return f"release-{sha}"
 
 
-def latest_ref(settings, service: str) -> str:
+def latest_ref(settings: Settings, service: str) -> str:
     return f"{settings.image_repo(service)}:staging-latest"
 
 
-def build(settings, service, sha: str) -> Command:
+def build(settings: Settings, service, sha: str) -> Command:
     """Build one service's image from the commit's tree and tag it staging-<sha> and staging-latest.
 
     Layers of the last pushed image (staging-latest, pulled first when possible) are reused, so a

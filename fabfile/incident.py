@@ -6,9 +6,11 @@ log or a one-off container is exactly the live release's. Neither takes the depl
 refuses while someone holds it unless forced. Their output is written through a
 `report.RedactingStream`.
 """
+from __future__ import annotations
+
 import posixpath
 import re
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 from .compose import EDGE_SERVICE, ComposeCommands, release_dir, strip_terminal_codes
 from .errors import DeployError
@@ -16,20 +18,23 @@ from .lock import HELD_EXIT, LOCK_FILE, is_free_command
 from .running import live_release
 from .shell import Runner
 
+if TYPE_CHECKING:
+    from .config import Settings
+
 # What `docker compose logs --since` takes: a duration (10m, 1h30m), a date or time, a Unix time.
 SINCE = re.compile(r"(\d+(\.\d+)?(ms|s|m|h))+|\d{4}-\d{2}-\d{2}([T ][\d:.]+(Z|[+-]\d{2}:?\d{2})?)?"
                    r"|\d+(\.\d+)?")
 
 
-def stable_services(settings) -> List[str]:
+def stable_services(settings: Settings) -> List[str]:
     return sorted(set(settings.data_services) | {EDGE_SERVICE})
 
 
-def app_services(settings) -> List[str]:
+def app_services(settings: Settings) -> List[str]:
     return [s.name for s in settings.services]
 
 
-def log_problems(settings, service: Optional[str], since: Optional[str], tail: str) -> List[str]:
+def log_problems(settings: Settings, service: Optional[str], since: Optional[str], tail: str) -> List[str]:
     """What is wrong with deploy.logs' arguments (checked before connecting)."""
     problems = []
     known = app_services(settings) + stable_services(settings)
@@ -43,7 +48,7 @@ def log_problems(settings, service: Optional[str], since: Optional[str], tail: s
     return problems
 
 
-def exec_problems(settings, service: Optional[str], argv: List[str]) -> List[str]:
+def exec_problems(settings: Settings, service: Optional[str], argv: List[str]) -> List[str]:
     """What is wrong with deploy.exec's arguments (checked before connecting)."""
     problems = []
     if service not in app_services(settings):
@@ -55,7 +60,7 @@ def exec_problems(settings, service: Optional[str], argv: List[str]) -> List[str
     return problems
 
 
-def live_compose(runner: Runner, settings, service: Optional[str]) -> ComposeCommands:
+def live_compose(runner: Runner, settings: Settings, service: Optional[str]) -> ComposeCommands:
     """The compose project that runs `service` (the app's, when None) for the live release."""
     if service in stable_services(settings):
         return ComposeCommands(settings)
@@ -65,7 +70,7 @@ def live_compose(runner: Runner, settings, service: Optional[str]) -> ComposeCom
     return ComposeCommands(settings, release_dir(settings, live.sha), live.slot)
 
 
-def show_logs(runner: Runner, settings, service: Optional[str], since: Optional[str], tail: str,
+def show_logs(runner: Runner, settings: Settings, service: Optional[str], since: Optional[str], tail: str,
               follow: bool, out) -> int:
     """The live release's logs (its app services, or one service) into `out`."""
     services = [service] if service else app_services(settings)
@@ -89,7 +94,7 @@ class PlainText:
         self.out.flush()
 
 
-def exec_in_live(runner: Runner, settings, service: str, argv: List[str], out, force: bool,
+def exec_in_live(runner: Runner, settings: Settings, service: str, argv: List[str], out, force: bool,
                  interactive: bool, stdin: Optional[str], say) -> int:
     """`argv` in a new container of the live release's `service`; returns its exit code."""
     lock = posixpath.join(settings.STAGING_DIR, LOCK_FILE)

@@ -5,6 +5,8 @@ when it finishes (succeeded, failed, rolled_back, rollback_failed). A start with
 deploy that died (SIGKILL, lost runner); the next deploy or rollback closes it as `abandoned`.
 Reading merges the events of each id into one `Entry`.
 """
+from __future__ import annotations
+
 import datetime
 import getpass
 import json
@@ -13,11 +15,16 @@ import posixpath
 import socket
 import uuid
 from dataclasses import asdict, dataclass, field
-from typing import List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional
 
 from .errors import DeployError
 from .report import redact_all
 from .shell import Command, cmd
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .report import Reporter
+    from .shell import Runner
 
 LEDGER_FILE = "ledger.jsonl"
 GOOD = "succeeded"
@@ -67,7 +74,8 @@ def start_event(action: str, sha: str, previous: Optional[str], by: str) -> dict
 
 
 def end_event(entry_id: str, result: str, duration: Optional[float] = None, **details) -> dict:
-    event = {"event": "end", "id": entry_id, "result": result, "ended": now_iso()}
+    event: Dict[str, object] = {"event": "end", "id": entry_id, "result": result,
+                                "ended": now_iso()}
     if duration is not None:
         event["duration"] = round(duration, 1)
     event.update({k: v for k, v in details.items() if v not in (None, "", {})})
@@ -126,7 +134,7 @@ def latest_backup(entries: List[Entry]) -> Optional[str]:
 class ReleaseLedger:
     """Commands that read and append the ledger file on the host."""
 
-    def __init__(self, settings):
+    def __init__(self, settings: Settings):
         self.path = posixpath.join(settings.STAGING_DIR, LEDGER_FILE)
 
     def append(self, event: dict) -> Command:
@@ -139,7 +147,7 @@ class ReleaseLedger:
         return cmd("cat", self.path)
 
 
-def record_success(runner, ledger: ReleaseLedger, event: dict, reporter, what: str) -> None:
+def record_success(runner: Runner, ledger: ReleaseLedger, event: dict, reporter: Reporter, what: str) -> None:
     """Append the `succeeded` end of a release that is live: if the write fails, the release is
     still live and healthy, so that is a warning, not a failure."""
     try:

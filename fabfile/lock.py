@@ -5,16 +5,23 @@ waits for our stdin, so when we release (close stdin), exit, get SIGKILLed or lo
 the process ends and the kernel drops the lock. A lock can never outlive its holder's process;
 `lock.json` beside it says who holds it, from where, for which sha, since when.
 """
+from __future__ import annotations
+
 import contextlib
 import json
 import os
 import posixpath
 import time
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 from .errors import DeployError
 from .ledger import who_runs_this
 from .shell import Command, cmd
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .report import Reporter
+    from .shell import Runner
 
 LOCK_FILE = "deploy.lock"
 INFO_FILE = "deploy.lock.json"
@@ -51,7 +58,7 @@ def is_stale(info: dict, now: float, max_age: float) -> bool:
 class DeployLock:
     """Held on the SSH connection of a HostSession for one deploy or rollback."""
 
-    def __init__(self, host, settings, info: dict):
+    def __init__(self, host, settings: Settings, info: dict):
         self.host = host
         self.path = posixpath.join(settings.STAGING_DIR, LOCK_FILE)
         self.info_path = posixpath.join(settings.STAGING_DIR, INFO_FILE)
@@ -67,7 +74,7 @@ class DeployLock:
         except ValueError:
             return {}
 
-    def acquire(self, wait: Optional[float] = None, reporter=None) -> None:
+    def acquire(self, wait: Optional[float] = None, reporter: Optional[Reporter] = None) -> None:
         """Take the lock now, or within `wait` seconds; take over a lock older than max_age."""
         if self._try(wait):
             return
@@ -115,7 +122,7 @@ class DeployLock:
 
 
 @contextlib.contextmanager
-def held(host, settings, action: str, sha: str, wait: Optional[float], reporter):
+def held(host, settings: Settings, action: str, sha: str, wait: Optional[float], reporter: Reporter):
     """The deploy lock for the body of a with-statement; released on every path."""
     lock = DeployLock(host, settings, {"action": action, "sha": sha, "by": who_runs_this()})
     with reporter.step("take the deploy lock" + (f" (waiting up to {wait:.0f}s)" if wait else "")):
@@ -146,7 +153,7 @@ def holder_pids(proc_locks: str, identity: str) -> List[int]:
     return pids
 
 
-def break_lock(runner, settings) -> List[int]:
+def break_lock(runner: Runner, settings: Settings) -> List[int]:
     """For `inv deploy.unlock`: end whatever process holds the lock, remove its note."""
     path = posixpath.join(settings.STAGING_DIR, LOCK_FILE)
     identity = file_identity(runner.run(cmd("stat", "-c", "%d %i", path), check=False).stdout)

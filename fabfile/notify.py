@@ -4,9 +4,15 @@ A slow or broken webhook must never fail or hold up a deploy: one POST, never re
 would send the message on to wherever the answer points), with one deadline for the whole call
 (a server that trickles its answer byte by byte cannot stretch it); any error is a warning line.
 """
+from __future__ import annotations
+
 import threading
+from typing import TYPE_CHECKING, Dict
 
 import requests
+
+if TYPE_CHECKING:
+    from .report import Reporter
 
 TIMEOUT = (2, 3)   # seconds to connect, seconds between bytes of the answer
 DEADLINE = 5       # seconds for the whole call
@@ -25,7 +31,7 @@ def payload(summary) -> dict:
     return {"text": text, "attachments": [{"color": "good" if ok else "danger", "fields": fields}]}
 
 
-def send(url: str, summary, reporter) -> bool:
+def send(url: str, summary, reporter: Reporter) -> bool:
     """POST the summary to `url`; report (never raise) a failure. Returns whether it was sent."""
     if not url:
         return False
@@ -34,7 +40,7 @@ def send(url: str, summary, reporter) -> bool:
     body["text"] = reporter.redact(body["text"])
     for field in body["attachments"][0]["fields"]:
         field["value"] = reporter.redact(str(field["value"]))
-    outcome = {}
+    outcome: Dict[str, object] = {}
 
     def post():
         try:
@@ -47,7 +53,7 @@ def send(url: str, summary, reporter) -> bool:
     sender.start()
     sender.join(DEADLINE)
     status = outcome.get("status")
-    if status is not None and 200 <= status < 300:
+    if isinstance(status, int) and 200 <= status < 300:
         return True
     why = (outcome.get("error") or (f"HTTP {status}" if status else f"no answer in {DEADLINE}s"))
     reporter.say(f"warning: the webhook notification failed ({why}); the deploy result above "

@@ -7,11 +7,13 @@ only the host can know are written as `<placeholders>`; the lines that carry the
 `# depends on the host`. Polls run on a virtual clock, so a plan takes milliseconds; repeated
 looks are folded into one line that says how often they repeat.
 """
+from __future__ import annotations
+
 import contextlib
 import io
 import json
 import posixpath
-from typing import Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
 from .compose import (
     BASE_FILE,
@@ -32,6 +34,9 @@ from .report import Reporter
 from .shell import Command, Result, Runner
 from .transport import Action, Plan, Recorder, Script
 
+if TYPE_CHECKING:
+    from .config import Settings
+
 RUNNING = "<running-sha>"
 PLAN_LIVE_SLOT = "green"
 DEPENDS = "  # depends on the host"
@@ -42,7 +47,7 @@ class SimulatedHost(Script):
     It follows the deploy: `up` in a slot starts that release there, `docker stop`/`rm` remove
     containers, a new edge/live.conf moves the users."""
 
-    def __init__(self, settings, ledger: Optional[List[dict]] = None):
+    def __init__(self, settings: Settings, ledger: Optional[List[dict]] = None):
         self.settings = settings
         self.slots: Dict[str, Optional[str]] = {PLAN_LIVE_SLOT: RUNNING}
         self.live: Optional[str] = PLAN_LIVE_SLOT
@@ -53,8 +58,9 @@ class SimulatedHost(Script):
     # -- what runs ---------------------------------------------------------------------------
     def _rows(self) -> List[Tuple[str, str, str, Optional[str]]]:
         """(container id, project, service, sha) of every container."""
-        rows = [(f"<container:{name}>", self.settings.project, name, None)
-                for name in (*self.settings.data_services, EDGE_SERVICE)]
+        rows: List[Tuple[str, str, str, Optional[str]]] = [
+            (f"<container:{name}>", self.settings.project, name, None)
+            for name in (*self.settings.data_services, EDGE_SERVICE)]
         for slot, sha in self.slots.items():
             if sha:
                 rows += [(f"<container:{s.name}-{slot}>", slot_project(self.settings, slot),
@@ -91,8 +97,8 @@ class SimulatedHost(Script):
         if argv == ("cat", self.ledger_path):
             return Result(0, "".join(json.dumps(event) + "\n" for event in self.ledger), "")
         if argv == ("tee", "-a", "--", self.ledger_path):
-            self.ledger.append(json.loads(command.stdin))
-            return Result(0, command.stdin, "")
+            self.ledger.append(json.loads(command.stdin or ""))
+            return Result(0, command.stdin or "", "")
         if argv == running_services(self.settings.project).argv:
             return Result(0, "".join(f"{row[2]}\n" for row in self._rows()
                                      if row[1] == self.settings.project), "")
@@ -190,7 +196,7 @@ class PlanReporter(Reporter):
 class PlannedSession:
     """Stands in for host.HostSession in a dry run: the same steps, a Recorder for the host."""
 
-    def __init__(self, settings, reporter: Reporter, plan: Plan, script: Script):
+    def __init__(self, settings: Settings, reporter: Reporter, plan: Plan, script: Script):
         self.settings, self.reporter = settings, reporter
         self.runner = Runner(Recorder(plan, "remote", script), "remote", reporter.say)
         self.alive = True

@@ -5,11 +5,19 @@ Docker Engine and Compose v2 if missing, the deploy user (key only, in the docke
 STAGING_DIR owned by it, the host's registry login with a read-only pull credential, and the
 host key line to pin. Every step first reads the current state and only acts when needed.
 """
+from __future__ import annotations
+
 import posixpath
+from typing import TYPE_CHECKING
 
 from .errors import DeployError
 from .host import host_key_name, load_private_key
 from .shell import cmd
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .report import Reporter
+    from .shell import Runner
 
 COMPOSE_PACKAGES = ("docker-compose-v2", "docker-compose-plugin")   # Ubuntu's, Docker's repository's
 
@@ -33,13 +41,13 @@ def apt_install(*packages):
                 "--no-install-recommends", *packages)
 
 
-def deploy_public_key(settings) -> str:
+def deploy_public_key(settings: Settings) -> str:
     """The authorized_keys line for the deploy user, derived from STAGING_SSH_KEY."""
     key = load_private_key(settings.STAGING_SSH_KEY)
     return f"{key.get_name()} {key.get_base64()} deploy@staging\n"
 
 
-def setup_host(settings, runner, reporter, compose_deb=None) -> str:
+def setup_host(settings: Settings, runner: Runner, reporter: Reporter, compose_deb=None) -> str:
     """Provision the host; return the host key line to pin (STAGING_KNOWN_HOSTS)."""
     user, directory = settings.STAGING_USER, settings.STAGING_DIR
     with reporter.step("check sudo and the operating system"):
@@ -103,7 +111,7 @@ def setup_host(settings, runner, reporter, compose_deb=None) -> str:
     return f"{host_key_name(settings.STAGING_HOST, settings.STAGING_PORT)} {key[0]} {key[1]}"
 
 
-def wait_for_docker(runner, attempts: int = 30) -> bool:
+def wait_for_docker(runner: Runner, attempts: int = 30) -> bool:
     """Poll `docker info` (as root) once a second until the engine answers."""
     for _ in range(attempts):
         if runner.run(sudo("docker", "info"), check=False).ok:

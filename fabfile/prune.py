@@ -5,18 +5,23 @@ kept are the running release, the rollback set and the last N good releases. Onl
 projects' stopped containers are removed. Volumes, networks and other projects are never
 touched, and no `docker ... prune` command is ever run.
 """
+from __future__ import annotations
+
 import json
 import posixpath
 import re
-from typing import Iterable, List
+from typing import TYPE_CHECKING, Iterable, List
 
 from .images import PROJECT_LABEL, ROLLBACK_TAG, release_tag
 from .shell import Command, cmd
 
+if TYPE_CHECKING:
+    from .config import Settings
+
 SHA_PREFIX = re.compile(r"^[0-9a-f]{40}($|-)")
 
 
-def project_images(settings) -> Command:
+def project_images(settings: Settings) -> Command:
     return cmd("docker", "image", "ls", "--no-trunc", "--filter",
                f"label={PROJECT_LABEL}={settings.project}", "--format", "{{json .}}")
 
@@ -54,11 +59,11 @@ def stopped(rows: List[dict]) -> List[str]:
     return [c["Id"] for c in rows if c["State"] in ("exited", "created", "dead")]
 
 
-def list_release_dirs(settings) -> Command:
+def list_release_dirs(settings: Settings) -> Command:
     return cmd("ls", "-1", posixpath.join(settings.STAGING_DIR, "releases"))
 
 
-def list_backups(settings) -> Command:
+def list_backups(settings: Settings) -> Command:
     return cmd("ls", "-1", posixpath.join(settings.STAGING_DIR, "backups"))
 
 

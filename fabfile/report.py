@@ -10,11 +10,11 @@ import re
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional, Set
 from urllib.parse import quote, quote_plus
 
 # Every secret form any Reporter was given, so the final error line of a task is redacted too.
-KNOWN_SECRETS = set()
+KNOWN_SECRETS: Set[str] = set()
 # A line of a multi-line secret (a key) shorter than this is a header or padding, not secret.
 SECRET_LINE = 16
 

@@ -5,8 +5,11 @@ A release is retained on the host as its files (`releases/<sha>/`: compose.yaml,
 caller's app secrets: re-point `staging-<sha>` at the kept images, `docker compose up --pull
 never` in a slot, check it there, and switch the edge to it (slots.py), like any release.
 """
+from __future__ import annotations
+
 import posixpath
 import time
+from typing import TYPE_CHECKING, Callable, Optional
 
 from . import backup, images, notify
 from .compose import RELEASE_FILES, SLOTS, ComposeCommands, other_slot, release_dir, slot_project
@@ -38,8 +41,13 @@ from .slots import (
     watch_live,
 )
 
+if TYPE_CHECKING:
+    from .config import Settings
+    from .report import Reporter
+    from .shell import Runner
 
-def retained(runner, settings, sha: str) -> bool:
+
+def retained(runner: Runner, settings: Settings, sha: str) -> bool:
     """Are this release's images and files still on the host?"""
     refs = [f"{settings.image_repo(s.name)}:{images.release_tag(sha)}" for s in settings.services]
     files = [posixpath.join(release_dir(settings, sha), name) for name in RELEASE_FILES]
@@ -47,7 +55,8 @@ def retained(runner, settings, sha: str) -> bool:
             and all(runner.run(cmd("test", "-f", f), check=False).ok for f in files))
 
 
-def restore_release(runner, settings, sha: str, reporter, timeout: float = None) -> bool:
+def restore_release(runner: Runner, settings: Settings, sha: str, reporter: Reporter,
+                    timeout: Optional[float] = None) -> bool:
     """Make retained release `sha` the live one, healthy and watched; returns whether the edge
     had to switch. If it is live and healthy already, this only removes the other slot; if it
     still runs healthy in the other slot (standing by through a watch window), the edge switches
@@ -84,7 +93,7 @@ def restore_release(runner, settings, sha: str, reporter, timeout: float = None)
     return live != slot
 
 
-def slot_holding(rows, settings, sha: str, live: str = None):
+def slot_holding(rows, settings: Settings, sha: str, live: Optional[str] = None):
     """The slot whose app containers (in any state) are release `sha`, preferring the live one."""
     app = {s.name for s in settings.services}
     holding = {slot for slot in SLOTS for c in rows
@@ -93,7 +102,7 @@ def slot_holding(rows, settings, sha: str, live: str = None):
     return live if live in holding else next(iter(sorted(holding)), None)
 
 
-def close_abandoned(runner, settings, reporter):
+def close_abandoned(runner: Runner, settings: Settings, reporter: Reporter):
     """Holding the lock proves every unfinished ledger entry's process is gone: record that."""
     ledger = ReleaseLedger(settings)
     entries = merge(runner.run(ledger.read(), check=False).stdout)
@@ -106,7 +115,7 @@ def close_abandoned(runner, settings, reporter):
     return merge(runner.run(ledger.read(), check=False).stdout) if unfinished(entries) else entries
 
 
-def rollback_staging(settings, reporter, to=None, restore_db=False, yes=False,
+def rollback_staging(settings: Settings, reporter: Reporter, to=None, restore_db=False, yes=False,
                      wait_lock=None, confirm=input) -> Summary:
     """`inv deploy.rollback`: restore the last good release before the current one (or --to)."""
     summary = Summary("rollback", to or "?", url=settings.STAGING_URL)
@@ -125,7 +134,9 @@ def rollback_staging(settings, reporter, to=None, restore_db=False, yes=False,
         notify.send(settings.STAGING_WEBHOOK_URL, summary, reporter)
 
 
-def rollback_on_host(settings, runner, reporter, summary, to, restore_db, yes, confirm) -> None:
+def rollback_on_host(settings: Settings, runner: Runner, reporter: Reporter, summary: Summary,
+                     to: Optional[str], restore_db: bool, yes: bool,
+                     confirm: Callable[[str], str]) -> None:
     ledger = ReleaseLedger(settings)
     entries = close_abandoned(runner, settings, reporter)
     running = read_running(runner, settings)
@@ -173,7 +184,7 @@ def rollback_on_host(settings, runner, reporter, summary, to, restore_db, yes, c
         summary.notes.append(f"database restored from {dump}")
 
 
-def restore_database(runner, settings, dump: str, reporter) -> None:
+def restore_database(runner: Runner, settings: Settings, dump: str, reporter: Reporter) -> None:
     """Remove the app (no writes during the restore), then load the dump into the database."""
     with reporter.step(f"restore the database from {posixpath.basename(dump)}"):
         for slot in SLOTS:

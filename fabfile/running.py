@@ -6,9 +6,11 @@ host's public port, the public URL from here); `read_running` turns the live slo
 into the running release: the sha its app containers were built from, their image ids, and
 whether it is healthy right now.
 """
+from __future__ import annotations
+
 import uuid
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional
 
 from .compose import (
     EDGE_SERVICE,
@@ -28,6 +30,11 @@ from .errors import RemoteCommandError
 from .health import HEALTHY, Answer, Outcome, Probe, assess, wait_until_healthy, watch_window
 from .shell import cmd
 
+if TYPE_CHECKING:
+    from .config import Settings
+    from .report import Reporter
+    from .shell import Runner
+
 
 @dataclass
 class RunningRelease:
@@ -39,11 +46,11 @@ class RunningRelease:
     containers: List[dict] = field(default_factory=list)
 
 
-def projects(settings) -> List[str]:
+def projects(settings: Settings) -> List[str]:
     return [settings.project] + [slot_project(settings, slot) for slot in SLOTS]
 
 
-def containers(runner, settings) -> List[dict]:
+def containers(runner: Runner, settings: Settings) -> List[dict]:
     """Every container of the stable project and both slots (one-offs left out)."""
     ids = ours(runner.run(all_containers(), "listing containers").stdout, projects(settings))
     if not ids:
@@ -51,20 +58,20 @@ def containers(runner, settings) -> List[dict]:
     return parse_inspect(runner.run(inspect(ids), "docker inspect").stdout)
 
 
-def slot_containers(rows: List[dict], settings, slot: Optional[str]) -> List[dict]:
+def slot_containers(rows: List[dict], settings: Settings, slot: Optional[str]) -> List[dict]:
     """The app containers of `slot`, and the stable project's."""
     wanted = {settings.project, slot_project(settings, slot) if slot else None}
     return [c for c in rows if c["Project"] in wanted]
 
 
-def app_containers(rows: List[dict], settings, slot: Optional[str]) -> List[dict]:
+def app_containers(rows: List[dict], settings: Settings, slot: Optional[str]) -> List[dict]:
     """The app containers (the services this repository builds) of `slot`."""
     app = {s.name for s in settings.services}
     return [c for c in rows if slot and c["Service"] in app
             and c["Project"] == slot_project(settings, slot)]
 
 
-def live_slot(runner, settings) -> Optional[str]:
+def live_slot(runner: Runner, settings: Settings) -> Optional[str]:
     """The slot the edge sends users to (None before the first release)."""
     path = f"{edge_dir(settings)}/{LIVE_FILE}"
     result = runner.run(cmd("cat", path), check=False)
@@ -81,7 +88,7 @@ LIVE = (HOST, PUBLIC)            # what users get
 WATCHED = (SLOT, HOST, PUBLIC)   # in the watch window: the slot's own answer names the cause
 
 
-def observe(runner, settings, slot: Optional[str], via=LIVE) -> Probe:
+def observe(runner: Runner, settings: Settings, slot: Optional[str], via=LIVE) -> Probe:
     """One look at a slot: its containers (and the stable ones), and the health path `via`."""
     probe = Probe()
     try:
@@ -102,11 +109,11 @@ def observe(runner, settings, slot: Optional[str], via=LIVE) -> Probe:
     return probe
 
 
-def checked_services(settings) -> List[str]:
+def checked_services(settings: Settings) -> List[str]:
     return [s.name for s in settings.services] + list(settings.data_services) + [EDGE_SERVICE]
 
 
-def release_from(probe: Probe, settings, slot: Optional[str]) -> RunningRelease:
+def release_from(probe: Probe, settings: Settings, slot: Optional[str]) -> RunningRelease:
     """Which release the live slot's app containers belong to, and whether it is healthy."""
     rows = app_containers(probe.containers, settings, slot)
     shas = {c["Revision"] for c in rows if c["Revision"]}
@@ -132,7 +139,7 @@ def release_from(probe: Probe, settings, slot: Optional[str]) -> RunningRelease:
                           probe.containers)
 
 
-def live_release(runner, settings) -> RunningRelease:
+def live_release(runner: Runner, settings: Settings) -> RunningRelease:
     """The live slot and the sha of its app containers, from the containers alone (no health
     check): for looking into the live release, not for judging it."""
     slot = live_slot(runner, settings)
@@ -142,7 +149,7 @@ def live_release(runner, settings) -> RunningRelease:
                           containers=rows)
 
 
-def read_running(runner, settings) -> RunningRelease:
+def read_running(runner: Runner, settings: Settings) -> RunningRelease:
     """The live release, healthy or not; raises when the host cannot tell (its engine did not
     answer): a rollback or a deploy must not mistake that for "nothing runs"."""
     slot = live_slot(runner, settings)
@@ -152,14 +159,14 @@ def read_running(runner, settings) -> RunningRelease:
     return release_from(probe, settings, slot)
 
 
-def restart_counts(runner, settings) -> Dict[str, int]:
+def restart_counts(runner: Runner, settings: Settings) -> Dict[str, int]:
     """container id -> restart count, taken before containers start (see health.assess)."""
     return {c["Id"]: c["RestartCount"] for c in containers(runner, settings)}
 
 
-def wait_for_slot(runner, settings, sha: str, slot: str, reporter,
-                  restarts_before: Dict[str, int], timeout: float = None,
-                  via=CANDIDATE, settle: float = None) -> Outcome:
+def wait_for_slot(runner: Runner, settings: Settings, sha: str, slot: str, reporter: Reporter,
+                  restarts_before: Dict[str, int], timeout: Optional[float] = None,
+                  via=CANDIDATE, settle: Optional[float] = None) -> Outcome:
     """Poll until release `sha` in `slot` is healthy and stays so for the settle window, or
     fails. As a candidate it is asked through the edge's candidate port; once live, through
     the public port on the host and the public URL from here."""
@@ -177,7 +184,7 @@ def wait_for_slot(runner, settings, sha: str, slot: str, reporter,
         clock=runner.clock, sleep=runner.sleep)
 
 
-def watch_slot(runner, settings, sha: str, slot: str, went_live: float,
+def watch_slot(runner: Runner, settings: Settings, sha: str, slot: str, went_live: float,
                restarts_before: Dict[str, int]) -> Outcome:
     """The watch window: `sha`, live in `slot`, observed every second (its slot, the public
     port, the public URL) until WATCH_SECONDS after it went live."""

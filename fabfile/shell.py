@@ -8,7 +8,7 @@ import os
 import shlex
 import time
 from dataclasses import dataclass, replace
-from typing import IO, TYPE_CHECKING, Callable, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, Tuple
 
 from .errors import ConnectionLost, RemoteCommandError, TimedOut
 
@@ -28,6 +28,13 @@ def put_text(path: str, size: int, mode: int) -> str:
 
 def get_text(url: str) -> str:
     return f"GET {url} (from here)"
+
+
+class TextSink(Protocol):
+    """Where streamed output goes (a file, sys.stdout, a redacting stream)."""
+
+    def write(self, text: str) -> Any: ...
+    def flush(self) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -159,7 +166,7 @@ class Runner:
         self._trace(began, f"status {answer[0]}", get_text(url), label="local")
         return answer
 
-    def stream(self, command: Command, out: IO[str], pty: bool = False, keys: bool = False) -> int:
+    def stream(self, command: Command, out: TextSink, pty: bool = False, keys: bool = False) -> int:
         """Run `command` with its output (stdout and stderr) written to `out` as it comes;
         returns its exit code. On a `pty`, Ctrl-C reaches the command and ends it (and, with
         `keys`, every key typed here is forwarded: a shell). Without one, `command.stdin`, if

@@ -8,8 +8,10 @@ SIGQUIT/SIGTERM with each container's grace period).
 Used by the deploy (new release) and by every restore (rollback, automatic or not): putting a
 retained release back is the same dance with images already on the host.
 """
+from __future__ import annotations
+
 import posixpath
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from .compose import (
     LIVE_FILE,
@@ -35,11 +37,16 @@ from .running import (
     watch_slot,
 )
 
+if TYPE_CHECKING:
+    from .config import Settings
+    from .report import Reporter
+    from .shell import Runner
+
 # After the reload, the public URL must report the new release within this many seconds.
 SWITCH_DEADLINE = 15
 
 
-def start_in_slot(runner, settings, sha: str, slot: str, pull_never: bool = False) -> dict:
+def start_in_slot(runner: Runner, settings: Settings, sha: str, slot: str, pull_never: bool = False) -> dict:
     """`compose up` release `sha` (its kept files) in `slot`; returns restart counts from before.
     A slot already running exactly this release is left as it is."""
     before = restart_counts(runner, settings)
@@ -48,8 +55,8 @@ def start_in_slot(runner, settings, sha: str, slot: str, pull_never: bool = Fals
     return before
 
 
-def check_candidate(runner, settings, sha: str, slot: str, reporter, before: dict,
-                    timeout: float = None, on_failure=None):
+def check_candidate(runner: Runner, settings: Settings, sha: str, slot: str, reporter: Reporter, before: dict,
+                    timeout: Optional[float] = None, on_failure=None):
     """Wait until `sha` in `slot` is healthy through the candidate port; raise if it is not
     (after `on_failure(outcome)`, which may gather what the failure report needs)."""
     outcome = wait_for_slot(runner, settings, sha, slot, reporter, before, timeout)
@@ -60,15 +67,15 @@ def check_candidate(runner, settings, sha: str, slot: str, reporter, before: dic
     return outcome
 
 
-def standing_by(runner, settings, sha: str, slot: str) -> bool:
+def standing_by(runner: Runner, settings: Settings, sha: str, slot: str) -> bool:
     """Is `sha` running and healthy in `slot` right now (one look, through the candidate port)?"""
     probe = observe(runner, settings, slot, CANDIDATE)
     restarts = {c["Id"]: c["RestartCount"] for c in probe.containers}  # earlier ones are history
     return assess(probe, sha, checked_services(settings), restarts).state == HEALTHY
 
 
-def switch_edge(runner, settings, sha: str, slot: str, reporter, fallback: str = None,
-                seen: Optional[Outcome] = None) -> float:
+def switch_edge(runner: Runner, settings: Settings, sha: str, slot: str, reporter: Reporter,
+                fallback: Optional[str] = None, seen: Optional[Outcome] = None) -> float:
     """Point the edge at `slot` and wait until users get `sha` from it; returns when it went
     live (runner.clock()). With `fallback` (the slot it replaces, still running), the edge
     hands that slot any request the new one fails, until `confirm_switch`. `seen`: the check
@@ -85,15 +92,15 @@ def switch_edge(runner, settings, sha: str, slot: str, reporter, fallback: str =
     return went_live
 
 
-def point_edge(runner, settings, slot: str, fallback: str = None) -> None:
+def point_edge(runner: Runner, settings: Settings, slot: str, fallback: Optional[str] = None) -> None:
     """Write edge/live.conf and reload the edge (graceful: in-flight requests finish)."""
     runner.put(posixpath.join(edge_dir(settings), LIVE_FILE), live_conf(settings, slot, fallback),
                0o644)
     runner.run(ComposeCommands(settings).reload_edge(), "reloading the edge proxy")
 
 
-def watch_live(runner, settings, sha: str, slot: str, went_live: float, restarts_before: dict,
-               on_failure=None) -> Outcome:
+def watch_live(runner: Runner, settings: Settings, sha: str, slot: str, went_live: float,
+               restarts_before: dict, on_failure=None) -> Outcome:
     """The watch window: `sha`, live in `slot`, must stay healthy until WATCH_SECONDS after it
     went live. Raises (after `on_failure(outcome)`) on the first crash or lasting failure."""
     outcome = watch_slot(runner, settings, sha, slot, went_live, restarts_before)
@@ -104,7 +111,7 @@ def watch_live(runner, settings, sha: str, slot: str, went_live: float, restarts
     return outcome
 
 
-def confirm_switch(runner, settings, slot: str, retired: str = None) -> None:
+def confirm_switch(runner: Runner, settings: Settings, slot: str, retired: Optional[str] = None) -> None:
     """After a clean window: the edge stops handing failures to the previous slot, which is
     then retired."""
     point_edge(runner, settings, slot)
@@ -112,7 +119,7 @@ def confirm_switch(runner, settings, slot: str, retired: str = None) -> None:
         retire(runner, settings, retired)
 
 
-def retire(runner, settings, slot: str) -> int:
+def retire(runner: Runner, settings: Settings, slot: str) -> int:
     """Stop (draining) and remove the containers of `slot`; returns how many there were."""
     ids = ours(runner.run(all_containers(), "listing containers").stdout,
                [slot_project(settings, slot)])

@@ -1,15 +1,22 @@
 """`deploy.status` and `deploy.history`: what runs now, who holds the lock, what happened."""
+from __future__ import annotations
+
 import json
 import posixpath
 import time
+from typing import TYPE_CHECKING
 
 from .ledger import ReleaseLedger, as_dict, merge
 from .lock import HELD_EXIT, INFO_FILE, LOCK_FILE, describe_holder, is_free_command
 from .running import read_running
 from .shell import cmd
 
+if TYPE_CHECKING:
+    from .config import Settings
+    from .shell import Runner
 
-def read_status(runner, settings) -> dict:
+
+def read_status(runner: Runner, settings: Settings) -> dict:
     running = read_running(runner, settings)
     lock_path = posixpath.join(settings.STAGING_DIR, LOCK_FILE)
     held = runner.run(is_free_command(lock_path), check=False).exited == HELD_EXIT
@@ -51,7 +58,7 @@ def render_status(status: dict) -> str:
     return "\n".join(lines)
 
 
-def history(runner, settings, limit: int) -> list:
+def history(runner: Runner, settings: Settings, limit: int) -> list:
     entries = merge(runner.run(ReleaseLedger(settings).read(), check=False).stdout)
     return [as_dict(e) for e in entries[-limit:]][::-1]
 

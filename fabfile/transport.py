@@ -20,13 +20,13 @@ import posixpath
 import subprocess
 import time
 from dataclasses import dataclass, field
-from typing import IO, List, Optional, Protocol, Tuple
+from typing import List, Optional, Protocol, Tuple, Union
 
 import requests
 from invoke.exceptions import CommandTimedOut
 
 from .errors import TimedOut
-from .shell import HELD_MARK, STDIN_MARK, Command, Result, get_text, put_text
+from .shell import HELD_MARK, STDIN_MARK, Command, Result, TextSink, get_text, put_text
 
 
 class Held:
@@ -83,7 +83,7 @@ class SSHTransport(HttpFromHere):
         try:
             channel.settimeout(timeout)
             channel.exec_command(command.render())
-            channel.sendall(command.stdin.encode())
+            channel.sendall((command.stdin or "").encode())
             channel.shutdown_write()
             stdout, stderr = channel.makefile("rb").read(), channel.makefile_stderr("rb").read()
             return Result(channel.recv_exit_status(), stdout.decode(errors="replace"),
@@ -116,7 +116,7 @@ class SSHTransport(HttpFromHere):
             handle.write(data)
         sftp.posix_rename(temporary, path)
 
-    def stream(self, command: Command, out: IO[str], pty: bool, keys: bool) -> int:
+    def stream(self, command: Command, out: TextSink, pty: bool, keys: bool) -> int:
         if pty:
             return self.conn.run(command.render(), pty=True, warn=True, hide=False,
                                  in_stream=None if keys else False,
@@ -174,6 +174,7 @@ class LocalTransport(HttpFromHere):
     def hold(self, command: Command, timeout: Optional[float]) -> Held:
         process = subprocess.Popen(["bash", "-c", command.render()], stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE, text=True)
+        assert process.stdout is not None
         return HeldProcess(process, process.stdout.readline().strip())
 
     def put(self, path: str, data: bytes, mode: int) -> None:
@@ -184,11 +185,12 @@ class LocalTransport(HttpFromHere):
             handle.write(data)
         os.replace(temporary, path)
 
-    def stream(self, command: Command, out: IO[str], pty: bool, keys: bool) -> int:
+    def stream(self, command: Command, out: TextSink, pty: bool, keys: bool) -> int:
         process = subprocess.Popen(["bash", "-c", command.render()], text=True,
                                    stdin=None if keys else subprocess.PIPE,
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        if not keys:
+        assert process.stdout is not None
+        if process.stdin is not None:
             process.stdin.write(command.stdin or "")
             process.stdin.close()
         for line in process.stdout:
@@ -220,7 +222,7 @@ class Action:
 @dataclass
 class Plan:
     """What a recording did, in order: actions and the steps they ran under."""
-    actions: List[object] = field(default_factory=list)   # Action, or a step title (str)
+    actions: List[Union[Action, str]] = field(default_factory=list)   # or a step title
     now: float = 0.0                                        # the virtual clock
 
     def step(self, title: str) -> None:
@@ -262,9 +264,7 @@ class Recorder:
         self.plan.actions.append(Action(label or self.label, text, depends))
 
     def run(self, command: Command, timeout: Optional[float]) -> Result:
-        self._record(command.render())
-        if command.stdin is not None:
-            self.plan.actions[-1].text += STDIN_MARK
+        self._record(command.render() + (STDIN_MARK if command.stdin is not None else ""))
         return self.script.answer(command)
 
     def hold(self, command: Command, timeout: Optional[float]) -> Held:
@@ -277,7 +277,7 @@ class Recorder:
         self._record(put_text(path, len(data), mode))
         self.script.put(path, data)
 
-    def stream(self, command: Command, out: IO[str], pty: bool, keys: bool) -> int:
+    def stream(self, command: Command, out: TextSink, pty: bool, keys: bool) -> int:
         self._record(command.render())
         return self.script.answer(command).exited
 
@@ -288,13 +288,16 @@ class Recorder:
 
 class Transport(Protocol):
     """What `shell.Runner` needs of a transport (SSHTransport, LocalTransport, Recorder)."""
-    records: bool
-    alive: bool
+
+    @property
+    def records(self) -> bool: ...       # True: nothing runs, actions are written to a plan
+    @property
+    def alive(self) -> bool: ...         # False once the connection dropped
 
     def clock(self) -> float: ...
     def sleep(self, seconds: float) -> None: ...
     def run(self, command: Command, timeout: Optional[float]) -> Result: ...
     def hold(self, command: Command, timeout: Optional[float]) -> Held: ...
     def put(self, path: str, data: bytes, mode: int) -> None: ...
-    def stream(self, command: Command, out: IO[str], pty: bool, keys: bool) -> int: ...
+    def stream(self, command: Command, out: TextSink, pty: bool, keys: bool) -> int: ...
     def get(self, url: str, headers: dict, timeout: float) -> Tuple[Optional[int], str]: ...

@@ -71,7 +71,7 @@ def inv(*args, env) -> subprocess.CompletedProcess:
                           capture_output=True, text=True)
 
 
-def on_host(script: str, user: str = "deploy", stdin: str = None) -> subprocess.CompletedProcess:
+def on_host(script: str, user: str = "deploy", stdin: Optional[str] = None) -> subprocess.CompletedProcess:
     return subprocess.run(["docker", "exec", "-i", "-u", user, testbed.HOST, "sh", "-c", script],
                           input=stdin, capture_output=True, text=True)
 
@@ -185,6 +185,7 @@ class Bench:
                  f"STAGING_URL=http://127.0.0.1:81 {BASELINE_DIR}/deploy.sh"],
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             output = []
+            assert process.stdout is not None
             for line in process.stdout:
                 output.append(line)
                 if line.startswith("MARK sleep"):
@@ -270,8 +271,8 @@ class Bench:
             runs = self.results.get(scenario, {}).get(side, [])
             values = [getattr(r, attr) if attr in Run.__dataclass_fields__ else r.extra.get(attr)
                       for r in runs]
-            values = [v for v in values if v is not None]
-            return statistics.median(values) if values else None
+            found: List[float] = [float(v) for v in values if v is not None]
+            return statistics.median(found) if found else None
 
         def cell(value, unit="s", digits=1):
             return "n/a" if value is None else f"{value:.{digits}f}{unit}"

@@ -2,6 +2,7 @@
 import os
 import subprocess
 import uuid
+from typing import Optional
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 AUTHOR = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "t@t",
@@ -14,7 +15,7 @@ def git(*args, env=None, stdin=None) -> str:
 
 
 def make_commit(files: dict, parent: str = "HEAD", message: str = "test release",
-                keep_as: str = "testbed", env_extra: dict = None) -> str:
+                keep_as: str = "testbed", env_extra: Optional[dict] = None) -> str:
     """A real commit (parent + changed files) via a private index, kept under refs/<keep_as>/
     so garbage collection leaves it alone."""
     index = os.path.join(ROOT, ".git", f"test-index-{uuid.uuid4().hex}")
