@@ -154,8 +154,8 @@ def enforce(settings: Settings, sha: str, reporter: Reporter, get: Optional[Call
         raise DeployError(f"cannot verify that CI passed for {sha[:12]}: {', '.join(missing)} not "
                           "set (in Actions, pass GITHUB_TOKEN to the deploy step)")
     with reporter.step(f"verify CI passed for {sha[:12]} and it is on {settings.ci_branch}"):
-        problems = verify(sha, settings.GITHUB_API_URL, settings.GITHUB_REPOSITORY,
-                          settings.GITHUB_TOKEN, settings.ci_branch, settings.ci_checks,
+        problems = verify(sha, settings.GITHUB_API_URL, settings.GITHUB_REPOSITORY or "",
+                          settings.GITHUB_TOKEN or "", settings.ci_branch, settings.ci_checks,
                           settings.GITHUB_RUN_ID, get)
         if problems:
             raise DeployError(f"refusing to deploy an untested commit: {'; '.join(problems)}")

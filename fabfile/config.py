@@ -10,7 +10,7 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional
 from urllib.parse import quote, urlparse
 
 from dotenv import dotenv_values
@@ -162,7 +162,8 @@ SETTINGS = [
             parse=_unix_user),
     Setting("STAGING_SSH_KEY", "the private key itself (as CI secrets hold it) or a path to it",
             "host", secret=True),
-    Setting("STAGING_KNOWN_HOSTS", "pinned host key line(s): ssh-keyscan -p PORT HOST", "host",
+    Setting("STAGING_KNOWN_HOSTS", "pinned host key line(s), as `ssh-keyscan -p PORT HOST` prints them",
+            "host",
             parse=_known_hosts),
     Setting("STAGING_URL", "public base URL of the staging app", "host", parse=_url),
     Setting("SETUP_USER", "admin user with passwordless sudo, for `inv staging.setup`", "setup",
@@ -170,14 +171,16 @@ SETTINGS = [
     Setting("SETUP_SSH_KEY", "that admin's private key (or a path to it)", "setup", secret=True),
     Setting("STAGING_DIR", "deploy directory on the host", "", "staging_dir", _staging_dir),
     Setting("REGISTRY", "container registry host", "", "registry", _registry),
-    Setting("REGISTRY_PLAIN_HTTP", "the registry speaks plain http, not https (a local test "
-            "registry only)", "", "registry_plain_http", _yes_no),
-    Setting("IMAGE_NAME", "owner/repo; images are REGISTRY/IMAGE_NAME-<service>", "build",
+    Setting("REGISTRY_PLAIN_HTTP", "the registry speaks plain http (a local test registry; the "
+            "testbed sets it)", "", "registry_plain_http", _yes_no),
+    Setting("IMAGE_NAME", "owner/repo; images are `REGISTRY/IMAGE_NAME-<service>:staging-<sha>`",
+            "build",
             parse=_image_name),
-    Setting("REGISTRY_USER", "registry user for pushing (unset: use the existing docker login)", "",
+    Setting("REGISTRY_USER", "registry user for pushing (unset: use the existing `docker login`)",
+            "",
             parse=_registry_user),
     Setting("REGISTRY_PASSWORD", "registry token for pushing", "", secret=True),
-    Setting("REGISTRY_PULL_USER", "read-only registry user for the host (unset: host's own login)",
+    Setting("REGISTRY_PULL_USER", "read-only registry user for the host (unset: the host's own login)",
             "", parse=_registry_user),
     Setting("REGISTRY_PULL_PASSWORD", "read-only registry token for the host", "", secret=True),
     Setting("APP_PORT", "public port the edge proxy publishes on the host", "", "app_port", _port),
@@ -191,27 +194,50 @@ SETTINGS = [
             "standing by (0: no window)", "", "watch_seconds", _seconds_between(0, 3600)),
     Setting("KEEP_RELEASES", "good releases whose images and backups prune keeps", "",
             "keep_releases", _count),
-    Setting("LOCK_MAX_AGE", "seconds after which a held deploy lock counts as stale", "",
+    Setting("LOCK_MAX_AGE", "seconds after which a held deploy lock is stale and is taken over",
+            "",
             "lock_max_age", _seconds_between(1, 7 * 86400)),
-    Setting("STAGING_WEBHOOK_URL", "Slack-compatible webhook told of every deploy's result", "",
+    Setting("STAGING_WEBHOOK_URL", "Slack-compatible webhook told of every deploy's and rollback's "
+            "result", "",
             parse=_token_url, secret=True),
-    Setting("GITHUB_TOKEN", "token for the CI check (Actions provides it)", "", secret=True),
+    Setting("GITHUB_TOKEN", "token for the CI check (`--require-ci`, always on in Actions)",
+            "", secret=True),
     Setting("GITHUB_REPOSITORY", "owner/repo whose CI is checked (Actions sets it)", "",
             parse=_repository),
-    Setting("GITHUB_RUN_ID", "the workflow run whose own CI checks count (Actions sets it)", "",
+    Setting("GITHUB_RUN_ID", "the workflow run whose own CI checks count (Actions sets it; "
+            "unset in a shell: any run's)", "",
             parse=_matching(r"[0-9]{1,20}", "a workflow run id (a number)")),
     Setting("GITHUB_API_URL", "GitHub API base URL (Actions sets it)", "", "github_api",
             _token_url),
     Setting("DB_USER", "PostgreSQL user", "", "db_user", _identifier),
     Setting("DB_NAME", "PostgreSQL database", "", "db_name", _identifier),
     Setting("DB_PASSWORD", "PostgreSQL password", "app", secret=True),
-    Setting("DATABASE_URL", "backend's database URL (default: built from DB_*)", "", secret=True),
+    Setting("DATABASE_URL", "backend's database URL (default: built from `DB_*`)", "", secret=True),
     Setting("POSTGRES_IMAGE", "PostgreSQL image", "", "postgres_image", _image_ref),
     Setting("REDIS_IMAGE", "Redis image", "", "redis_image", _image_ref),
     Setting("EDGE_IMAGE", "nginx image of the edge proxy that switches releases", "", "edge_image",
             _image_ref),
 ]
 SETTINGS_BY_ENV = {s.env: s for s in SETTINGS}
+REQUIRED_BY = {"host": "yes", "build": "yes", "app": "yes", "setup": "setup", "": ""}
+
+
+def settings_table(defaults: Mapping) -> str:
+    """The README's table of settings, from their definitions and invoke.yaml's defaults."""
+    def row(*cells: str) -> str:
+        return "|" + "".join(f" {cell} |" if cell else " |" for cell in cells)
+
+    def default(key: Optional[str]) -> str:
+        if not key:
+            return ""
+        value = defaults.get(key)
+        return f"`{key}` ({str(value).lower() if isinstance(value, bool) else value})"
+
+    rows = [row("variable", "required", "invoke.yaml key", "secret", "meaning"), "|---|---|---|---|---|"]
+    rows += [row(f"`{s.env}`", REQUIRED_BY[s.group], default(s.yaml_key),
+                 "secret" if s.secret else "", s.help) for s in SETTINGS]
+    rows.append(row("`DEPLOY_ENV_FILE`", "", "", "", "dotenv file to read instead of `.env`"))
+    return "\n".join(rows) + "\n"
 
 
 @dataclass(frozen=True)
@@ -244,6 +270,45 @@ class Settings:
     entry_port: int            # ...on this port
     values: Mapping[str, object] = field(repr=False)
     app: Mapping[str, "AppVariable"] = field(repr=False, default_factory=dict)
+
+    # The tool's settings, typed for the checker (their values are in `values`, read through
+    # __getattr__); test_config keeps this list equal to SETTINGS. Optional: no default and
+    # not required by any group of tasks.
+    STAGING_HOST: ClassVar[str]
+    STAGING_PORT: ClassVar[int]
+    STAGING_USER: ClassVar[str]
+    STAGING_SSH_KEY: ClassVar[str]
+    STAGING_KNOWN_HOSTS: ClassVar[str]
+    STAGING_URL: ClassVar[str]
+    SETUP_USER: ClassVar[str]
+    SETUP_SSH_KEY: ClassVar[str]
+    STAGING_DIR: ClassVar[str]
+    REGISTRY: ClassVar[str]
+    REGISTRY_PLAIN_HTTP: ClassVar[bool]
+    IMAGE_NAME: ClassVar[str]
+    REGISTRY_USER: ClassVar[Optional[str]]
+    REGISTRY_PASSWORD: ClassVar[Optional[str]]
+    REGISTRY_PULL_USER: ClassVar[Optional[str]]
+    REGISTRY_PULL_PASSWORD: ClassVar[Optional[str]]
+    APP_PORT: ClassVar[int]
+    PREVIEW_PORT: ClassVar[int]
+    HEALTH_TIMEOUT: ClassVar[float]
+    HEALTH_SETTLE: ClassVar[float]
+    WATCH_SECONDS: ClassVar[float]
+    KEEP_RELEASES: ClassVar[int]
+    LOCK_MAX_AGE: ClassVar[float]
+    STAGING_WEBHOOK_URL: ClassVar[Optional[str]]
+    GITHUB_TOKEN: ClassVar[Optional[str]]
+    GITHUB_REPOSITORY: ClassVar[Optional[str]]
+    GITHUB_RUN_ID: ClassVar[Optional[str]]
+    GITHUB_API_URL: ClassVar[str]
+    DB_USER: ClassVar[str]
+    DB_NAME: ClassVar[str]
+    DB_PASSWORD: ClassVar[str]
+    DATABASE_URL: ClassVar[Optional[str]]
+    POSTGRES_IMAGE: ClassVar[str]
+    REDIS_IMAGE: ClassVar[str]
+    EDGE_IMAGE: ClassVar[str]
 
     def __getattr__(self, name):
         # settings.STAGING_HOST and friends: the validated value of that variable

@@ -163,7 +163,7 @@ def publish_images(settings: Settings, sha, local: Runner, reporter: Reporter, r
     if settings.REGISTRY_USER:
         with reporter.step(f"log in to {settings.REGISTRY} (local)"):
             local.run(images.login(settings.REGISTRY, settings.REGISTRY_USER,
-                                   settings.REGISTRY_PASSWORD), "docker login")
+                                   settings.REGISTRY_PASSWORD or ""), "docker login")
     refs = {s.name: settings.image_ref(s.name, sha) for s in settings.services}
     if not rebuild:
         with reporter.step("look for staging-%s in the registry" % sha[:12]):

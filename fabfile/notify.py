@@ -7,7 +7,7 @@ would send the message on to wherever the answer points), with one deadline for 
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Dict
+from typing import TYPE_CHECKING, Dict, Optional
 
 import requests
 
@@ -31,7 +31,7 @@ def payload(summary) -> dict:
     return {"text": text, "attachments": [{"color": "good" if ok else "danger", "fields": fields}]}
 
 
-def send(url: str, summary, reporter: Reporter) -> bool:
+def send(url: Optional[str], summary, reporter: Reporter) -> bool:
     """POST the summary to `url`; report (never raise) a failure. Returns whether it was sent."""
     if not url:
         return False

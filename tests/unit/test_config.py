@@ -151,3 +151,16 @@ def test_the_apps_environment_is_declared_in_invoke_yaml_not_in_the_tool(default
         broken = dict(defaults, app_env={"clear": {bad: "x"}, "secret": []})
         with pytest.raises(ConfigError, match="invoke.yaml app_env"):
             load_settings(broken, environ)
+
+
+def test_every_setting_is_declared_with_the_type_its_parser_returns():
+    import typing
+
+    from fabfile.config import SETTINGS, Settings
+    hints = typing.get_type_hints(Settings)
+    declared = {name for name, hint in hints.items() if typing.get_origin(hint) is typing.ClassVar}
+    assert declared == {s.env for s in SETTINGS}
+    for s in SETTINGS:
+        kind = typing.get_type_hints(s.parse).get("return", str)
+        required = bool(s.yaml_key) or s.group != ""
+        assert hints[s.env] == typing.ClassVar[kind if required else typing.Optional[kind]], s.env

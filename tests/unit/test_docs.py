@@ -18,3 +18,12 @@ def test_the_module_maps_name_every_module_of_the_tool():
     modules = sorted(p.name for p in (ROOT / "fabfile").glob("*.py") if p.name != "__init__.py")
     assert module_map((ROOT / "README.md").read_text()) == modules
     assert module_map((ROOT / "fabfile" / "__init__.py").read_text()) == modules
+
+
+def test_the_readme_settings_table_is_the_one_the_settings_generate():
+    import yaml
+
+    from fabfile.config import settings_table
+    defaults = yaml.safe_load((ROOT / "invoke.yaml").read_text())["deploy"]
+    assert settings_table(defaults) in (ROOT / "README.md").read_text(), \
+        "regenerate it: python -c 'from fabfile.config import settings_table; ...' (see test)"
