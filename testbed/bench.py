@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import yaml
 from dotenv import dotenv_values
@@ -27,6 +27,7 @@ from dotenv import dotenv_values
 import testbed
 from testbed.commits import make_commit
 from testbed.load import SteadyLoad, first_serving
+from testbed.timeline import Timeline, draw
 
 ROOT = testbed.ROOT
 DEFAULTS = yaml.safe_load((ROOT / "invoke.yaml").read_text())["deploy"]
@@ -44,6 +45,15 @@ class Run:
     extra: Dict[str, float] = field(default_factory=dict)
     kinds: str = ""                       # what the failed requests were (load.LoadStats.kinds)
     reported_ok: Optional[bool] = None    # what the command itself said (exit code 0)
+
+
+def step_marks(stdout: str, started: float, wall: float) -> List[Tuple[float, str]]:
+    """(time.time(), step) for each step a deploy began. Its clock starts when the tool has
+    loaded: wall time minus the duration it reports."""
+    duration = re.search(r"^  duration +([\d.]+)s$", stdout, re.M)
+    begun = started + (wall - float(duration.group(1)) if duration else 0.0)
+    return [(begun + float(t), re.sub(r"[0-9a-f]{12,40}", "<sha>", name)[:48])
+            for t, name in re.findall(r"^\[ *([\d.]+)s\] --> (.+)$", stdout, re.M)]
 
 
 def step_times(stdout: str) -> Dict[str, float]:
@@ -126,6 +136,7 @@ class Bench:
                     if not k.startswith(("STAGING_", "REGISTRY", "GITHUB_"))}
         self.env["DEPLOY_ENV_FILE"] = str(testbed.ENV_FILE)
         self.results: Dict[str, Dict[str, List[Run]]] = {}
+        self.timelines: Dict[str, Dict[str, Timeline]] = {}   # the last run of each
 
     def record(self, scenario: str, side: str, run: Run):
         self.results.setdefault(scenario, {}).setdefault(side, []).append(run)
@@ -136,8 +147,10 @@ class Bench:
 
     # ---- ours -------------------------------------------------------------------------------
     def ours(self, scenario: str, sha: str):
-        result, wall, _, load, started = under_load(
+        result, wall, answers, load, started = under_load(
             OURS_URL, lambda: inv("deploy.staging", "--sha", sha, env=self.env))
+        self.timelines.setdefault(scenario, {})["ours"] = Timeline(
+            answers, started, started + wall, step_marks(result.stdout, started, wall))
         expected_failure = scenario != "good release"
         if (result.returncode != 0) != expected_failure:
             raise RuntimeError(f"ours/{scenario}: unexpected result\n{result.stdout}{result.stderr}")
@@ -155,7 +168,10 @@ class Bench:
         self.record(scenario, "ours", run)
 
     def ours_rollback(self):
-        result, wall, _, load, _ = under_load(OURS_URL, lambda: inv("deploy.rollback", env=self.env))
+        result, wall, answers, load, started = under_load(
+            OURS_URL, lambda: inv("deploy.rollback", env=self.env))
+        self.timelines.setdefault("rollback", {})["ours"] = Timeline(
+            answers, started, started + wall, step_marks(result.stdout, started, wall))
         if result.returncode != 0:
             raise RuntimeError(f"rollback failed\n{result.stdout}{result.stderr}")
         run = Run(wall, load.failed, load.longest_gap, kinds=load.kinds)
@@ -197,6 +213,8 @@ class Bench:
         beside.join()
         marks = dict((m.group(1), float(m.group(2)))
                      for m in re.finditer(r"MARK (\w+) ([\d.]+)", output))
+        self.timelines.setdefault(scenario, {})["baseline"] = Timeline(
+            answers, started, started + wall, [(t, name) for name, t in marks.items()])
         run = Run(wall, load.failed, load.longest_gap, kinds=load.kinds, reported_ok=code == 0)
         if scenario == "good release":
             healthy = first_serving(answers, sha, marks.get("up", started))
@@ -345,11 +363,29 @@ class Bench:
         return "\n".join(lines) + "\n"
 
 
+def draw_timelines(bench: Bench, folder) -> str:
+    """A PNG per scenario in `folder` (baseline above ours); the Markdown that shows them."""
+    lines = ["", "## Timelines", "",
+             "What the steady load on each side's public port got during one deploy (the last "
+             "run of each scenario), 100 ms at a time: 200 in green, 5xx in orange, no answer "
+             "(timeout, refused connection) in red; dotted lines are the steps as the command "
+             "printed them; the shaded part is until the command exited.", ""]
+    for scenario, sides in bench.timelines.items():
+        slug = re.sub(r"[^a-z0-9]+", "-", scenario.lower()).strip("-")
+        ordered = {name: sides[side] for side, name in
+                   (("baseline", "baseline (story's pipeline)"), ("ours", "ours (inv deploy.staging)"))
+                   if side in sides}
+        draw(str(folder / f"bench-{slug}.png"), scenario, ordered)
+        lines += [f"![{scenario}: baseline above, ours below](bench-{slug}.png)", ""]
+    return "\n".join(lines)
+
+
 def main(runs: int = 5) -> str:
     bench = Bench(runs)
     text = bench.run()
     out = ROOT / "docs" / "BENCHMARKS.md"
     out.parent.mkdir(exist_ok=True)
+    text += draw_timelines(bench, out.parent)
     kept = ""   # the database-size section is `inv bench-db`'s
     if out.exists() and "\n## Deploy time against database size" in out.read_text():
         kept = "\n## Deploy time against database size" + \

@@ -26,4 +26,5 @@ def test_the_readme_settings_table_is_the_one_the_settings_generate():
     from fabfile.config import settings_table
     defaults = yaml.safe_load((ROOT / "invoke.yaml").read_text())["deploy"]
     assert settings_table(defaults) in (ROOT / "README.md").read_text(), \
-        "regenerate it: python -c 'from fabfile.config import settings_table; ...' (see test)"
+        "README's settings table is not what the settings generate: paste the output of " \
+        "fabfile.config.settings_table(<invoke.yaml deploy defaults>) over it"

@@ -89,3 +89,27 @@ def test_step_times_name_a_step_the_same_in_every_run():
     assert step_times(out) == {"step: pull images": 0.6,
                                "step: check slot <slot> before it gets traffic (deadline 30s)": 2.7,
                                "step: start <sha> in slot <slot>, beside the live one": 1.2}
+
+
+def test_a_timeline_counts_each_outcome_per_100_ms_and_draws_a_png(tmp_path):
+    from testbed.timeline import Timeline, buckets, draw
+    answers = [Answer(100.005 + i * 0.02, 100.01 + i * 0.02, i < 10, "a", "200" if i < 10 else
+                      ("502" if i < 15 else "ReadTimeout")) for i in range(20)]
+    timeline = Timeline(answers, started=100.0, ended=100.3, marks=[(100.1, "switch")])
+    starts, counts = buckets(timeline)
+    assert len(starts) == 4
+    assert counts["200"] == [5, 5, 0, 0] and counts["5xx"] == [0, 0, 5, 0]
+    assert counts["no answer"] == [0, 0, 0, 5]
+    path = tmp_path / "t.png"
+    draw(str(path), "good release", {"baseline": timeline, "ours": timeline})
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_step_marks_are_placed_on_the_load_clock():
+    from testbed.bench import step_marks
+    out = ("[   0.0s] --> connect to deploy@h:22 (pinned host key)\n"
+           f"[   2.5s] --> start {'b' * 40} in slot blue, beside the live one\n"
+           "  duration  20.0s\n")
+    assert step_marks(out, started=1000.0, wall=20.5) == [
+        (1000.5, "connect to deploy@h:22 (pinned host key)"),
+        (1003.0, "start <sha> in slot blue, beside the live one")]
