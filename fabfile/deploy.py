@@ -33,10 +33,8 @@ from .compose import (
     other_slot,
     release_dir,
     remove_containers,
-    running_services,
     stable_digest,
     stable_digest_path,
-    stable_services,
     strip_terminal_codes,
 )
 from .config import render_env
@@ -56,7 +54,7 @@ from .ledger import (
 from .lock import held
 from .report import Reporter, Summary
 from .rollback import close_abandoned, restore_release
-from .running import RunningRelease, containers, read_running
+from .running import RunningRelease, containers, read_running, stable_state
 from .shell import Runner, chain, cmd
 from .slots import (
     check_candidate,
@@ -254,9 +252,7 @@ def release(settings: Settings, sha, remote: Runner, reporter: Reporter, summary
         with reporter.step(f"log in to {settings.REGISTRY} on the host"):
             remote.run(top.registry_login(), "docker login on the host")
     digest = stable_digest(settings, compose_text(settings, BASE_FILE))
-    running = set(remote.run(running_services(settings.project)).stdout.split())
-    unchanged = bool(digest) and running >= stable_services(settings) and digest == remote.run(
-        cmd("cat", stable_digest_path(settings)), check=False).stdout.strip()
+    running, unchanged = stable_state(remote, settings, digest)
     with reporter.step("pull images"):
         for compose in (candidate,) if unchanged else (staged, candidate):
             remote.run(compose.pull(), "docker compose pull (the running release is untouched)")

@@ -12,7 +12,17 @@ import time
 from typing import TYPE_CHECKING, Callable, Optional
 
 from . import backup, images, notify
-from .compose import RELEASE_FILES, SLOTS, ComposeCommands, other_slot, release_dir, slot_project
+from .compose import (
+    BASE_FILE,
+    RELEASE_FILES,
+    SLOTS,
+    ComposeCommands,
+    compose_text,
+    other_slot,
+    release_dir,
+    slot_project,
+    stable_digest,
+)
 from .errors import DeployError
 from .host import HostSession
 from .interrupts import shielded
@@ -29,7 +39,7 @@ from .ledger import (
 )
 from .lock import held
 from .report import Summary
-from .running import containers, read_running, restart_counts
+from .running import containers, read_running, restart_counts, stable_state
 from .shell import cmd
 from .slots import (
     check_candidate,
@@ -77,7 +87,9 @@ def restore_release(runner: Runner, settings: Settings, sha: str, reporter: Repo
                 kept = f"{settings.image_repo(service.name)}:{images.release_tag(sha)}"
                 runner.run(images.tag(kept, settings.image_ref(service.name, sha)),
                            f"images of {sha[:12]} are not on the host any more")
-            runner.run(ComposeCommands(settings).up_stable(), "starting the stable services")
+            if not stable_state(runner, settings, stable_digest(
+                    settings, compose_text(settings, BASE_FILE)))[1]:
+                runner.run(ComposeCommands(settings).up_stable(), "starting the stable services")
             before = start_in_slot(runner, settings, sha, slot, pull_never=True)
         with reporter.step(f"wait until {sha[:12]} is healthy in slot {slot}"):
             check_candidate(runner, settings, sha, slot, reporter, before, timeout)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Dict, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional, Set, Tuple
 
 from .compose import (
     EDGE_SERVICE,
@@ -24,7 +24,10 @@ from .compose import (
     parse_http,
     parse_inspect,
     parse_live_conf,
+    running_services,
     slot_project,
+    stable_digest_path,
+    stable_services,
 )
 from .errors import RemoteCommandError
 from .health import HEALTHY, Answer, Outcome, Probe, assess, wait_until_healthy, watch_window
@@ -157,6 +160,15 @@ def read_running(runner: Runner, settings: Settings) -> RunningRelease:
     if probe.error:
         raise RemoteCommandError("reading what runs on the host", probe.error)
     return release_from(probe, settings, slot)
+
+
+def stable_state(runner: Runner, settings: Settings, digest: Optional[str]) -> Tuple[Set[str], bool]:
+    """The stable services running now, and whether they all run and were last brought up with
+    exactly this `digest` (compose.stable_digest): then they need no pull and no `up`."""
+    running = set(runner.run(running_services(settings.project)).stdout.split())
+    unchanged = bool(digest) and running >= stable_services(settings) and digest == runner.run(
+        cmd("cat", stable_digest_path(settings)), check=False).stdout.strip()
+    return running, unchanged
 
 
 def restart_counts(runner: Runner, settings: Settings) -> Dict[str, int]:
