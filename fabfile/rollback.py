@@ -40,7 +40,7 @@ from .ledger import (
 from .lock import held
 from .report import Summary
 from .running import containers, read_running, restart_counts, stable_state
-from .shell import cmd
+from .shell import chain, cmd
 from .slots import (
     check_candidate,
     confirm_switch,
@@ -61,8 +61,8 @@ def retained(runner: Runner, settings: Settings, sha: str) -> bool:
     """Are this release's images and files still on the host?"""
     refs = [f"{settings.image_repo(s.name)}:{images.release_tag(sha)}" for s in settings.services]
     files = [posixpath.join(release_dir(settings, sha), name) for name in RELEASE_FILES]
-    return (all(runner.run(images.exists_locally(ref), check=False).ok for ref in refs)
-            and all(runner.run(cmd("test", "-f", f), check=False).ok for f in files))
+    checks = [images.exists_locally(ref) for ref in refs] + [cmd("test", "-f", f) for f in files]
+    return runner.run(chain(*checks), check=False).ok
 
 
 def restore_release(runner: Runner, settings: Settings, sha: str, reporter: Reporter,
@@ -83,10 +83,10 @@ def restore_release(runner: Runner, settings: Settings, sha: str, reporter: Repo
         before = restart_counts(runner, settings)
     else:
         with reporter.step(f"restore release {sha[:12]} in slot {slot} from the host (no pull)"):
-            for service in settings.services:
-                kept = f"{settings.image_repo(service.name)}:{images.release_tag(sha)}"
-                runner.run(images.tag(kept, settings.image_ref(service.name, sha)),
-                           f"images of {sha[:12]} are not on the host any more")
+            runner.run(chain(*(images.tag(f"{settings.image_repo(s.name)}:{images.release_tag(sha)}",
+                                          settings.image_ref(s.name, sha))
+                               for s in settings.services)),
+                       f"images of {sha[:12]} are not on the host any more")
             if not stable_state(runner, settings, stable_digest(
                     settings, compose_text(settings, BASE_FILE)))[1]:
                 runner.run(ComposeCommands(settings).up_stable(), "starting the stable services")
