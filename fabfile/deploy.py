@@ -68,8 +68,6 @@ from .transport import LocalTransport, Recorder
 
 if TYPE_CHECKING:
     from .config import Settings
-    from .report import Reporter
-    from .shell import Runner
 
 CONNECTION_ERRORS = (paramiko.SSHException, OSError, EOFError)
 # After a failure, how long the recovery rides out a host that does not answer (a network drop,
@@ -157,7 +155,7 @@ def deploy(settings: Settings, sha: str, reporter: Reporter, local: Runner, sess
 def publish_images(settings: Settings, sha, local: Runner, reporter: Reporter, rebuild: bool) -> dict:
     """Build each service from the commit, push staging-<sha> and staging-latest.
 
-    Returns the pushed digest of each service (empty in dry-run)."""
+    Returns the pushed digest of each service, as the local engine knows it."""
     if settings.REGISTRY_USER:
         with reporter.step(f"log in to {settings.REGISTRY} (local)"):
             local.run(images.login(settings.REGISTRY, settings.REGISTRY_USER,
