@@ -10,6 +10,7 @@ from typing import Dict, List, Tuple
 from testbed.load import Answer
 
 BUCKET = 0.1      # seconds
+LABEL_GAP = 0.8  # seconds between two step labels, so they do not print over each other
 OUTCOMES = (("200", "#2e7d32"), ("5xx", "#ef6c00"), ("no answer", "#c62828"))
 
 
@@ -59,11 +60,14 @@ def draw(path: str, title: str, sides: Dict[str, Timeline]) -> None:
             axis.bar(starts, counts[name], width=BUCKET, bottom=bottom, align="edge",
                      color=colour, label=name, linewidth=0)
             bottom = [b + c for b, c in zip(bottom, counts[name])]
+        labelled = float("-inf")
         for when, label in timeline.marks:
             x = when - timeline.started
             axis.axvline(x, color="#555555", linewidth=0.6, linestyle=":")
-            axis.text(x, axis.get_ylim()[1] * 0.98, " " + label, rotation=90, fontsize=6,
-                      va="top", ha="left", color="#333333")
+            if x - labelled >= LABEL_GAP:     # steps closer than that share the earlier label
+                labelled = x
+                axis.text(x, axis.get_ylim()[1] * 0.98, " " + label, rotation=90, fontsize=6,
+                          va="top", ha="left", color="#333333")
         axis.axvspan(0, timeline.ended - timeline.started, color="#1565c0", alpha=0.06)
         axis.set_ylabel("answers / 100 ms")
         axis.set_title(side, fontsize=9, loc="left")
