@@ -33,7 +33,6 @@ from .compose import (
     other_slot,
     release_dir,
     remove_containers,
-    stable_digest,
     stable_digest_path,
     strip_terminal_codes,
 )
@@ -249,19 +248,18 @@ def release(settings: Settings, sha, remote: Runner, reporter: Reporter, summary
     if settings.REGISTRY_PULL_USER:
         with reporter.step(f"log in to {settings.REGISTRY} on the host"):
             remote.run(top.registry_login(), "docker login on the host")
-    digest = stable_digest(settings, compose_text(settings, BASE_FILE))
-    running, unchanged = stable_state(remote, settings, digest)
+    stable = stable_state(remote, settings)
     with reporter.step("pull images"):
-        for compose in (candidate,) if unchanged else (staged, candidate):
+        for compose in (candidate,) if stable.unchanged else (staged, candidate):
             remote.run(compose.pull(), "docker compose pull (the running release is untouched)")
     verify_pulled(remote, settings, sha, summary, pushed)
     pending = None
-    if settings.database_service in running:
+    if settings.database_service in stable.running:
         pending = migrations_pending(remote, settings, reporter, candidate)
         summary.backup = backup_database(remote, settings, sha, reporter, pending)
     else:
         reporter.note("no running database yet (first deploy): nothing to back up")
-    if unchanged:
+    if stable.unchanged:
         with reporter.step("stable services (data, edge proxy): running, and their files and "
                            "settings unchanged since the last deploy: left as they are"):
             pass
@@ -271,8 +269,8 @@ def release(settings: Settings, sha, remote: Runner, reporter: Reporter, summary
                 remote.run(cmd("cp", "-p", posixpath.join(staged.dir, name),
                                posixpath.join(top.dir, name)), "activating " + name)
             remote.run(top.up_stable(), "starting the stable services")
-            if digest:
-                remote.put(stable_digest_path(settings), digest + "\n")
+            if stable.digest:
+                remote.put(stable_digest_path(settings), stable.digest + "\n")
     if pending is not False:
         with reporter.step("run migrations"):
             remote.run(candidate.migrate(), "migrations")

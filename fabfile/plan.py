@@ -20,7 +20,9 @@ from .compose import (
     EDGE_SERVICE,
     LIVE_FILE,
     PROJECT_LABEL,
+    SLOTS,
     compose_text,
+    edge_dir,
     live_conf,
     parse_live_conf,
     running_services,
@@ -29,7 +31,7 @@ from .compose import (
     stable_digest_path,
 )
 from .images import SHA_LABEL
-from .ledger import LEDGER_FILE
+from .ledger import ReleaseLedger
 from .report import Reporter
 from .shell import Command, Result, Runner
 from .transport import Action, Plan, Recorder, Script
@@ -52,7 +54,8 @@ class SimulatedHost(Script):
         self.slots: Dict[str, Optional[str]] = {PLAN_LIVE_SLOT: RUNNING}
         self.live: Optional[str] = PLAN_LIVE_SLOT
         self.stopped: set = set()
-        self.ledger_path = posixpath.join(settings.STAGING_DIR, LEDGER_FILE)
+        self.ledger_path = ReleaseLedger(settings).path
+        self.live_path = posixpath.join(edge_dir(settings), LIVE_FILE)
         self.ledger: List[dict] = list(ledger or [])   # events appended to the ledger file
 
     # -- what runs ---------------------------------------------------------------------------
@@ -92,7 +95,7 @@ class SimulatedHost(Script):
         text = command.render()
         if argv[0] == "flock" and "echo locked $$" in text:
             return Result(0, "locked 1\n", "")
-        if argv[:2] == ("cat", posixpath.join(self.settings.STAGING_DIR, "edge", LIVE_FILE)):
+        if argv == ("cat", self.live_path):
             return Result(0, live_conf(self.settings, self.live) if self.live else "", "")
         if argv == ("cat", self.ledger_path):
             return Result(0, "".join(json.dumps(event) + "\n" for event in self.ledger), "")
@@ -129,7 +132,7 @@ class SimulatedHost(Script):
 
     def _start(self, argv) -> None:
         project = argv[argv.index("-p") + 1]
-        for slot in list(self.slots) + ["blue", "green"]:
+        for slot in SLOTS:
             if project == slot_project(self.settings, slot):
                 release = posixpath.basename(posixpath.dirname(argv[argv.index("-f") + 1]))
                 self.slots[slot] = release

@@ -13,15 +13,12 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 from . import backup, images, notify
 from .compose import (
-    BASE_FILE,
     RELEASE_FILES,
     SLOTS,
     ComposeCommands,
-    compose_text,
     other_slot,
     release_dir,
     slot_project,
-    stable_digest,
 )
 from .errors import DeployError
 from .host import HostSession
@@ -87,8 +84,7 @@ def restore_release(runner: Runner, settings: Settings, sha: str, reporter: Repo
                                           settings.image_ref(s.name, sha))
                                for s in settings.services)),
                        f"images of {sha[:12]} are not on the host any more")
-            if not stable_state(runner, settings, stable_digest(
-                    settings, compose_text(settings, BASE_FILE)))[1]:
+            if not stable_state(runner, settings).unchanged:
                 runner.run(ComposeCommands(settings).up_stable(), "starting the stable services")
             before = start_in_slot(runner, settings, sha, slot, pull_never=True)
         with reporter.step(f"wait until {sha[:12]} is healthy in slot {slot}"):

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Dict, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Dict, List, NamedTuple, Optional, Set
 
 from .compose import (
+    BASE_FILE,
     EDGE_SERVICE,
     LIVE_FILE,
     SLOTS,
     all_containers,
+    compose_text,
     edge_dir,
     health_on_host,
     inspect,
@@ -26,6 +28,7 @@ from .compose import (
     parse_live_conf,
     running_services,
     slot_project,
+    stable_digest,
     stable_digest_path,
     stable_services,
 )
@@ -162,13 +165,20 @@ def read_running(runner: Runner, settings: Settings) -> RunningRelease:
     return release_from(probe, settings, slot)
 
 
-def stable_state(runner: Runner, settings: Settings, digest: Optional[str]) -> Tuple[Set[str], bool]:
-    """The stable services running now, and whether they all run and were last brought up with
-    exactly this `digest` (compose.stable_digest): then they need no pull and no `up`."""
+class StableState(NamedTuple):
+    running: Set[str]        # the stable services that have a running container
+    unchanged: bool          # all of them run, last brought up with `digest`: no pull, no `up`
+    digest: Optional[str]    # of the tool's compose.yaml and the values it reads (stable_digest)
+
+
+def stable_state(runner: Runner, settings: Settings) -> StableState:
+    """The stable services running now, and whether they run exactly what the tool would bring
+    up (the digest recorded at their last `up` is the current one)."""
+    digest = stable_digest(settings, compose_text(settings, BASE_FILE))
     running = set(runner.run(running_services(settings.project)).stdout.split())
     unchanged = bool(digest) and running >= stable_services(settings) and digest == runner.run(
         cmd("cat", stable_digest_path(settings)), check=False).stdout.strip()
-    return running, unchanged
+    return StableState(running, unchanged, digest)
 
 
 def restart_counts(runner: Runner, settings: Settings) -> Dict[str, int]:

@@ -8,7 +8,7 @@ import os
 import shlex
 import time
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, Tuple, Union
 
 from .errors import ConnectionLost, RemoteCommandError, TimedOut
 
@@ -147,16 +147,17 @@ class Runner:
         self._trace(began, "held", command.render() + HELD_MARK)
         return held
 
-    def put(self, path: str, text: str, mode: int = 0o600) -> None:
-        """Write `text` to `path` (mode set before any byte is written, renamed into place)."""
+    def put(self, path: str, content: Union[str, bytes], mode: int = 0o600) -> None:
+        """Write `content` to `path` (mode set before any byte is written, renamed into place)."""
+        data = content.encode() if isinstance(content, str) else content
         self._connected("upload of " + path)
         began = time.monotonic()
-        self.transport.put(path, text.encode(), mode)
-        self._trace(began, "done", put_text(path, len(text.encode()), mode))
+        self.transport.put(path, data, mode)
+        self._trace(began, "done", put_text(path, len(data), mode))
 
     def put_file(self, path: str, local_path: str, mode: int = 0o644) -> None:
         with open(local_path, "rb") as handle:
-            self.transport.put(path, handle.read(), mode)
+            self.put(path, handle.read(), mode)
 
     def get(self, url: str, headers: Optional[dict] = None,
             timeout: float = 3) -> Tuple[Optional[int], str]:

@@ -38,6 +38,11 @@ class Held:
         """Close its stdin (it ends) and wait up to `wait` seconds for it."""
 
 
+def temporary_name(path: str) -> str:
+    """Where `put` writes a file before renaming it into place: beside it, hidden."""
+    return posixpath.join(posixpath.dirname(path), "." + posixpath.basename(path) + ".tmp")
+
+
 class HttpFromHere:
     """`get` for the transports that reach the network from this machine."""
 
@@ -110,7 +115,7 @@ class SSHTransport(HttpFromHere):
 
     def put(self, path: str, data: bytes, mode: int) -> None:
         sftp = self.conn.sftp()
-        temporary = posixpath.join(posixpath.dirname(path), "." + posixpath.basename(path) + ".tmp")
+        temporary = temporary_name(path)
         with sftp.open(temporary, "w") as handle:
             handle.chmod(mode)
             handle.write(data)
@@ -178,7 +183,7 @@ class LocalTransport(HttpFromHere):
         return HeldProcess(process, process.stdout.readline().strip())
 
     def put(self, path: str, data: bytes, mode: int) -> None:
-        temporary = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".tmp")
+        temporary = temporary_name(path)
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         with os.fdopen(descriptor, "wb") as handle:
             os.fchmod(handle.fileno(), mode)
