@@ -12,12 +12,12 @@ import subprocess
 import sys
 from json import dumps
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, List, Optional, Sequence, TypeVar, Union
 
-from invoke import Collection, Exit, task
+from invoke import Collection, Context, Exit, task
 
 from fabfile.ci_gate import is_required
-from fabfile.config import SHA_RE, load_settings, read_environment, validate_sha
+from fabfile.config import SHA_RE, Settings, load_settings, read_environment, validate_sha
 from fabfile.deploy import deploy_staging
 from fabfile.errors import ConfigError, DeployError
 from fabfile.host import HostSession
@@ -30,12 +30,13 @@ from fabfile.rollback import rollback_staging
 from fabfile.status import history, read_status, render_history, render_status
 
 ROOT = Path(__file__).resolve().parent
+T = TypeVar("T")
 
 
-def user_errors(function):
+def user_errors(function: Callable[..., T]) -> Callable[..., T]:
     """Turn DeployError into `error: <message>` and exit 1; Ctrl-C into exit 130."""
     @functools.wraps(function)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: Any, **kwargs: Any) -> T:
         try:
             return function(*args, **kwargs)
         except DeployError as exc:
@@ -45,9 +46,11 @@ def user_errors(function):
     return wrapper
 
 
-def settings_for(c, groups, sha=None, need_sha=False):
+def settings_for(c: Context, groups: Sequence[str], sha: Optional[str] = None,
+                 need_sha: bool = False) -> Settings:
     """Load and validate settings (and --sha), reporting every problem in one message."""
-    problems, settings = [], None
+    problems: List[str] = []
+    settings: Optional[Settings] = None
     try:
         environ = read_environment(os.environ, ROOT)
         settings = load_settings(c.config.deploy, environ, groups, ROOT)
@@ -57,17 +60,17 @@ def settings_for(c, groups, sha=None, need_sha=False):
         problem = validate_sha(sha, lambda s: commit_exists(s, git_exit_code))
         if problem:
             problems.append(problem)
-    if problems:
+    if problems or settings is None:
         raise ConfigError(problems)
     return settings
 
 
-def git_exit_code(argv) -> int:
+def git_exit_code(argv: List[str]) -> int:
     return subprocess.run(argv, cwd=ROOT, stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL).returncode
 
 
-def lock_wait(value) -> Optional[float]:
+def lock_wait(value: Union[None, bool, str]) -> Optional[float]:
     """--wait-lock alone waits up to 10 minutes; --wait-lock=SECONDS that long; absent: no wait."""
     if value in (None, False):
         return None
@@ -79,14 +82,14 @@ def lock_wait(value) -> Optional[float]:
         raise ConfigError([f"--wait-lock={value!r} must be a number of seconds"]) from None
 
 
-def whole_number(flag: str, value) -> int:
+def whole_number(flag: str, value: Union[int, str]) -> int:
     """A flag that counts something (Invoke's own cast would end in a traceback)."""
     if not str(value).isdigit() or int(value) < 1:
         raise DeployError(f"{flag} {value!r} must be a whole number, 1 or more")
     return int(value)
 
 
-def reporter_for(settings) -> Reporter:
+def reporter_for(settings: Settings) -> Reporter:
     return Reporter(settings.secrets)
 
 
@@ -100,10 +103,12 @@ def reporter_for(settings) -> Reporter:
                   "(always on in GitHub Actions)",
 })
 @user_errors
-def staging(c, sha=None, rebuild=False, dry_run=False, force=False, wait_lock=None,
-            require_ci=False):
+def staging(c: Context, sha: Optional[str] = None, rebuild: bool = False, dry_run: bool = False,
+            force: bool = False, wait_lock: Union[None, bool, str] = None,
+            require_ci: bool = False) -> None:
     """Build, push and release commit --sha on the staging host; roll back on any failure."""
     settings = settings_for(c, ("host", "build", "app"), sha, need_sha=True)
+    assert sha is not None  # settings_for refused a missing or malformed one
     wait = lock_wait(wait_lock)
     reporter = reporter_for(settings)
     reporter.say(f"deploying {sha} to {settings.STAGING_URL}" + (" (dry run)" if dry_run else ""))
@@ -119,7 +124,8 @@ def staging(c, sha=None, rebuild=False, dry_run=False, force=False, wait_lock=No
     "wait-lock": "if a deploy holds the lock, wait for it (default 600 s, or =SECONDS)",
 })
 @user_errors
-def rollback(c, to=None, restore_db=False, yes=False, wait_lock=None):
+def rollback(c: Context, to: Optional[str] = None, restore_db: bool = False, yes: bool = False,
+             wait_lock: Union[None, bool, str] = None) -> None:
     """Restore the previous good release (or --to SHA) from images kept on the host."""
     settings = settings_for(c, ("host", "build"))
     to = to or None   # an empty --to (the rollback workflow without input): the default
@@ -138,7 +144,7 @@ def confirm(question: str) -> str:
 
 @task(name="status", help={"json": "print machine-readable JSON"})
 @user_errors
-def status(c, json=False):
+def status(c: Context, json: bool = False) -> None:
     """Show the running release, its health, the deploy lock and the last ledger entry."""
     settings = settings_for(c, ("host",))
     with quiet_session(settings) as host:
@@ -150,7 +156,7 @@ def status(c, json=False):
 
 @task(name="history", help={"json": "print machine-readable JSON", "limit": "how many (default 20)"})
 @user_errors
-def history_(c, json=False, limit="20"):
+def history_(c: Context, json: bool = False, limit: str = "20") -> None:
     """List the last deploys and rollbacks from the ledger on the host."""
     count = whole_number("--limit", limit)
     settings = settings_for(c, ("host",))
@@ -161,7 +167,7 @@ def history_(c, json=False, limit="20"):
 
 @task(help={"yes": "do not ask first"})
 @user_errors
-def unlock(c, yes=False):
+def unlock(c: Context, yes: bool = False) -> None:
     """Remove the deploy lock by hand, ending whatever process on the host holds it."""
     settings = settings_for(c, ("host",))
     with quiet_session(settings) as host:
@@ -182,7 +188,8 @@ def unlock(c, yes=False):
     "follow": "keep printing new lines until Ctrl-C",
 })
 @user_errors
-def logs(c, service=None, since=None, tail="100", follow=False):
+def logs(c: Context, service: Optional[str] = None, since: Optional[str] = None,
+         tail: str = "100", follow: bool = False) -> None:
     """Show the live release's logs (frontend and backend, or --service); secrets masked."""
     settings = settings_for(c, ("host",))
     problems = log_problems(settings, service, since, str(tail))
@@ -203,7 +210,7 @@ def logs(c, service=None, since=None, tail="100", follow=False):
     "force": "run even while a deploy or rollback holds the deploy lock",
 })
 @user_errors
-def exec_(c, service, force=False):
+def exec_(c: Context, service: str, force: bool = False) -> None:
     """Run `-- COMMAND...` in a new container of the live release's SERVICE (a seed, a fix, a shell)."""
     settings = settings_for(c, ("host",))
     argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else []
@@ -224,7 +231,7 @@ def exec_(c, service, force=False):
         raise Exit(code=code)
 
 
-def quiet_session(settings):
+def quiet_session(settings: Settings) -> HostSession:
     """A HostSession whose step lines are not printed (status and history print only results)."""
     return HostSession(settings, Reporter(settings.secrets, stream=io.StringIO()))
 
@@ -234,7 +241,7 @@ def quiet_session(settings):
                    "(Debian bookworm)",
 })
 @user_errors
-def setup(c, compose_deb=None):
+def setup(c: Context, compose_deb: Optional[str] = None) -> None:
     """Provision a fresh Debian/Ubuntu server (Docker, deploy user, STAGING_DIR); idempotent."""
     settings = settings_for(c, ("host", "setup"))
     if compose_deb and not Path(compose_deb).is_file():
@@ -248,7 +255,7 @@ def setup(c, compose_deb=None):
 
 @task(name="up")
 @user_errors
-def testbed_up(c):
+def testbed_up(c: Context) -> None:
     """Start the local testbed (engine, registry, SSH staging host) and write .env.testbed."""
     from testbed import up
     path = up()
@@ -257,7 +264,7 @@ def testbed_up(c):
 
 @task(name="down", help={"images": "also remove the images the testbed built"})
 @user_errors
-def testbed_down(c, images=False):
+def testbed_down(c: Context, images: bool = False) -> None:
     """Remove everything the testbed made: containers, network, volumes, keys, .env.testbed."""
     from testbed import down
     down(remove_images=images)
@@ -265,7 +272,7 @@ def testbed_down(c, images=False):
 
 @task(help={"runs": "runs of each scenario (median reported; default 5)"})
 @user_errors
-def bench(c, runs="5"):
+def bench(c: Context, runs: str = "5") -> None:
     """Benchmark the story's original pipeline against ours on the testbed -> docs/BENCHMARKS.md."""
     from testbed.bench import main
     print(main(whole_number("--runs", runs)))
@@ -273,7 +280,7 @@ def bench(c, runs="5"):
 
 @task(name="bench-db", help={"runs": "deploys per size and side (median reported; default 3)"})
 @user_errors
-def bench_db(c, runs="3"):
+def bench_db(c: Context, runs: str = "3") -> None:
     """Deploy time against database size, with and without the migration check -> docs/BENCHMARKS.md."""
     from testbed.bench_db import main, write
     text = main(whole_number("--runs", runs))

@@ -16,6 +16,7 @@ Read `deploy.py` first: it tells a deploy's story top to bottom. Then, by concer
 - ledger.py     the append-only release ledger on the host
 - backup.py     pg_dump before migrations, pg_restore for rollback --restore-db
 - rollback.py   restoring a retained release; `deploy.rollback`
+- undo.py       recovery as data: each step's compensation, undone in reverse on failure
 - prune.py      choosing what of this project to remove after success
 - status.py     `deploy.status` and `deploy.history`
 - incident.py   `deploy.logs` and `deploy.exec` on the live release

@@ -15,7 +15,10 @@ from .shell import Command, from_file, to_file
 if TYPE_CHECKING:
     from .config import Settings
 
-DUMP = 'pg_dump --username="$POSTGRES_USER" --dbname="$POSTGRES_DB" --format=custom'
+# The dump yields to the live release: lowest CPU priority, and the lowest best-effort I/O
+# priority where the image has ionice (the command substitution is empty where it has not).
+DUMP = ('$(command -v ionice >/dev/null && echo ionice -c 2 -n 7) nice -n 19 '
+        'pg_dump --username="$POSTGRES_USER" --dbname="$POSTGRES_DB" --format=custom')
 RESTORE = ('pg_restore --username="$POSTGRES_USER" --dbname="$POSTGRES_DB" --clean --if-exists '
            '--single-transaction --no-owner')
 

@@ -13,7 +13,7 @@ Every page of check runs is read. Any answer that is not what the API documents 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Callable, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, List, Mapping, Optional, Sequence
 
 import requests
 
@@ -33,7 +33,7 @@ class GateAnswer(Exception):
     """The API answered something the gate cannot trust; the message says what."""
 
 
-def is_required(environ, flag: bool) -> bool:
+def is_required(environ: Mapping[str, str], flag: bool) -> bool:
     return flag or environ.get("GITHUB_ACTIONS") == "true"
 
 
@@ -83,7 +83,7 @@ class GitHub:
         self.headers = {"Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json",
                         "X-GitHub-Api-Version": API_VERSION}
 
-    def _json(self, url: str, what: str, params: Optional[dict] = None):
+    def _json(self, url: str, what: str, params: Optional[dict] = None) -> Any:
         try:
             answer = self.get(url, params=params, headers=self.headers, timeout=TIMEOUT,
                               allow_redirects=False)

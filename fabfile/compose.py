@@ -18,7 +18,7 @@ import posixpath
 import re
 import shlex
 from dataclasses import replace
-from typing import TYPE_CHECKING, Iterable, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Iterable, List, Optional, Sequence, Set, Tuple
 
 from .shell import Command, cmd
 
@@ -93,7 +93,7 @@ class ComposeCommands:
         self.compose_path = posixpath.join(self.dir, APP_FILE if slot else BASE_FILE)
         self.env_path = posixpath.join(self.dir, ENV_FILE)
 
-    def _compose(self, *args) -> Command:
+    def _compose(self, *args: str) -> Command:
         slot = ("env", f"DEPLOY_SLOT={self.slot}") if self.slot else ()
         return cmd(*slot, "docker", "compose", "-p", self.project, "-f", self.compose_path,
                    "--env-file", self.env_path, *args)
@@ -117,7 +117,7 @@ class ComposeCommands:
         """Asks the new image whether it has migrations to apply (exit 0: none)."""
         return self._one_off(self.settings.migrate_check_command)
 
-    def _one_off(self, argv) -> Command:
+    def _one_off(self, argv: Sequence[str]) -> Command:
         return self._compose("run", "--rm", "-T", "--no-deps", self.settings.migrate_service, *argv)
 
     def up(self, pull_never: bool = False) -> Command:
@@ -133,7 +133,7 @@ class ComposeCommands:
         conf = f"{EDGE_MOUNT}/{EDGE_CONFIG}"
         return self.exec_in(EDGE_SERVICE, f"nginx -t -q -c {conf} && nginx -s reload -c {conf}")
 
-    def logs(self, *services: str, tail="15", since: Optional[str] = None, follow: bool = False,
+    def logs(self, *services: str, tail: str = "15", since: Optional[str] = None, follow: bool = False,
              prefix: bool = False) -> Command:
         """The services' logs (all of the project's when none is named), each line prefixed
         with its container's name if `prefix`."""
@@ -141,7 +141,7 @@ class ComposeCommands:
                              "--tail", str(tail), *(("--since", since) if since else ()),
                              *(("--follow",) if follow else ()), *services)
 
-    def run_one_off(self, service: str, argv, interactive: bool = False,
+    def run_one_off(self, service: str, argv: Sequence[str], interactive: bool = False,
                     stdin: Optional[str] = None) -> Command:
         """`argv` in a new container of `service` (its image, its environment; the image's
         entrypoint replaced, as with docker exec), removed after. No dependency is started and
@@ -156,7 +156,7 @@ class ComposeCommands:
         return self._compose("exec", "-T", service, "sh", "-c", script)
 
     def registry_login(self) -> Command:
-        return cmd("docker", "login", "--username", self.settings.REGISTRY_PULL_USER,
+        return cmd("docker", "login", "--username", self.settings.REGISTRY_PULL_USER or "",
                    "--password-stdin", "--", self.settings.REGISTRY,
                    stdin=self.settings.REGISTRY_PULL_PASSWORD)
 
@@ -234,7 +234,7 @@ def remove_containers(ids: List[str]) -> Command:
     return cmd("docker", "rm", *ids)
 
 
-def inspect(ids) -> Command:
+def inspect(ids: Sequence[str]) -> Command:
     return cmd("docker", "inspect", *ids)
 
 
@@ -269,7 +269,7 @@ def strip_terminal_codes(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
 
 
-def parse_http(output: str):
+def parse_http(output: str) -> Tuple[Optional[int], str]:
     """Split curl's `-w '\\n%{http_code}'` output into (status or None, body)."""
     body, _, code = output.rstrip("\n").rpartition("\n")
     return (int(code) if code.isdigit() and code != "000" else None), body

@@ -10,7 +10,7 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional
+from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import quote, urlparse
 
 from dotenv import dotenv_values
@@ -33,7 +33,7 @@ def _text(value: str) -> str:
     return value
 
 
-def _matching(pattern: str, what: str):
+def _matching(pattern: str, what: str) -> Callable[[str], str]:
     """A parser that accepts the whole value matching `pattern`, else says `must be <what>`."""
     compiled = re.compile(pattern)
 
@@ -44,7 +44,7 @@ def _matching(pattern: str, what: str):
     return parse
 
 
-def _number(value: str, kind=float):
+def _number(value: str, kind: Callable[[str], Any] = float) -> Any:
     try:
         number = kind(value)
     except ValueError:
@@ -54,7 +54,7 @@ def _number(value: str, kind=float):
     return number
 
 
-def _seconds_between(low: float, high: float, zero: bool = False):
+def _seconds_between(low: float, high: float, zero: bool = False) -> Callable[[str], float]:
     def parse(value: str) -> float:
         number = _number(value)
         if not (low <= number <= high or (zero and number == 0)):
@@ -310,7 +310,7 @@ class Settings:
     REDIS_IMAGE: ClassVar[str]
     EDGE_IMAGE: ClassVar[str]
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         # settings.STAGING_HOST and friends: the validated value of that variable
         try:
             return self.values[name]
@@ -367,8 +367,8 @@ APP_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
 APP_VALUE_MAX = 4096
 
 
-def read_app_env(declared: Mapping, environ: Mapping[str, str], groups, problems: list,
-                 missing: list) -> dict:
+def read_app_env(declared: Mapping, environ: Mapping[str, str], groups: Sequence[str],
+                 problems: List[str], missing: List[str]) -> dict:
     """The app's variables: `clear` ones (NAME: default; the environment overrides it) and
     `secret` ones (names; the value only from the environment or the dotenv file, required
     for a deploy). Each must be writable to the host's .env literally; a secret is never shown."""
@@ -413,7 +413,8 @@ def read_environment(environ: Mapping[str, str], cwd: Path) -> dict:
     return merged
 
 
-def load_settings(defaults: Mapping, environ: Mapping[str, str], groups=("host", "build", "app"),
+def load_settings(defaults: Mapping, environ: Mapping[str, str],
+                  groups: Sequence[str] = ("host", "build", "app"),
                   cwd: Path = Path(".")) -> Settings:
     """Validate every setting the given groups need; raise ConfigError listing all problems."""
     problems: List[str] = []
@@ -505,7 +506,7 @@ def render_env(env: Mapping[str, str]) -> str:
     return "".join(f"{name}='{value}'\n" for name, value in sorted(env.items()))
 
 
-def _resolve_key(value: str, cwd: Path, name: str):
+def _resolve_key(value: str, cwd: Path, name: str) -> Tuple[Optional[str], Optional[str]]:
     """An SSH key setting holds the key itself or a path to it; return (key text, problem)."""
     if "PRIVATE KEY-----" in value:
         return value.strip() + "\n", None
@@ -518,7 +519,7 @@ def _resolve_key(value: str, cwd: Path, name: str):
     return path.read_text(), None
 
 
-def _pair(values, problems, user, password):
+def _pair(values: Mapping[str, Any], problems: List[str], user: str, password: str) -> None:
     if bool(values.get(user)) != bool(values.get(password)):
         problems.append(f"{user} and {password} must be set together")
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import posixpath
 import time
-from typing import TYPE_CHECKING, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Dict, List, NoReturn, Optional, Tuple, TypeVar
 
 import paramiko
 
@@ -24,7 +25,6 @@ from .compose import (
     EDGE_CONFIG,
     ENTRY_FILE,
     ENV_FILE,
-    SLOTS,
     ComposeCommands,
     compose_text,
     edge_dir,
@@ -38,9 +38,11 @@ from .compose import (
 )
 from .config import render_env
 from .errors import DeployError
-from .host import HostSession
+from .health import Outcome
+from .host import HostSession, Session
 from .interrupts import Interrupted, interruptible, shielded
 from .ledger import (
+    Entry,
     ReleaseLedger,
     end_event,
     good_releases,
@@ -50,20 +52,23 @@ from .ledger import (
     start_event,
     who_runs_this,
 )
-from .lock import held
+from .lock import DeployLock, held
 from .report import Reporter, Summary
-from .rollback import close_abandoned, restore_release
+from .rollback import close_abandoned, ensure_serving
 from .running import RunningRelease, containers, read_running, stable_state
 from .shell import Runner, chain, cmd
 from .slots import (
     check_candidate,
     confirm_switch,
+    remove_slot,
     retire,
     start_in_slot,
+    switch_back,
     switch_edge,
     watch_live,
 )
 from .transport import LocalTransport, Recorder
+from .undo import Journal
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -72,10 +77,12 @@ CONNECTION_ERRORS = (paramiko.SSHException, OSError, EOFError)
 # After a failure, how long the recovery rides out a host that does not answer (a network drop,
 # a reboot: sshd and then the Docker engine come back) before it gives up.
 RECOVERY_WITHIN = 180
+T = TypeVar("T")
 
 
-def deploy_staging(settings: Settings, sha: str, reporter: Reporter, rebuild=False, dry_run=False,
-                   force=False, wait_lock: Optional[float] = None, require_ci=False) -> Summary:
+def deploy_staging(settings: Settings, sha: str, reporter: Reporter, rebuild: bool = False,
+                   dry_run: bool = False, force: bool = False, wait_lock: Optional[float] = None,
+                   require_ci: bool = False) -> Summary:
     """Ship commit `sha` to staging. Raises DeployError (after printing the summary) on failure.
 
     With `dry_run`, the same code runs against a simulated host and prints the plan (plan.py)."""
@@ -127,31 +134,49 @@ def print_plan(settings: Settings, sha: str, reporter: Reporter, rebuild: bool, 
     return summary
 
 
-def deploy(settings: Settings, sha: str, reporter: Reporter, local: Runner, session, summary: Summary,
-           rebuild: bool, force: bool, wait_lock: Optional[float]) -> None:
+def deploy(settings: Settings, sha: str, reporter: Reporter, local: Runner,
+           session: Callable[[], Session], summary: Summary, rebuild: bool, force: bool,
+           wait_lock: Optional[float]) -> None:
     """Publish the images, then, on the host (`session()`) under the lock, release; recover on
     any failure after the lock. Fills `summary`."""
     pushed = publish_images(settings, sha, local, reporter, rebuild)
     with session() as host, held(host, settings, "deploy", sha, wait_lock, reporter) as lock:
         ledger = ReleaseLedger(settings)
         entries = close_abandoned(host.runner, settings, reporter)
-        previous, live = record_running(host.runner, settings, entries, reporter)
+        previous, running = record_running(host.runner, settings, entries, reporter)
         refuse_older(sha, previous, force, local, reporter)
-        start = start_event("deploy", sha, previous, who_runs_this())
-        host.runner.run(ledger.append(start))
-        began = time.monotonic()
+        attempt = Attempt(settings, sha, previous, start_event("deploy", sha, previous,
+                                                               who_runs_this()))
+        host.runner.run(ledger.append(attempt.entry))
+        if previous:
+            attempt.journal.on_failure(ensure_serving(host.runner, settings, previous, reporter))
         try:
-            release(settings, sha, host.runner, reporter, summary, pushed, live)
+            release(settings, sha, host.runner, reporter, summary, pushed, running, attempt.journal)
         except BaseException as failure:
-            recover(failure, settings, sha, previous, host, lock, start, began, reporter, summary)
+            recover(failure, attempt, host, lock, reporter, summary)
         with shielded(reporter.say):  # the release is live: record it, whatever comes
             record_success(host.runner, ledger, end_event(
-                start["id"], "succeeded", time.monotonic() - began, images=summary.images,
+                attempt.entry["id"], "succeeded", attempt.elapsed(), images=summary.images,
                 backup=summary.backup), reporter, sha[:12])
             prune_after_success(host.runner, settings, sha, previous, reporter)
 
 
-def publish_images(settings: Settings, sha, local: Runner, reporter: Reporter, rebuild: bool) -> dict:
+@dataclass
+class Attempt:
+    """One deploy on the host, as the ledger records it, and how to undo what it did so far."""
+    settings: Settings
+    sha: str
+    previous: Optional[str]          # the release a failure goes back to
+    entry: dict                      # the ledger's start event
+    began: float = field(default_factory=time.monotonic)
+    journal: Journal = field(default_factory=Journal)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.began
+
+
+def publish_images(settings: Settings, sha: str, local: Runner, reporter: Reporter,
+                   rebuild: bool) -> Dict[str, Optional[str]]:
     """Build each service from the commit, push staging-<sha> and staging-latest.
 
     Returns the pushed digest of each service, as the local engine knows it."""
@@ -185,17 +210,17 @@ def publish_images(settings: Settings, sha, local: Runner, reporter: Reporter, r
     return local_digests(settings, refs, local)
 
 
-def local_digests(settings: Settings, refs: dict, runner: Runner) -> dict:
+def local_digests(settings: Settings, refs: Dict[str, str], runner: Runner) -> Dict[str, Optional[str]]:
     """service -> registry digest of its image, as the given engine knows it."""
     lines = runner.run(images.repo_digests(*refs.values())).stdout.splitlines()
     return {name: images.digest_from_inspect(line, settings.image_repo(name))
             for name, line in zip(refs, lines)}
 
 
-def record_running(runner: Runner, settings: Settings, entries,
-                   reporter: Reporter) -> Tuple[Optional[str], Optional[str]]:
+def record_running(runner: Runner, settings: Settings, entries: List[Entry],
+                   reporter: Reporter) -> Tuple[Optional[str], RunningRelease]:
     """The release to come back to (what runs now if healthy, else the last good one kept), and
-    the slot the edge sends users to.
+    what runs now.
 
     Its images are tagged `rollback` and `release-<sha>` so no prune can remove them (its files
     are in releases/<sha>/ since its own deploy, and prune keeps them too)."""
@@ -204,12 +229,12 @@ def record_running(runner: Runner, settings: Settings, entries,
         if running.sha and running.healthy:
             keep_running_release(runner, settings, running)
             reporter.note(f"running: {running.sha[:12]}, healthy; tagged for rollback")
-            return running.sha, running.slot
+            return running.sha, running
         fallback = next(iter(good_releases(entries)), None)
         reporter.note(f"running: {running.sha[:12] if running.sha else 'nothing'} "
                       f"({running.reason}); rollback target: "
                       f"{fallback[:12] if fallback else 'none (first deploy)'}")
-        return fallback, running.slot
+        return fallback, running
 
 
 def keep_running_release(runner: Runner, settings: Settings, running: RunningRelease) -> None:
@@ -221,7 +246,8 @@ def keep_running_release(runner: Runner, settings: Settings, running: RunningRel
         runner.run(chain(*tags), "tagging the running release for rollback")
 
 
-def refuse_older(sha, previous, force, local: Runner, reporter: Reporter) -> None:
+def refuse_older(sha: str, previous: Optional[str], force: bool, local: Runner,
+                 reporter: Reporter) -> None:
     """CI runs can arrive out of order: never go back to an ancestor of what runs, unless forced."""
     if not previous or previous == sha:
         return
@@ -235,13 +261,15 @@ def refuse_older(sha, previous, force, local: Runner, reporter: Reporter) -> Non
                       "(commit not in this clone); deploying")
 
 
-def release(settings: Settings, sha, remote: Runner, reporter: Reporter, summary: Summary,
-            pushed: dict, live: Optional[str]) -> None:
+def release(settings: Settings, sha: str, remote: Runner, reporter: Reporter, summary: Summary,
+            pushed: Dict[str, Optional[str]], running: RunningRelease, journal: Journal) -> None:
     """On the host: stage files, pull, back up, update the stable services, migrate, start the
     release in the idle slot, check it there, switch the edge to it, watch it live with the old
-    slot standing by, retire the old slot."""
+    slot standing by, retire the old slot. Each step that changes what runs registers its undo
+    in `journal` before it runs (undo.py)."""
     staged = ComposeCommands(settings, release_dir(settings, sha))
     top = ComposeCommands(settings)
+    live = running.slot
     slot = other_slot(live)
     candidate = ComposeCommands(settings, staged.dir, slot)
     stage_files(remote, settings, sha, staged, reporter)
@@ -264,6 +292,7 @@ def release(settings: Settings, sha, remote: Runner, reporter: Reporter, summary
                            "settings unchanged since the last deploy: left as they are"):
             pass
     else:
+        journal.keeps("the stable services (data, edge proxy) as this release's files define them")
         with reporter.step("start stable services: data, edge proxy (unchanged ones keep running)"):
             for name in (BASE_FILE, ENV_FILE):
                 remote.run(cmd("cp", "-p", posixpath.join(staged.dir, name),
@@ -272,13 +301,16 @@ def release(settings: Settings, sha, remote: Runner, reporter: Reporter, summary
             if stable.digest:
                 remote.put(stable_digest_path(settings), stable.digest + "\n")
     if pending is not False:
+        journal.keeps(f"the migrations of {sha[:12]} (forward-only; `inv deploy.rollback "
+                      "--restore-db` loads the dump taken before them)")
         with reporter.step("run migrations"):
             remote.run(candidate.migrate(), "migrations")
+    journal.on_failure(remove_slot(remote, settings, slot))
     with reporter.step(f"start {sha[:12]} in slot {slot}, beside the live one"):
         retire(remote, settings, slot)  # leftovers of an earlier release in the idle slot
         before = start_in_slot(remote, settings, sha, slot)
 
-    def report_failure(outcome):
+    def report_failure(outcome: Outcome) -> None:
         summary.logs, summary.logs_from = last_logs(remote, settings, sha, slot), settings.log_service
         failing = [a.body for a in outcome.probe.answers if a.status != 200 and a.body]
         if failing:
@@ -291,6 +323,8 @@ def release(settings: Settings, sha, remote: Runner, reporter: Reporter, summary
                                   on_failure=report_failure)
     summary.health = outcome.verdict.reason if outcome else ""
     stands_by = f" (slot {live} stands by)" if live else ""
+    if live and running.sha and running.healthy:
+        journal.on_failure(switch_back(remote, settings, running.sha, live, reporter))
     with reporter.step(f"switch the edge to slot {slot}{stands_by}"):
         went_live = switch_edge(remote, settings, sha, slot, reporter, fallback=live, seen=outcome)
     window = f"{settings.WATCH_SECONDS:.0f}s after the switch"
@@ -309,7 +343,8 @@ def release(settings: Settings, sha, remote: Runner, reporter: Reporter, summary
                        for s in settings.services)), "tagging the release to keep it")
 
 
-def stage_files(remote: Runner, settings: Settings, sha, staged: ComposeCommands, reporter: Reporter) -> None:
+def stage_files(remote: Runner, settings: Settings, sha: str, staged: ComposeCommands,
+                reporter: Reporter) -> None:
     """The release's compose files and .env into releases/<sha>/ (0600), the edge config."""
     with reporter.step(f"stage compose files and .env in {staged.dir}"):
         remote.run(chain(ComposeCommands(settings).prepare_dir(), staged.prepare_dir(),
@@ -323,7 +358,8 @@ def stage_files(remote: Runner, settings: Settings, sha, staged: ComposeCommands
         remote.put(posixpath.join(edge_dir(settings), ENTRY_FILE), entry_conf(settings), 0o644)
 
 
-def verify_pulled(remote: Runner, settings: Settings, sha, summary: Summary, pushed: dict) -> None:
+def verify_pulled(remote: Runner, settings: Settings, sha: str, summary: Summary,
+                  pushed: Dict[str, Optional[str]]) -> None:
     """The host must hold exactly the digests we pushed (a moved tag would deploy other code)."""
     refs = {s.name: settings.image_ref(s.name, sha) for s in settings.services}
     pulled = local_digests(settings, refs, remote)
@@ -348,7 +384,7 @@ def migrations_pending(remote: Runner, settings: Settings, reporter: Reporter,
     return pending
 
 
-def backup_database(remote: Runner, settings: Settings, sha, reporter: Reporter,
+def backup_database(remote: Runner, settings: Settings, sha: str, reporter: Reporter,
                     pending: Optional[bool]) -> Optional[str]:
     """pg_dump into STAGING_DIR/backups before migrations, when the release has some to apply
     (without a migrate_check_command, before every release)."""
@@ -368,24 +404,25 @@ def last_logs(remote: Runner, settings: Settings, sha: str, slot: str) -> str:
     return strip_terminal_codes(logs).strip()
 
 
-def recover(failure: BaseException, settings: Settings, sha, previous, host: HostSession, lock, start,
-            began, reporter: Reporter, summary) -> None:
-    """After any failure past the lock: restore `previous`, record it, raise the cause."""
-    cause = failure_text(failure)
-    ledger = ReleaseLedger(settings)
+def recover(failure: BaseException, attempt: Attempt, host: Session, lock: DeployLock,
+            reporter: Reporter, summary: Summary) -> NoReturn:
+    """After any failure past the lock: undo the steps that ran, the last first (undo.py),
+    riding out a reboot; record the result in the ledger and raise the cause."""
+    cause, sha, previous = failure_text(failure), attempt.sha, attempt.previous
+    journal, ledger = attempt.journal, ReleaseLedger(attempt.settings)
     with shielded(reporter.say):
         reporter.say(f"deploy of {sha[:12]} failed: {cause}")
         try:
-            switched = ride_out(host, lock, reporter,
-                                lambda: restore_or_remove(host.runner, settings, previous, reporter))
-        except Exception as restore_failure:  # whatever broke the restore, say so loudly
+            ride_out(host, lock, reporter, lambda: journal.undo(reporter))
+        except Exception as undo_failure:  # whatever broke the undo, say so loudly
             summary.cause = (f"{cause}. ROLLBACK TO {str(previous)[:12]} FAILED: "
-                             f"{str(restore_failure).splitlines()[0]}. Staging may be down: run "
+                             f"{str(undo_failure).splitlines()[0]}. Staging may be down: run "
                              f"`inv deploy.status`, then `inv deploy.rollback --to {previous}`")
             if host.alive:
                 host.runner.run(ledger.append(end_event(
-                    start["id"], "rollback_failed", time.monotonic() - began, cause=cause,
-                    rolled_back_to=previous)), check=False)
+                    attempt.entry["id"], "rollback_failed", attempt.elapsed(), cause=cause,
+                    rolled_back_to=previous, undone=journal.undone, kept=journal.kept)),
+                    check=False)
             raise DeployError(summary.cause) from None
         if previous is None:
             result = "failed"
@@ -393,29 +430,20 @@ def recover(failure: BaseException, settings: Settings, sha, previous, host: Hos
                              "the failed release is removed")
         else:
             result = "rolled_back"
-            summary.cause = (f"{cause}; rolled back to {previous[:12]}" if switched else
+            summary.cause = (f"{cause}; rolled back to {previous[:12]}" if journal.switched else
                              f"{cause}; {previous[:12]} kept serving (the failed release never "
                              "took traffic and is removed)")
             summary.health = f"previous release {previous[:12]} is healthy"
+        summary.notes += [f"not undone: {what}" for what in journal.kept]
         host.runner.run(ledger.append(end_event(
-            start["id"], result, time.monotonic() - began, cause=cause, images=summary.images,
-            rolled_back_to=previous if result == "rolled_back" else None, backup=summary.backup)))
+            attempt.entry["id"], result, attempt.elapsed(), cause=cause, images=summary.images,
+            rolled_back_to=previous if result == "rolled_back" else None, backup=summary.backup,
+            undone=journal.undone, kept=journal.kept)))
         raise DeployError(summary.cause) from None
 
 
-def restore_or_remove(runner: Runner, settings: Settings, previous: Optional[str],
-                      reporter: Reporter) -> bool:
-    """Make `previous` the live release again (returns whether the edge had to switch); on a
-    first deploy, remove the failed release."""
-    if previous is not None:
-        return restore_release(runner, settings, previous, reporter)
-    with reporter.step("remove the failed release (first deploy: nothing to roll back to)"):
-        for slot in SLOTS:
-            retire(runner, settings, slot)
-    return False
-
-
-def ride_out(host: HostSession, lock, reporter: Reporter, action, within: float = RECOVERY_WITHIN):
+def ride_out(host: Session, lock: DeployLock, reporter: Reporter, action: Callable[[], T],
+             within: float = RECOVERY_WITHIN) -> T:
     """Run `action` on the host, riding out a lost connection or an engine that does not answer
     (a reboot): reconnect, re-take the lock, wait for the engine, run it again; for `within`
     seconds. A failure while the host and its engine answer is final."""
@@ -435,7 +463,7 @@ def ride_out(host: HostSession, lock, reporter: Reporter, action, within: float 
                           "waiting for it to come back")
 
 
-def host_answers(host: HostSession) -> bool:
+def host_answers(host: Session) -> bool:
     """Is the host connected, with its Docker engine answering?"""
     try:
         return host.alive and host.runner.run(engine_version(), check=False).ok
@@ -459,7 +487,8 @@ def failure_text(failure: BaseException) -> str:
     return f"connection to the host failed ({type(failure).__name__}: {failure})"
 
 
-def prune_after_success(runner: Runner, settings: Settings, sha, previous, reporter: Reporter) -> None:
+def prune_after_success(runner: Runner, settings: Settings, sha: str, previous: Optional[str],
+                        reporter: Reporter) -> None:
     """Remove this project's images and files no longer needed; a failure here only warns."""
     try:
         with reporter.step(f"prune (keeping the last {settings.KEEP_RELEASES} good releases)"):

@@ -1,4 +1,5 @@
 """Errors a user can act on. Tasks turn them into one clear message and a non-zero exit."""
+from typing import Iterable
 
 
 class DeployError(Exception):
@@ -8,7 +9,7 @@ class DeployError(Exception):
 class ConfigError(DeployError):
     """Settings or flags are wrong; raised before anything is built, pushed or connected."""
 
-    def __init__(self, problems):
+    def __init__(self, problems: Iterable[str]) -> None:
         self.problems = list(problems)
         super().__init__("configuration: " + "; ".join(self.problems)
                          + ". Set them in the environment or in .env (see README, Configuration).")
@@ -17,7 +18,7 @@ class ConfigError(DeployError):
 class RemoteCommandError(DeployError):
     """A command on the staging host (or locally) exited non-zero."""
 
-    def __init__(self, what, result_text):
+    def __init__(self, what: str, result_text: str) -> None:
         super().__init__(f"{what} failed:\n{result_text}".rstrip())
 
 

@@ -9,7 +9,7 @@ fails at once instead of waiting out the deadline.
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 HEALTHY, WAITING, FAILED = "healthy", "waiting", "failed"
 
@@ -53,7 +53,8 @@ def failing_checks(body: str) -> str:
     return f" ({'; '.join(bad)[:200]})" if bad else ""
 
 
-def assess(probe: Probe, sha: str, services, restarts_before=None) -> Verdict:
+def assess(probe: Probe, sha: str, services: Sequence[str],
+           restarts_before: Optional[Dict[str, int]] = None) -> Verdict:
     """Pure decision: healthy, still waiting (with why), or failed for good (with why).
 
     `restarts_before` maps container id -> restart count seen before the switch; a container
@@ -70,7 +71,7 @@ def assess(probe: Probe, sha: str, services, restarts_before=None) -> Verdict:
             return Verdict(FAILED, f"{name} container is {state}"
                            + (f" (exit code {code})" if code not in (None, "") else ""))
         restarts = container.get("RestartCount") or 0
-        if restarts > restarts_before.get(container.get("Id"), 0):
+        if restarts > restarts_before.get(container.get("Id") or "", 0):
             return Verdict(FAILED, f"{name} container restarted (crashed, last exit code {code})")
         if state != "running":
             return Verdict(WAITING, f"{name}: {state or 'unknown state'}")
@@ -101,10 +102,12 @@ class Outcome:
     waited: float
 
 
-def wait_until_healthy(observe: Callable[[], Probe], sha: str, services, timeout: float,
-                       interval: float = 1.0, settle: float = 0.0, restarts_before=None,
+def wait_until_healthy(observe: Callable[[], Probe], sha: str, services: Sequence[str],
+                       timeout: float, interval: float = 1.0, settle: float = 0.0,
+                       restarts_before: Optional[Dict[str, int]] = None,
                        on_wait: Optional[Callable[[float, Verdict], None]] = None,
-                       clock=time.monotonic, sleep=time.sleep) -> Outcome:
+                       clock: Callable[[], float] = time.monotonic,
+                       sleep: Callable[[float], None] = time.sleep) -> Outcome:
     """Poll `observe` every `interval` until healthy for `settle` seconds in a row, failed, or
     `timeout` seconds have passed. Anything but healthy after the first healthy probe fails:
     a release that crashes right after it came up is not a good release."""
@@ -133,9 +136,11 @@ def wait_until_healthy(observe: Callable[[], Probe], sha: str, services, timeout
         sleep(max(0.0, pause))
 
 
-def watch_window(observe: Callable[[], Probe], sha: str, services, seconds: float,
-                 went_live: float, interval: float = 1.0, restarts_before=None,
-                 clock=time.monotonic, sleep=time.sleep) -> Outcome:
+def watch_window(observe: Callable[[], Probe], sha: str, services: Sequence[str], seconds: float,
+                 went_live: float, interval: float = 1.0,
+                 restarts_before: Optional[Dict[str, int]] = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> Outcome:
     """After the switch: observe every `interval` until `seconds` after `went_live`.
 
     A crash (a container exited, restarting, or restarted since `restarts_before`) fails at

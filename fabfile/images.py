@@ -7,12 +7,12 @@ rollback later select on.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, List, Optional
 
 from .shell import Command, cmd, pipe
 
 if TYPE_CHECKING:
-    from .config import Settings
+    from .config import Service, Settings
 
 PROJECT_LABEL = "deploy.project"
 SHA_LABEL = "org.opencontainers.image.revision"
@@ -28,7 +28,7 @@ def latest_ref(settings: Settings, service: str) -> str:
     return f"{settings.image_repo(service)}:staging-latest"
 
 
-def build(settings: Settings, service, sha: str) -> Command:
+def build(settings: Settings, service: Service, sha: str) -> Command:
     """Build one service's image from the commit's tree and tag it staging-<sha> and staging-latest.
 
     Layers of the last pushed image (staging-latest, pulled first when possible) are reused, so a
@@ -95,6 +95,6 @@ def digest_from_inspect(output: str, repo: str) -> Optional[str]:
     return None
 
 
-def commit_exists(sha: str, run_git) -> bool:
+def commit_exists(sha: str, run_git: Callable[[List[str]], int]) -> bool:
     """True when `sha` names a commit of this repository; run_git(argv) -> exit code."""
     return run_git(["git", "cat-file", "-e", f"{sha}^{{commit}}"]) == 0

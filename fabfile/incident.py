@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import posixpath
 import re
-from typing import TYPE_CHECKING, List, Optional
+from typing import TYPE_CHECKING, Callable, List, Optional
 
 from .compose import EDGE_SERVICE, ComposeCommands, release_dir, strip_terminal_codes
 from .errors import DeployError
 from .lock import HELD_EXIT, LOCK_FILE, is_free_command
 from .running import live_release
-from .shell import Runner
+from .shell import Runner, TextSink
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -71,7 +71,7 @@ def live_compose(runner: Runner, settings: Settings, service: Optional[str]) -> 
 
 
 def show_logs(runner: Runner, settings: Settings, service: Optional[str], since: Optional[str], tail: str,
-              follow: bool, out) -> int:
+              follow: bool, out: TextSink) -> int:
     """The live release's logs (its app services, or one service) into `out`."""
     services = [service] if service else app_services(settings)
     command = live_compose(runner, settings, service).logs(
@@ -84,7 +84,7 @@ class PlainText:
     """Writes to `out` without terminal control codes (compose adds some even to a pipe) and
     with a pty's line ends made plain."""
 
-    def __init__(self, out):
+    def __init__(self, out: TextSink) -> None:
         self.out = out
 
     def write(self, text: str) -> None:
@@ -94,8 +94,9 @@ class PlainText:
         self.out.flush()
 
 
-def exec_in_live(runner: Runner, settings: Settings, service: str, argv: List[str], out, force: bool,
-                 interactive: bool, stdin: Optional[str], say) -> int:
+def exec_in_live(runner: Runner, settings: Settings, service: str, argv: List[str], out: TextSink,
+                 force: bool, interactive: bool, stdin: Optional[str],
+                 say: Callable[[str], None]) -> int:
     """`argv` in a new container of the live release's `service`; returns its exit code."""
     lock = posixpath.join(settings.STAGING_DIR, LOCK_FILE)
     if not force and runner.run(is_free_command(lock), check=False).exited == HELD_EXIT:

@@ -7,10 +7,14 @@ stopping a rollback half-way is what would leave staging broken.
 """
 import contextlib
 import signal
+from types import FrameType
+from typing import Callable, ContextManager, Iterator, Optional
+
+Handler = Callable[[int, Optional[FrameType]], None]
 
 
 class Interrupted(BaseException):
-    def __init__(self, signum):
+    def __init__(self, signum: int) -> None:
         self.signal_name = signal.Signals(signum).name
         super().__init__(f"interrupted by {self.signal_name}")
 
@@ -19,7 +23,7 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @contextlib.contextmanager
-def _handlers(handler):
+def _handlers(handler: Handler) -> Iterator[None]:
     previous = {s: signal.getsignal(s) for s in SIGNALS}
     for s in SIGNALS:
         signal.signal(s, handler)
@@ -30,13 +34,13 @@ def _handlers(handler):
             signal.signal(s, h)
 
 
-def interruptible():
-    def handler(signum, frame):
+def interruptible() -> ContextManager[None]:
+    def handler(signum: int, frame: Optional[FrameType]) -> None:
         raise Interrupted(signum)
     return _handlers(handler)
 
 
-def shielded(say):
-    def handler(signum, frame):
+def shielded(say: Callable[[str], None]) -> ContextManager[None]:
+    def handler(signum: int, frame: Optional[FrameType]) -> None:
         say(f"received {signal.Signals(signum).name} while restoring staging: finishing that first")
     return _handlers(handler)

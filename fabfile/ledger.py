@@ -15,7 +15,7 @@ import posixpath
 import socket
 import uuid
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Dict, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Mapping, Optional
 
 from .errors import DeployError
 from .report import redact_all
@@ -34,7 +34,7 @@ def now_iso() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def who_runs_this(environ=os.environ) -> str:
+def who_runs_this(environ: Mapping[str, str] = os.environ) -> str:
     """CI (`github:<actor> run <id>`) or the local user, for the ledger and the lock."""
     if environ.get("GITHUB_ACTIONS") == "true":
         return f"github:{environ.get('GITHUB_ACTOR', '?')} run {environ.get('GITHUB_RUN_ID', '?')}"
@@ -61,6 +61,8 @@ class Entry:
     backup: Optional[str] = None       # pg_dump taken before its migrations
     rolled_back_to: Optional[str] = None
     duration: Optional[float] = None
+    undone: List[str] = field(default_factory=list)   # after a failure: the undos run, in order
+    kept: List[str] = field(default_factory=list)     # and what no undo reverses (migrations)
 
     @property
     def finished(self) -> bool:
@@ -73,12 +75,13 @@ def start_event(action: str, sha: str, previous: Optional[str], by: str) -> dict
             "sha": sha, "previous": previous, "by": by, "started": now_iso()}
 
 
-def end_event(entry_id: str, result: str, duration: Optional[float] = None, **details) -> dict:
+def end_event(entry_id: str, result: str, duration: Optional[float] = None,
+              **details: object) -> dict:
     event: Dict[str, object] = {"event": "end", "id": entry_id, "result": result,
                                 "ended": now_iso()}
     if duration is not None:
         event["duration"] = round(duration, 1)
-    event.update({k: v for k, v in details.items() if v not in (None, "", {})})
+    event.update({k: v for k, v in details.items() if v not in (None, "", {}, [])})
     return event
 
 

@@ -12,7 +12,7 @@ import json
 import os
 import posixpath
 import time
-from typing import TYPE_CHECKING, List, Optional
+from typing import TYPE_CHECKING, Iterator, List, Optional
 
 from .errors import DeployError
 from .ledger import who_runs_this
@@ -20,8 +20,10 @@ from .shell import Command, cmd
 
 if TYPE_CHECKING:
     from .config import Settings
+    from .host import Session
     from .report import Reporter
     from .shell import Runner
+    from .transport import Held
 
 LOCK_FILE = "deploy.lock"
 INFO_FILE = "deploy.lock.json"
@@ -58,14 +60,14 @@ def is_stale(info: dict, now: float, max_age: float) -> bool:
 class DeployLock:
     """Held on the SSH connection of a HostSession for one deploy or rollback."""
 
-    def __init__(self, host, settings: Settings, info: dict):
+    def __init__(self, host: Session, settings: Settings, info: dict) -> None:
         self.host = host
         self.path = posixpath.join(settings.STAGING_DIR, LOCK_FILE)
         self.info_path = posixpath.join(settings.STAGING_DIR, INFO_FILE)
         self.max_age = settings.LOCK_MAX_AGE
         self.settings = settings
         self.info = dict(info)
-        self.holder_process = None   # transport.Held while we hold the lock
+        self.holder_process: Optional[Held] = None   # while we hold the lock
 
     def holder(self) -> dict:
         result = self.host.runner.run(cmd("cat", self.info_path), check=False)
@@ -122,7 +124,8 @@ class DeployLock:
 
 
 @contextlib.contextmanager
-def held(host, settings: Settings, action: str, sha: str, wait: Optional[float], reporter: Reporter):
+def held(host: Session, settings: Settings, action: str, sha: str, wait: Optional[float],
+         reporter: Reporter) -> Iterator[DeployLock]:
     """The deploy lock for the body of a with-statement; released on every path."""
     lock = DeployLock(host, settings, {"action": action, "sha": sha, "by": who_runs_this()})
     with reporter.step("take the deploy lock" + (f" (waiting up to {wait:.0f}s)" if wait else "")):

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Dict, Optional
 import requests
 
 if TYPE_CHECKING:
-    from .report import Reporter
+    from .report import Reporter, Summary
 
 TIMEOUT = (2, 3)   # seconds to connect, seconds between bytes of the answer
 DEADLINE = 5       # seconds for the whole call
 
 
-def payload(summary) -> dict:
+def payload(summary: Summary) -> dict:
     ok = summary.result == "succeeded"
     text = (f"{'✅' if ok else '❌'} staging {summary.action} {summary.result}: "
             f"`{summary.sha[:12]}`" + (f" — {summary.cause}" if summary.cause else ""))
@@ -31,7 +31,7 @@ def payload(summary) -> dict:
     return {"text": text, "attachments": [{"color": "good" if ok else "danger", "fields": fields}]}
 
 
-def send(url: Optional[str], summary, reporter: Reporter) -> bool:
+def send(url: Optional[str], summary: Summary, reporter: Reporter) -> bool:
     """POST the summary to `url`; report (never raise) a failure. Returns whether it was sent."""
     if not url:
         return False
@@ -42,7 +42,7 @@ def send(url: Optional[str], summary, reporter: Reporter) -> bool:
         field["value"] = reporter.redact(str(field["value"]))
     outcome: Dict[str, object] = {}
 
-    def post():
+    def post() -> None:
         try:
             outcome["status"] = requests.post(url, json=body, timeout=TIMEOUT,
                                               allow_redirects=False).status_code

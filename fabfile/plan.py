@@ -13,7 +13,7 @@ import contextlib
 import io
 import json
 import posixpath
-from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from .compose import (
     BASE_FILE,
@@ -70,7 +70,7 @@ class SimulatedHost(Script):
                           s.name, sha) for s in self.settings.services]
         return [row for row in rows if row[0] not in self.stopped]
 
-    def _inspect(self, ids) -> str:
+    def _inspect(self, ids: Sequence[str]) -> str:
         rows = {row[0]: row for row in self._rows()}
         items = []
         for container_id in ids:
@@ -130,7 +130,7 @@ class SimulatedHost(Script):
             return Result(0, "[]\n" * len([a for a in argv[3:] if ":" in a]), "")
         return Result(0, "", "")
 
-    def _start(self, argv) -> None:
+    def _start(self, argv: Sequence[str]) -> None:
         project = argv[argv.index("-p") + 1]
         for slot in SLOTS:
             if project == slot_project(self.settings, slot):
@@ -183,12 +183,12 @@ class PlanReporter(Reporter):
     """In a dry run, step titles go into the plan between the actions; notes are dropped (they
     describe the simulated host's answers, not what will happen)."""
 
-    def __init__(self, plan: Plan, secrets=()):
+    def __init__(self, plan: Plan, secrets: Iterable[Optional[str]] = ()) -> None:
         super().__init__(secrets, stream=io.StringIO())
         self.plan = plan
 
     @contextlib.contextmanager
-    def step(self, name: str):
+    def step(self, name: str) -> Iterator[None]:
         self.plan.step(name)
         yield
 
@@ -204,13 +204,13 @@ class PlannedSession:
         self.runner = Runner(Recorder(plan, "remote", script), "remote", reporter.say)
         self.alive = True
 
-    def __enter__(self):
+    def __enter__(self) -> PlannedSession:
         with self.reporter.step(f"connect to {self.settings.STAGING_USER}@"
                                 f"{self.settings.STAGING_HOST}:{self.settings.STAGING_PORT} "
                                 "(pinned host key)"):
             return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         pass
 
     def reconnect(self, within: float = 30.0) -> None:

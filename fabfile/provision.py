@@ -8,11 +8,11 @@ host key line to pin. Every step first reads the current state and only acts whe
 from __future__ import annotations
 
 import posixpath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional, Tuple
 
 from .errors import DeployError
 from .host import host_key_name, load_private_key
-from .shell import cmd
+from .shell import Command, cmd
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 COMPOSE_PACKAGES = ("docker-compose-v2", "docker-compose-plugin")   # Ubuntu's, Docker's repository's
 
 
-def sudo(*argv, stdin=None):
+def sudo(*argv: str, stdin: Optional[str] = None) -> Command:
     """Non-interactive sudo: fails at once (instead of hanging) if it would ask for a password."""
     return cmd("sudo", "-n", *argv, stdin=stdin)
 
@@ -30,13 +30,13 @@ def sudo(*argv, stdin=None):
 DOCKERD_PATH = sudo("sh", "-c", "command -v dockerd")   # sudo's PATH has the sbin folders
 
 
-def start_docker(dockerd: str):
+def start_docker(dockerd: str) -> Tuple[Command, ...]:
     """systemd; SysV init; no init system at all (a container): dockerd in the background."""
     return (sudo("systemctl", "start", "docker"), sudo("service", "docker", "start"),
             sudo("start-stop-daemon", "--start", "--background", "--oknodo", "--exec", dockerd))
 
 
-def apt_install(*packages):
+def apt_install(*packages: str) -> Command:
     return sudo("env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q",
                 "--no-install-recommends", *packages)
 
@@ -47,7 +47,8 @@ def deploy_public_key(settings: Settings) -> str:
     return f"{key.get_name()} {key.get_base64()} deploy@staging\n"
 
 
-def setup_host(settings: Settings, runner: Runner, reporter: Reporter, compose_deb=None) -> str:
+def setup_host(settings: Settings, runner: Runner, reporter: Reporter,
+               compose_deb: Optional[str] = None) -> str:
     """Provision the host; return the host key line to pin (STAGING_KNOWN_HOSTS)."""
     user, directory = settings.STAGING_USER, settings.STAGING_DIR
     with reporter.step("check sudo and the operating system"):

@@ -10,7 +10,7 @@ import re
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Set
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Set, TextIO
 from urllib.parse import quote, quote_plus
 
 # Every secret form any Reporter was given, so the final error line of a task is redacted too.
@@ -43,13 +43,13 @@ def secret_forms(secrets: Iterable[str]) -> List[str]:
     return sorted((f for f in forms if f), key=len, reverse=True)
 
 
-def redact(text: str, secrets=None) -> str:
+def redact(text: str, secrets: Optional[Iterable[str]] = None) -> str:
     for secret in sorted(KNOWN_SECRETS if secrets is None else secrets, key=len, reverse=True):
         text = text.replace(secret, "***")
     return text
 
 
-def redact_all(value, secrets=None):
+def redact_all(value: Any, secrets: Optional[Iterable[str]] = None) -> Any:
     """`value` (text, or lists and dicts of it, as a ledger event) with every secret masked."""
     if isinstance(value, str):
         return redact(value, secrets)
@@ -60,7 +60,7 @@ def redact_all(value, secrets=None):
     return value
 
 
-def held_back(text: str, secrets) -> int:
+def held_back(text: str, secrets: Iterable[str]) -> int:
     """How many characters at the end of `text` could be the start of a secret (and so must
     wait for the rest of a stream before they can be shown)."""
     longest = 0
@@ -76,7 +76,7 @@ class RedactingStream:
     """A writable stream for a command's streamed output: every secret replaced by ***, also one
     that arrives split across writes (text that could start a secret waits for the next write)."""
 
-    def __init__(self, secrets, out=None):
+    def __init__(self, secrets: Iterable[Optional[str]], out: Optional[TextIO] = None) -> None:
         self.secrets = secret_forms(s for s in secrets if s)
         self.out = out or sys.stdout
         self.pending = ""
@@ -99,7 +99,8 @@ class RedactingStream:
 
 
 class Reporter:
-    def __init__(self, secrets=(), stream=None, clock=time.monotonic):
+    def __init__(self, secrets: Iterable[Optional[str]] = (), stream: Optional[TextIO] = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.secrets = secret_forms(s for s in secrets if s)
         KNOWN_SECRETS.update(self.secrets)
         self.stream = stream or sys.stdout
@@ -120,7 +121,7 @@ class Reporter:
         self.say(f"[{self.elapsed():6.1f}s]     {text}")
 
     @contextlib.contextmanager
-    def step(self, name: str):
+    def step(self, name: str) -> Iterator[None]:
         """Print the step when it starts and, with its duration, when it ends or fails."""
         begun = self.clock()
         self.say(f"[{self.elapsed():6.1f}s] --> {name}")
@@ -197,7 +198,7 @@ class Summary:
                      self.logs, fence, "</details>"]
         return "\n".join(rows) + "\n"
 
-    def publish(self, reporter: Reporter, environ=os.environ) -> None:
+    def publish(self, reporter: Reporter, environ: Mapping[str, str] = os.environ) -> None:
         reporter.say(self.text())
         path: Optional[str] = environ.get("GITHUB_STEP_SUMMARY")
         if path:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Dict, List, NamedTuple, Optional, Set
+from typing import TYPE_CHECKING, Dict, List, NamedTuple, Optional, Set, Tuple
 
 from .compose import (
     BASE_FILE,
@@ -33,7 +33,16 @@ from .compose import (
     stable_services,
 )
 from .errors import RemoteCommandError
-from .health import HEALTHY, Answer, Outcome, Probe, assess, wait_until_healthy, watch_window
+from .health import (
+    HEALTHY,
+    Answer,
+    Outcome,
+    Probe,
+    Verdict,
+    assess,
+    wait_until_healthy,
+    watch_window,
+)
 from .shell import cmd
 
 if TYPE_CHECKING:
@@ -94,7 +103,8 @@ LIVE = (HOST, PUBLIC)            # what users get
 WATCHED = (SLOT, HOST, PUBLIC)   # in the watch window: the slot's own answer names the cause
 
 
-def observe(runner: Runner, settings: Settings, slot: Optional[str], via=LIVE) -> Probe:
+def observe(runner: Runner, settings: Settings, slot: Optional[str],
+            via: Tuple[str, ...] = LIVE) -> Probe:
     """One look at a slot: its containers (and the stable ones), and the health path `via`."""
     probe = Probe()
     try:
@@ -188,21 +198,22 @@ def restart_counts(runner: Runner, settings: Settings) -> Dict[str, int]:
 
 def wait_for_slot(runner: Runner, settings: Settings, sha: str, slot: str, reporter: Reporter,
                   restarts_before: Dict[str, int], timeout: Optional[float] = None,
-                  via=CANDIDATE, settle: Optional[float] = None) -> Outcome:
-    """Poll until release `sha` in `slot` is healthy and stays so for the settle window, or
-    fails. As a candidate it is asked through the edge's candidate port; once live, through
-    the public port on the host and the public URL from here."""
+                  via: Tuple[str, ...] = CANDIDATE, settle: Optional[float] = None,
+                  interval: Optional[float] = None) -> Outcome:
+    """Poll (every `interval`, default HEALTH_INTERVAL) until release `sha` in `slot` is healthy
+    and stays so for the settle window, or fails. As a candidate it is asked through the edge's
+    candidate port; once live, through the public port on the host and the public URL from here."""
     last_note = [0.0]
 
-    def on_wait(waited, verdict):
+    def on_wait(waited: float, verdict: Verdict) -> None:
         if waited - last_note[0] >= 5:
             last_note[0] = waited
             reporter.note(f"still waiting ({waited:.0f}s): {verdict.reason}")
 
     return wait_until_healthy(
         lambda: observe(runner, settings, slot, via), sha,
-        checked_services(settings), timeout or settings.HEALTH_TIMEOUT, settings.health_interval,
-        settings.HEALTH_SETTLE if settle is None else settle, restarts_before, on_wait,
+        checked_services(settings), timeout or settings.HEALTH_TIMEOUT,
+        interval or settings.health_interval, settings.HEALTH_SETTLE if settle is None else settle, restarts_before, on_wait,
         clock=runner.clock, sleep=runner.sleep)
 
 

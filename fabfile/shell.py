@@ -59,7 +59,7 @@ class Command:
         return text if self.then is None else text + " && " + self.then.render()
 
 
-def cmd(*argv, stdin: Optional[str] = None) -> Command:
+def cmd(*argv: Union[str, int], stdin: Optional[str] = None) -> Command:
     return Command(tuple(str(a) for a in argv), stdin=stdin)
 
 

@@ -11,7 +11,7 @@ retained release back is the same dance with images already on the host.
 from __future__ import annotations
 
 import posixpath
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Dict, Optional
 
 from .compose import (
     LIVE_FILE,
@@ -36,14 +36,17 @@ from .running import (
     wait_for_slot,
     watch_slot,
 )
+from .undo import Compensation
 
 if TYPE_CHECKING:
     from .config import Settings
     from .report import Reporter
     from .shell import Runner
 
-# After the reload, the public URL must report the new release within this many seconds.
+# After the reload, the public URL must report the new release within this many seconds; it is
+# asked this often (the old nginx workers may answer a moment after the reload returns).
 SWITCH_DEADLINE = 15
+SWITCH_INTERVAL = 0.2
 
 
 def start_in_slot(runner: Runner, settings: Settings, sha: str, slot: str, pull_never: bool = False) -> dict:
@@ -55,8 +58,9 @@ def start_in_slot(runner: Runner, settings: Settings, sha: str, slot: str, pull_
     return before
 
 
-def check_candidate(runner: Runner, settings: Settings, sha: str, slot: str, reporter: Reporter, before: dict,
-                    timeout: Optional[float] = None, on_failure=None):
+def check_candidate(runner: Runner, settings: Settings, sha: str, slot: str, reporter: Reporter,
+                    before: Dict[str, int], timeout: Optional[float] = None,
+                    on_failure: Optional[Callable[[Outcome], None]] = None) -> Outcome:
     """Wait until `sha` in `slot` is healthy through the candidate port; raise if it is not
     (after `on_failure(outcome)`, which may gather what the failure report needs)."""
     outcome = wait_for_slot(runner, settings, sha, slot, reporter, before, timeout)
@@ -85,7 +89,7 @@ def switch_edge(runner: Runner, settings: Settings, sha: str, slot: str, reporte
     point_edge(runner, settings, slot, fallback)
     went_live = runner.clock()
     outcome = wait_for_slot(runner, settings, sha, slot, reporter, before, SWITCH_DEADLINE,
-                            via=LIVE, settle=0)
+                            via=LIVE, settle=0, interval=SWITCH_INTERVAL)
     if outcome.verdict.state != HEALTHY:
         raise DeployError(f"after the switch to slot {slot}, {sha[:12]} is not what users get: "
                           f"{outcome.verdict.reason}")
@@ -100,7 +104,8 @@ def point_edge(runner: Runner, settings: Settings, slot: str, fallback: Optional
 
 
 def watch_live(runner: Runner, settings: Settings, sha: str, slot: str, went_live: float,
-               restarts_before: dict, on_failure=None) -> Outcome:
+               restarts_before: Dict[str, int],
+               on_failure: Optional[Callable[[Outcome], None]] = None) -> Outcome:
     """The watch window: `sha`, live in `slot`, must stay healthy until WATCH_SECONDS after it
     went live. Raises (after `on_failure(outcome)`) on the first crash or lasting failure."""
     outcome = watch_slot(runner, settings, sha, slot, went_live, restarts_before)
@@ -127,3 +132,25 @@ def retire(runner: Runner, settings: Settings, slot: str) -> int:
         runner.run(stop_containers(ids), f"stopping slot {slot}")
         runner.run(remove_containers(ids), f"removing slot {slot}")
     return len(ids)
+
+
+def remove_slot(runner: Runner, settings: Settings, slot: str) -> Compensation:
+    """Undoes starting a release in `slot`: its containers go (users never had it)."""
+    def run() -> bool:
+        retire(runner, settings, slot)
+        return False
+    return Compensation(f"remove slot {slot}", run)
+
+
+def switch_back(runner: Runner, settings: Settings, sha: str, slot: str,
+                reporter: Reporter) -> Compensation:
+    """Undoes a switch away from `sha` in `slot`: the edge goes back to it if it still runs
+    healthy there (it stood by); if it does not, there is nothing better to switch to."""
+    def run() -> bool:
+        if not standing_by(runner, settings, sha, slot):
+            reporter.note(f"{sha[:12]} no longer runs healthy in slot {slot}: cannot switch back")
+            return False
+        reporter.note(f"{sha[:12]} still runs healthy in slot {slot}: switching back at once")
+        switch_edge(runner, settings, sha, slot, reporter)
+        return True
+    return Compensation(f"switch the edge back to {sha[:12]} in slot {slot}", run)

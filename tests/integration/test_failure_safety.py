@@ -41,9 +41,8 @@ def assert_recovered(env, result_code, output, previous, row):
 def report(fault, output):
     """Detection and recovery times, as the deploy printed them (read with pytest -s)."""
     print(f"\nTIMING {fault}: detect={step_seconds(output, 'before it gets traffic')}s "
-          f"failed slot removed={step_seconds(output, 'is live and healthy; retire slot')}s "
-          f"restore={step_seconds(output, 'restore release')}s "
-          f"healthy-again={step_seconds(output, 'is healthy in slot')}s")
+          f"failed slot removed={step_seconds(output, 'undo: remove slot')}s "
+          f"previous confirmed={step_seconds(output, 'undo: make sure')}s")
 
 
 @pytest.mark.parametrize("fault,settings,cause", [

@@ -1,10 +1,23 @@
 """Zero downtime, under a steady load on the public port: a good deploy, a broken one and a
 rollback fail no request; a broken release never answers a user; postgres, redis and the edge
 proxy keep their containers across app releases."""
+import contextlib
+import subprocess
+import time
+
 import pytest
 
+import testbed
 from testbed.load import SteadyLoad
-from tests.integration.conftest import APP_URL, deploy, health, inv, release, staging_host
+from tests.integration.conftest import (
+    APP_URL,
+    deploy,
+    health,
+    inv,
+    make_commit,
+    release,
+    staging_host,
+)
 
 RATE = 20  # requests per second: small, but a gap of 0.1 s would already fail one
 
@@ -72,3 +85,36 @@ def test_rollback_fails_no_request(testbed_env):
     assert stats.failed == 0, stats.line()
     assert {x.version for x in answers} <= {a, b}
     assert health()[1]["data"]["version"] == a
+
+
+@contextlib.contextmanager
+def busy_host(hogs=2):
+    """The staging host's CPUs kept busy (one spinning shell per core of this 2-core machine, at
+    normal priority, like another team's build job), for as long as the block runs."""
+    spin = "trap 'exit 0' TERM; while :; do :; done"
+    procs = [subprocess.Popen(["docker", "exec", testbed.HOST, "sh", "-c", spin])
+             for _ in range(hogs)]
+    try:
+        yield
+    finally:
+        subprocess.run(["docker", "exec", testbed.HOST, "pkill", "-f", "while :; do :; done"],
+                       check=False)
+        for proc in procs:
+            proc.wait(timeout=30)
+
+
+def test_a_deploy_on_a_busy_host_fails_no_request(testbed_env):
+    """With both cores busy and a release that has a migration (so the dump runs too), the live
+    release keeps answering every request: the dump runs niced, the candidate is checked beside
+    it, the switch is a graceful reload."""
+    a = deployed(testbed_env, "zd-busy-a")
+    version = int(time.time())
+    b = make_commit({"app/backend/RELEASE": f"busy {version}\n",
+                     f"app/backend/migrations/{version}-busy.sql":
+                         f"CREATE TABLE busy_{version} (id INT)"}, a)
+    with busy_host():
+        result, stats, answers = under_load(lambda: deploy(testbed_env, b))
+    assert result.returncode == 0, result.output
+    assert "(it has migrations to apply)" in result.stdout
+    assert stats.failed == 0, stats.line()
+    assert {x.version for x in answers} <= {a, b} and answers[-1].version == b

@@ -5,6 +5,7 @@ Whatever fails, and wherever: users are served by the previous release or the ne
 by nothing), nothing of a failed release keeps running, every ledger start has its end with the
 truthful result, and the lock is released."""
 import io
+import re
 
 import pytest
 
@@ -21,7 +22,8 @@ OLDER = "b" * 40
 
 
 class FailingHost(SimulatedHost):
-    """The simulated host, except that remote command number `fail_at` exits 1."""
+    """The simulated host, except that remote command number `fail_at` (or the first that
+    matches the regular expression `fail_on`) exits 1."""
 
     def __init__(self, settings, fail_at: int, ledger=None, fail_on: str = None):
         super().__init__(settings, ledger)
@@ -30,7 +32,7 @@ class FailingHost(SimulatedHost):
     def answer(self, command):
         self.count += 1
         if self.count == self.fail_at or (self.fail_on and not self.failed
-                                          and self.fail_on in command.render()):
+                                          and re.search(self.fail_on, command.render())):
             self.failed = command.render()
             return Result(1, "", "scripted failure")
         return super().answer(command)
@@ -165,7 +167,10 @@ def check_rollback_failing_at(settings, fail_at):
         assert ends.get(new[0]) == ("succeeded" if recorded else None), host.failed
     elif new:
         assert ends[new[0]] == "failed" and error.startswith("ROLLBACK TO"), (host.failed, error)
-        assert "inv deploy.rollback --to" in error
+        if "serves again, as before the rollback" in error:   # its steps were undone
+            assert host.serving() == RUNNING and host.running(OLDER) == [], (host.failed, error)
+        else:                                                  # the undo itself failed
+            assert "Staging may be down" in error and "inv deploy.rollback --to" in error
     else:
         assert host.serving() == RUNNING, (host.failed, error)
 
@@ -266,3 +271,47 @@ def test_the_stable_services_are_pulled_and_brought_up_only_when_they_changed(se
                           c.endswith("pull --quiet") for c in ran)
         recorded = any(c.startswith("sftp put /opt/classroom-manager/stable.digest") for c in ran)
         assert stable_up == stable_pull == recorded == changed
+
+
+# ---- recovery as data: the exact undo of each step (fabfile/undo.py) ----------------------------
+
+MAKE_SURE = "make sure <running-sha serves, healthy (restore it if not)"
+REMOVE_BLUE = "remove slot blue"
+SWITCH_BACK = "switch the edge back to <running-sha in slot green"
+MIGRATIONS = ("the migrations of aaaaaaaaaaaa (forward-only; `inv deploy.rollback --restore-db` "
+              "loads the dump taken before them)")
+
+
+@pytest.mark.parametrize("fails, undone, kept, said", [
+    ("pull --quiet", [MAKE_SURE], [], "kept serving"),
+    ("pg_dump", [MAKE_SURE], [], "kept serving"),
+    ("backend migrate$", [MAKE_SURE], [MIGRATIONS], "kept serving"),
+    (f"blue -f /opt/classroom-manager/releases/{SHA}/app.yaml .* up -d", [REMOVE_BLUE, MAKE_SURE],
+     [MIGRATIONS], "kept serving"),
+    ("nginx -t", [SWITCH_BACK, REMOVE_BLUE, MAKE_SURE], [MIGRATIONS], "rolled back to"),
+])
+def test_a_failed_deploy_undoes_the_steps_that_ran_last_first(settings, fails, undone, kept, said):
+    host = FailingHost(settings, 0, fail_on=fails)
+    plan, error = deploy_to(settings, host)
+    assert host.failed and said in error, (host.failed, error)
+    end = host.ledger[-1]
+    assert (end["result"], end.get("undone", []), end.get("kept", [])) == \
+        ("rolled_back", undone, kept)
+    assert [a for a in plan.actions if isinstance(a, str) and a.startswith("undo: ")] == \
+        ["undo: " + u for u in undone]
+    assert host.serving() == RUNNING and host.running(SHA) == []
+
+
+@pytest.mark.parametrize("fails, undone", [
+    (f"blue -f /opt/classroom-manager/releases/{OLDER}/app.yaml .* up -d", ["remove slot blue"]),
+    ("nginx -t", [SWITCH_BACK, "remove slot blue"]),
+])
+def test_a_failed_rollback_undoes_its_steps_and_what_ran_serves_again(settings, fails, undone):
+    host = FailingHost(settings, 0, ledger_with_two_good_releases(), fail_on=fails)
+    runner = Runner(Recorder(Plan(), "remote", host), "remote")
+    with pytest.raises(DeployError, match="serves again, as before the rollback"):
+        rollback_on_host(settings, runner, PlanReporter(Plan()), Summary("rollback", "?"), None,
+                         False, True, input)
+    end = host.ledger[-1]
+    assert (end["result"], end.get("undone", [])) == ("failed", undone), host.failed
+    assert host.serving() == RUNNING and host.running(OLDER) == []

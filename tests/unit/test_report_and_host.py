@@ -130,3 +130,16 @@ def test_liveness_watch_ends_with_the_connection():
     transport.active = False
     watcher.join(5)
     assert not watcher.is_alive() and not transport.closed.is_set()
+
+
+def test_a_reconnect_keeps_the_runner_and_moves_it_to_the_new_connection(settings, mocker):
+    """The recovery's undo steps hold the session's Runner from before a drop (a reboot): after
+    the reconnect that same Runner must run on the new connection, not the dead one."""
+    from fabfile.host import HostSession
+    connections = [mocker.Mock(name="first"), mocker.Mock(name="second")]
+    mocker.patch("fabfile.host.connect", side_effect=connections)
+    session = HostSession(settings, mocker.Mock())
+    session._open()
+    runner = session.runner
+    session.reconnect(within=1)
+    assert session.runner is runner and runner.transport.conn is connections[1]
