@@ -253,12 +253,13 @@ def setup(c: Context, compose_deb: Optional[str] = None) -> None:
                  f"(STAGING_KNOWN_HOSTS), after checking its fingerprint on the server:\n{line}")
 
 
-@task(name="up")
+@task(name="up", help={"swarm": "also a three-node Docker Swarm (manager ssh 127.0.0.1:2224, app "
+                                 "127.0.0.1:8082) and .env.testbed-swarm"})
 @user_errors
-def testbed_up(c: Context) -> None:
+def testbed_up(c: Context, swarm: bool = False) -> None:
     """Start the local testbed (engine, registry, SSH staging host) and write .env.testbed."""
     from testbed import up
-    path = up()
+    path = up(swarm=swarm)
     print(f"next: DEPLOY_ENV_FILE={path.name} inv deploy.staging --sha $(git rev-parse HEAD)")
 
 

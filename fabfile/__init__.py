@@ -15,7 +15,11 @@ Read `deploy.py` first: it tells a deploy's story top to bottom. Then, by concer
 - lock.py       the deploy lock (flock held open by a process on the host, through the transport)
 - ledger.py     the append-only release ledger on the host
 - backup.py     pg_dump before migrations, pg_restore for rollback --restore-db
-- rollback.py   restoring a retained release; `deploy.rollback`
+- targets.py    where releases run: the interface both targets implement
+- compose_target.py one server: blue/green slots behind the edge (the default)
+- swarm_target.py   a Docker Swarm: stable and app stacks, start-first updates
+- swarm.py      Swarm commands (stack deploy, services, tasks) and their parsing
+- rollback.py   `deploy.rollback`: put a retained release back
 - undo.py       recovery as data: each step's compensation, undone in reverse on failure
 - prune.py      choosing what of this project to remove after success
 - status.py     `deploy.status` and `deploy.history`

@@ -156,6 +156,9 @@ class Setting:
 
 
 SETTINGS = [
+    Setting("DEPLOY_TARGET", "where releases run: `compose` (one server) or `swarm` (a Docker "
+            "Swarm; STAGING_HOST is a manager)", "", "target",
+            _matching(r"compose|swarm", "compose or swarm")),
     Setting("STAGING_HOST", "staging server hostname or IP", "host", parse=_hostname),
     Setting("STAGING_PORT", "SSH port", "", "staging_port", _port),
     Setting("STAGING_USER", "SSH user that runs the deploy (in the docker group)", "host",
@@ -274,6 +277,7 @@ class Settings:
     # The tool's settings, typed for the checker (their values are in `values`, read through
     # __getattr__); test_config keeps this list equal to SETTINGS. Optional: no default and
     # not required by any group of tasks.
+    DEPLOY_TARGET: ClassVar[str]
     STAGING_HOST: ClassVar[str]
     STAGING_PORT: ClassVar[int]
     STAGING_USER: ClassVar[str]

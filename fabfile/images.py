@@ -7,12 +7,13 @@ rollback later select on.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Callable, List, Optional
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional
 
 from .shell import Command, cmd, pipe
 
 if TYPE_CHECKING:
     from .config import Service, Settings
+    from .shell import Runner
 
 PROJECT_LABEL = "deploy.project"
 SHA_LABEL = "org.opencontainers.image.revision"
@@ -98,3 +99,10 @@ def digest_from_inspect(output: str, repo: str) -> Optional[str]:
 def commit_exists(sha: str, run_git: Callable[[List[str]], int]) -> bool:
     """True when `sha` names a commit of this repository; run_git(argv) -> exit code."""
     return run_git(["git", "cat-file", "-e", f"{sha}^{{commit}}"]) == 0
+
+
+def local_digests(settings: Settings, refs: Dict[str, str], runner: Runner) -> Dict[str, Optional[str]]:
+    """service -> registry digest of its image, as the given engine knows it."""
+    lines = runner.run(repo_digests(*refs.values())).stdout.splitlines()
+    return {name: digest_from_inspect(line, settings.image_repo(name))
+            for name, line in zip(refs, lines)}

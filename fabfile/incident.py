@@ -17,6 +17,7 @@ from .errors import DeployError
 from .lock import HELD_EXIT, LOCK_FILE, is_free_command
 from .running import live_release
 from .shell import Runner, TextSink
+from .swarm import app_stack, service_logs
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -57,6 +58,9 @@ def exec_problems(settings: Settings, service: Optional[str], argv: List[str]) -
                         "its data")
     if not argv:
         problems.append("give the command after --, as in: inv deploy.exec backend -- sh")
+    if settings.DEPLOY_TARGET == "swarm":
+        problems.append("deploy.exec is not available on the swarm target yet: `docker exec` into "
+                        "a task's container on its node (`docker service ps` names the node)")
     return problems
 
 
@@ -74,8 +78,13 @@ def show_logs(runner: Runner, settings: Settings, service: Optional[str], since:
               follow: bool, out: TextSink) -> int:
     """The live release's logs (its app services, or one service) into `out`."""
     services = [service] if service else app_services(settings)
-    command = live_compose(runner, settings, service).logs(
-        *services, tail=tail, since=since, follow=follow, prefix=len(services) > 1)
+    if settings.DEPLOY_TARGET == "swarm":
+        stacks = {s: settings.project if s in stable_services(settings) else app_stack(settings)
+                  for s in services}
+        command = service_logs([f"{stacks[s]}_{s}" for s in services], tail, since, follow)
+    else:
+        command = live_compose(runner, settings, service).logs(
+            *services, tail=tail, since=since, follow=follow, prefix=len(services) > 1)
     # following ends with Ctrl-C, which must reach the remote `logs`: a pty carries it
     return runner.stream(command, PlainText(out), pty=follow)
 

@@ -13,8 +13,11 @@ import contextlib
 import io
 import json
 import posixpath
+import re
+import shlex
 from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
+from . import swarm
 from .compose import (
     BASE_FILE,
     EDGE_SERVICE,
@@ -57,6 +60,8 @@ class SimulatedHost(Script):
         self.ledger_path = ReleaseLedger(settings).path
         self.live_path = posixpath.join(edge_dir(settings), LIVE_FILE)
         self.ledger: List[dict] = list(ledger or [])   # events appended to the ledger file
+        self.swarm = settings.DEPLOY_TARGET == "swarm"
+        self.stack_sha: Optional[str] = RUNNING        # what the Swarm app stack runs
 
     # -- what runs ---------------------------------------------------------------------------
     def _rows(self) -> List[Tuple[str, str, str, Optional[str]]]:
@@ -86,13 +91,54 @@ class SimulatedHost(Script):
         return json.dumps(items)
 
     def _health(self, slot: Optional[str]) -> str:
-        sha = self.slots.get(slot or self.live or "")
+        sha = self.stack_sha if self.swarm else self.slots.get(slot or self.live or "")
         return json.dumps({"data": {"version": sha, "checks": {"database": "ok"}}})
+
+    # -- the Swarm target's manager: the stable stack and the app stack at full strength -----
+    def _swarm(self, argv: Sequence[str]) -> Optional[Result]:
+        stack, app = self.settings.project, swarm.app_stack(self.settings)
+        stable = ["edge", *self.settings.data_services]
+        names = {stack: [f"{stack}_{s}" for s in stable],
+                 app: [f"{app}_{s.name}" for s in self.settings.services]}
+        if argv[:3] == ("docker", "service", "ls"):
+            listed = next(a.split("=", 2)[2] for a in argv if a.startswith("label="))
+            return Result(0, "".join(f"{n}\n" for n in names.get(listed, [])), "")
+        image = lambda name: f"<image:{name}>@{self.stack_sha}"  # noqa: E731
+        if argv[:3] == ("docker", "service", "inspect"):
+            return Result(0, json.dumps([{"Spec": {
+                "Name": n, "Labels": {swarm.RELEASE_LABEL: self.stack_sha},
+                "Mode": {"Replicated": {"Replicas": 2}},
+                "TaskTemplate": {"ContainerSpec": {"Image": image(n)}}},
+                "UpdateStatus": {"State": "completed"}} for n in argv[3:]]), "")
+        if argv[:3] == ("docker", "service", "ps"):
+            return Result(0, "".join(json.dumps({
+                "Name": f"{n}.{i}", "Image": image(n), "Node": f"node-{i}", "DesiredState":
+                "Running", "CurrentState": "Complete 1 second ago" if "-pull-" in n else
+                "Running 1 minute ago", "Error": ""}) + "\n"
+                for n in argv[6:] for i in (1, 2)), "")
+        deployed = re.search(rf"stack deploy .* -c '?[^' ]*/([^/' ]+)/{swarm.APP_FILE}'? ",
+                             argv[2]) if argv[:2] == ("sh", "-c") else None
+        if deployed:
+            self.stack_sha = deployed.group(1)
+        if argv == ("cat", posixpath.join(self.settings.STAGING_DIR, swarm.STABLE_DIGEST)):
+            env = swarm.release_env(self.settings, RUNNING, {})
+            text = compose_text(self.settings, swarm.STABLE_FILE) + compose_text(
+                self.settings, posixpath.join("edge", swarm.EDGE_CONFIG))
+            return Result(0, swarm.stable_digest(text, env) + "\n", "")
+        check = self.settings.migrate_check_command
+        if argv[:2] == ("sh", "-c") and check and \
+                argv[2].endswith(" ".join(shlex.quote(a) for a in check)):
+            return Result(1, "", "")       # the plan shows the dump: migrations to apply
+        return None
 
     # -- Script ------------------------------------------------------------------------------
     def answer(self, command: Command) -> Result:
         argv = command.argv
         text = command.render()
+        if self.swarm:
+            answer = self._swarm(argv)
+            if answer:
+                return answer
         if argv[0] == "flock" and "echo locked $$" in text:
             return Result(0, "locked 1\n", "")
         if argv == ("cat", self.live_path):

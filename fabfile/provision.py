@@ -108,8 +108,36 @@ def setup_host(settings: Settings, runner: Runner, reporter: Reporter,
         reporter.note("REGISTRY_PULL_USER not set: the host is not logged in to the registry "
                       "(fine for public images)")
 
+    if settings.DEPLOY_TARGET == "swarm":
+        setup_swarm(settings, runner, reporter)
     key = runner.run(cmd("cat", "/etc/ssh/ssh_host_ed25519_key.pub")).stdout.split()
     return f"{host_key_name(settings.STAGING_HOST, settings.STAGING_PORT)} {key[0]} {key[1]}"
+
+
+def setup_swarm(settings: Settings, runner: Runner, reporter: Reporter) -> None:
+    """The Swarm target: this host a manager (a new swarm if it is in none), a node labelled
+    for the data services (this one, if none is), and how the other nodes join."""
+    label = f"{settings.project}.data"
+    with reporter.step("Swarm: this host a manager, a node labelled for data"):
+        state = runner.run(sudo("docker", "info", "--format",
+                                "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}")).stdout.split()
+        if state[:1] == ["inactive"]:
+            runner.run(sudo("docker", "swarm", "init"), "docker swarm init")
+            reporter.note("started a new swarm with this host as its manager")
+        elif state[1:2] != ["true"]:
+            raise DeployError("this host is in a swarm but not a manager: point STAGING_HOST at a "
+                              "manager (`docker node ls` on one lists them)")
+        labelled = runner.run(sudo("docker", "node", "ls", "--filter", f"node.label={label}=true",
+                                   "--format", "{{.Hostname}}")).stdout.split()
+        if not labelled:
+            node = runner.run(sudo("docker", "info", "--format", "{{.Swarm.NodeID}}")).stdout.strip()
+            runner.run(sudo("docker", "node", "update", "--label-add", f"{label}=true", node),
+                       "labelling this node for data")
+            labelled = ["this host"]
+        reporter.note(f"postgres and redis (and their volumes) live on: {', '.join(labelled)}")
+        join = runner.run(sudo("docker", "swarm", "join-token", "worker")).stdout.strip()
+        reporter.note("more nodes join with what `docker swarm join-token worker` prints on this "
+                      f"host ({len(join.splitlines())} lines; a secret, so not shown here)")
 
 
 def wait_for_docker(runner: Runner, attempts: int = 30) -> bool:

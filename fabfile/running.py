@@ -213,7 +213,8 @@ def wait_for_slot(runner: Runner, settings: Settings, sha: str, slot: str, repor
     return wait_until_healthy(
         lambda: observe(runner, settings, slot, via), sha,
         checked_services(settings), timeout or settings.HEALTH_TIMEOUT,
-        interval or settings.health_interval, settings.HEALTH_SETTLE if settle is None else settle, restarts_before, on_wait,
+        interval or settings.health_interval,
+        settings.HEALTH_SETTLE if settle is None else settle, restarts_before, on_wait,
         clock=runner.clock, sleep=runner.sleep)
 
 

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 from .ledger import ReleaseLedger, as_dict, merge
 from .lock import HELD_EXIT, INFO_FILE, LOCK_FILE, describe_holder, is_free_command
-from .running import read_running
 from .shell import cmd
+from .targets import target_for
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 def read_status(runner: Runner, settings: Settings) -> dict:
-    running = read_running(runner, settings)
+    running = target_for(settings).read_running(runner)
     lock_path = posixpath.join(settings.STAGING_DIR, LOCK_FILE)
     held = runner.run(is_free_command(lock_path), check=False).exited == HELD_EXIT
     holder = {}

@@ -82,8 +82,9 @@ def wait_for(what, check, timeout=60.0, interval=0.5):
     raise DeployError(f"testbed: {what} not ready after {timeout:.0f}s")
 
 
-def up():
-    """Bring the testbed up (idempotent) and write .env.testbed. Returns the env file path."""
+def up(swarm=False):
+    """Bring the testbed up (idempotent) and write .env.testbed (with `swarm`, also the three
+    Swarm nodes of testbed/swarm.py and .env.testbed-swarm). Returns the env file path."""
     started = time.monotonic()
     ensure_engine()
     ensure_base_image()
@@ -95,6 +96,13 @@ def up():
     ensure_staging_host(creds["TESTBED_ID"])
     push_stand_ins(creds)
     write_env_file(creds, known_hosts_line())
+    if swarm:
+        from . import swarm as swarm_nodes
+        swarm_nodes.up(creds["TESTBED_ID"])
+        swarm_nodes.write_env_file(ENV_FILE.read_text(),
+                                   known_hosts_line(swarm_nodes.MANAGER, swarm_nodes.SSH_PORT))
+        log(f"swarm ready: ssh deploy@127.0.0.1:{swarm_nodes.SSH_PORT}, app "
+            f"http://127.0.0.1:{swarm_nodes.HTTP_PORT}; wrote {swarm_nodes.ENV_FILE.name}")
     log(f"ready in {time.monotonic() - started:.0f}s: registry 127.0.0.1:{REGISTRY_PORT}, "
         f"ssh deploy@127.0.0.1:{SSH_PORT}, app http://127.0.0.1:{HTTP_PORT}; wrote {ENV_FILE.name}")
     return ENV_FILE
@@ -328,6 +336,7 @@ def down(remove_images=False):
     remove_resources()
     shutil.rmtree(STATE, ignore_errors=True)
     ENV_FILE.unlink(missing_ok=True)
+    (ROOT / ".env.testbed-swarm").unlink(missing_ok=True)
     if remove_images:
         images = sh("docker", "images", "-q", "--filter", f"label={LABEL}").split()
         if images:

@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from fabfile.compose_target import ComposeTarget
 from fabfile.deploy import deploy
 from fabfile.errors import DeployError
 from fabfile.plan import RUNNING, PlannedSession, PlanReporter, SimulatedHost
@@ -136,7 +137,8 @@ def run_rollback(settings, fail_at: int):
     runner = Runner(Recorder(plan, "remote", host), "remote")
     summary = Summary("rollback", "?")
     try:
-        rollback_on_host(settings, runner, PlanReporter(plan), summary, None, False, True, input)
+        rollback_on_host(ComposeTarget(settings), runner, PlanReporter(plan), summary, None, False, True,
+                         input)
         error = None
     except DeployError as exc:
         error = str(exc)
@@ -239,18 +241,20 @@ def test_a_rollback_with_restore_db_needs_a_dump_and_a_yes(settings):
     host = FailingHost(settings, 0, ledger_with_two_good_releases())
     runner = Runner(Recorder(Plan(), "remote", host), "remote")
     with pytest.raises(DeployError, match="no database dump is recorded"):
-        rollback_on_host(settings, runner, PlanReporter(Plan()), Summary("rollback", "?"), None,
+        rollback_on_host(ComposeTarget(settings), runner, PlanReporter(Plan()),
+                         Summary("rollback", "?"), None,
                          True, True, input)
     dumped = ledger_with_two_good_releases()
     dumped[1]["backup"] = "/opt/classroom-manager/backups/b.dump"
     host = FailingHost(settings, 0, dumped)
     runner = Runner(Recorder(Plan(), "remote", host), "remote")
     with pytest.raises(DeployError, match="not confirmed; nothing was changed"):
-        rollback_on_host(settings, runner, PlanReporter(Plan()), Summary("rollback", "?"), None,
+        rollback_on_host(ComposeTarget(settings), runner, PlanReporter(Plan()),
+                         Summary("rollback", "?"), None,
                          True, False, lambda question: "no")
     assert host.serving() == RUNNING
     summary = Summary("rollback", "?")
-    rollback_on_host(settings, runner, PlanReporter(Plan()), summary, None, True, False,
+    rollback_on_host(ComposeTarget(settings), runner, PlanReporter(Plan()), summary, None, True, False,
                      lambda question: "yes")
     assert host.serving() == OLDER and "database restored from" in summary.notes[0]
 
@@ -310,7 +314,8 @@ def test_a_failed_rollback_undoes_its_steps_and_what_ran_serves_again(settings, 
     host = FailingHost(settings, 0, ledger_with_two_good_releases(), fail_on=fails)
     runner = Runner(Recorder(Plan(), "remote", host), "remote")
     with pytest.raises(DeployError, match="serves again, as before the rollback"):
-        rollback_on_host(settings, runner, PlanReporter(Plan()), Summary("rollback", "?"), None,
+        rollback_on_host(ComposeTarget(settings), runner, PlanReporter(Plan()),
+                         Summary("rollback", "?"), None,
                          False, True, input)
     end = host.ledger[-1]
     assert (end["result"], end.get("undone", [])) == ("failed", undone), host.failed

@@ -1,7 +1,7 @@
 """Blue/green decisions, without Docker: which containers are the live release, where a
 release is, and that retiring a slot touches that slot's containers only."""
+from fabfile.compose_target import slot_holding
 from fabfile.health import Answer, Probe
-from fabfile.rollback import slot_holding
 from fabfile.running import release_from
 from fabfile.shell import Result
 from fabfile.slots import retire

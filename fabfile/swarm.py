@@ -1,0 +1,284 @@
+"""Remote commands and their parsing for the Swarm target (DEPLOY_TARGET=swarm).
+
+The stack is two Swarm stacks on the manager that STAGING_HOST names: `<project>` (stack.yaml:
+postgres, redis and the `edge` proxy that owns the public port) and `<project>-app`
+(stack-app.yaml: frontend, backend, pinned by digest and labelled with the release's sha). Both
+join the attachable overlay network `<project>-net`, on which migrations and the database dump
+run as one-off containers from the manager. Files of every release are kept, as on the compose
+target, in STAGING_DIR/releases/<sha>/ on the manager.
+
+`docker stack deploy` reads no env file: each call sources the release's .env into the
+environment of its shell (`set -a`), so no value is ever on a command line.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+import re
+import shlex
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence
+
+from .compose import ENV_FILE, release_dir
+from .shell import Command, cmd
+
+if TYPE_CHECKING:
+    from .config import Settings
+
+STABLE_FILE = "stack.yaml"
+APP_FILE = "stack-app.yaml"
+EDGE_CONFIG = "stack.conf"
+RELEASE_FILES = (STABLE_FILE, APP_FILE, ENV_FILE)
+RELEASE_LABEL = "deploy.release"
+STACK_LABEL = "com.docker.stack.namespace"
+STABLE_DIGEST = "stack.digest"
+# UpdateStatus.State values: Swarm gave up on the update and is rolling it back, or is done.
+ROLLING_BACK = "rollback_started"
+GAVE_UP = ("rollback_completed", "rollback_paused", "paused")
+# Task states that will not change any more (a job's task ends in one of them).
+ENDED = ("Complete", "Failed", "Rejected", "Shutdown", "Orphaned", "Remove")
+
+
+def app_stack(settings: Settings) -> str:
+    return f"{settings.project}-app"
+
+
+def network(settings: Settings) -> str:
+    return f"{settings.project}-net"
+
+
+def data_label(settings: Settings) -> str:
+    """The node label that places postgres and redis (and their local volumes)."""
+    return f"{settings.project}.data"
+
+
+def service_name(settings: Settings, service: str) -> str:
+    return f"{app_stack(settings)}_{service}"
+
+
+def release_env(settings: Settings, sha: str, pinned: Mapping[str, str]) -> Dict[str, str]:
+    """The release's .env: the compose target's variables, with the images pinned by digest and
+    the network and node label of the Swarm stacks."""
+    env = settings.app_env(sha)
+    env.update(APP_NETWORK=network(settings), DATA_LABEL=data_label(settings))
+    for service, ref in pinned.items():
+        env[f"{service.upper()}_IMAGE"] = ref
+    return env
+
+
+def stable_digest(stack_text: str, env: Mapping[str, str]) -> str:
+    """What the stable stack runs with: its file and every variable it reads."""
+    names = sorted(set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", stack_text)))
+    material = stack_text + "".join(f"\0{n}={env.get(n, '')}" for n in names)
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+def with_env(directory: str, command: str) -> Command:
+    """`command` (shell text of our own making) with the release's .env in its environment."""
+    env = shlex.quote(posixpath.join(directory, ENV_FILE))
+    return cmd("sh", "-c", f"set -a && . {env} && set +a && exec {command}")
+
+
+def stack_deploy(directory: str, file: str, stack: str) -> Command:
+    """Bring `stack` to `file` (only services whose spec changed are updated). Images are
+    pinned by digest: no registry lookup (--resolve-image never), so a restore works with the
+    registry down, from the images the nodes kept."""
+    path = shlex.quote(posixpath.join(directory, file))
+    return with_env(directory, "docker stack deploy --with-registry-auth --resolve-image never "
+                               f"--prune -c {path} {shlex.quote(stack)}")
+
+
+def one_off(settings: Settings, directory: str, image_var: str, argv: Sequence[str],
+            env_names: Sequence[str], network_name: str) -> Command:
+    """`argv` as the command of a container of the image named by `image_var` in the release's
+    .env (its entrypoint kept, as `compose run` does on the compose target), on the overlay
+    network, with the named variables passed through from that .env (by name: no values on the
+    command line)."""
+    words = ["docker", "run", "--rm", "--network", shlex.quote(network_name)]
+    words += [f"-e {shlex.quote(n)}" for n in env_names]
+    words += [f'"${image_var}"'] + [shlex.quote(a) for a in argv]
+    return with_env(directory, " ".join(words))
+
+
+def dump_database(settings: Settings, directory: str, path: str) -> Command:
+    """pg_dump through the overlay network from a one-off postgres container on the manager
+    (wherever the database runs), at the lowest CPU priority, into `path` on the manager."""
+    script = ("PGPASSWORD=\"$DB_PASSWORD\" docker run --rm -e PGPASSWORD --network "
+              f"{shlex.quote(network(settings))} \"$POSTGRES_IMAGE\" nice -n 19 pg_dump "
+              f"-h {shlex.quote(settings.database_service)} -U \"$DB_USER\" -d \"$DB_NAME\" "
+              f"--format=custom > {shlex.quote(path)}")
+    env = shlex.quote(posixpath.join(directory, ENV_FILE))
+    return cmd("sh", "-c", f"set -a && . {env} && set +a && umask 077 && {script}")
+
+
+def network_exists(name: str) -> Command:
+    return cmd("docker", "network", "inspect", "--format", "{{.Driver}}", name)
+
+
+def create_network(settings: Settings) -> Command:
+    return cmd("docker", "network", "create", "--driver", "overlay", "--attachable",
+               "--label", f"deploy.project={settings.project}", network(settings))
+
+
+def list_services(stack: str) -> Command:
+    return cmd("docker", "service", "ls", "--filter", f"label={STACK_LABEL}={stack}",
+               "--format", "{{.Name}}")
+
+
+def inspect_services(names: Sequence[str]) -> Command:
+    return cmd("docker", "service", "inspect", *names)
+
+
+def list_tasks(names: Sequence[str]) -> Command:
+    return cmd("docker", "service", "ps", "--no-trunc", "--format", "{{json .}}", *names)
+
+
+def service_logs(names: Sequence[str], tail: str, since: Optional[str], follow: bool) -> Command:
+    """`docker service logs` of each service (at once, when several), as deploy.logs shows them."""
+    flags = ["--tail", tail] + (["--since", since] if since else []) + (["--follow"] if follow else [])
+    calls = [" ".join(shlex.quote(a) for a in ("docker", "service", "logs", "--no-task-ids",
+                                                 *flags, name)) for name in names]
+    if len(calls) == 1:
+        return cmd(*shlex.split(calls[0]))
+    return cmd("sh", "-c", " & ".join(calls) + " & wait")
+
+
+def prefetch_job(settings: Settings, name: str, ref: str) -> Command:
+    """A job with one task on every node that pulls `ref` there and ends: so every node holds
+    every release's images, and a restore needs no registry, wherever Swarm places its tasks."""
+    return cmd("docker", "service", "create", "--detach", "--quiet", "--name", name,
+               "--mode", "global-job", "--restart-condition", "none", "--with-registry-auth",
+               "--label", f"deploy.project={settings.project}", "--entrypoint", "true", ref)
+
+
+def remove_service(name: str) -> Command:
+    return cmd("docker", "service", "rm", name)
+
+
+def local_tasks(service: str) -> Command:
+    """The containers of `service`'s tasks on this node (the manager: the edge runs there)."""
+    return cmd("docker", "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={service}")
+
+
+def reload_edge(container: str) -> Command:
+    conf = f"/etc/nginx/deploy/{EDGE_CONFIG}"
+    return cmd("docker", "exec", container, "sh", "-c",
+               f"nginx -t -q -c {conf} && nginx -s reload -c {conf}")
+
+
+def remove_stack(stack: str) -> Command:
+    return cmd("docker", "stack", "rm", stack)
+
+
+def release_files(settings: Settings, sha: str) -> List[str]:
+    return [posixpath.join(release_dir(settings, sha), name) for name in RELEASE_FILES]
+
+
+@dataclass
+class Service:
+    name: str                  # without the stack prefix
+    sha: str                   # its deploy.release label
+    image: str                 # as pinned in its spec
+    replicas: int
+    update: str = ""           # UpdateStatus.State ("" before any update)
+    message: str = ""
+
+
+@dataclass
+class Task:
+    service: str
+    image: str
+    node: str
+    desired: str               # Running | Shutdown | ...
+    current: str               # "Running 5 seconds ago", "Failed 2 seconds ago", ...
+    error: str = ""
+
+    @property
+    def running(self) -> bool:
+        return self.desired == "Running" and self.current.startswith("Running")
+
+
+def parse_services(output: str, stack: str) -> Dict[str, Service]:
+    """`docker service inspect` JSON -> short service name -> Service."""
+    services = {}
+    for spec in json.loads(output or "[]"):
+        full = spec["Spec"]["Name"]
+        name = full[len(stack) + 1:] if full.startswith(stack + "_") else full
+        replicated = spec["Spec"].get("Mode", {}).get("Replicated") or {}
+        status = spec.get("UpdateStatus") or {}
+        services[name] = Service(name, (spec["Spec"].get("Labels") or {}).get(RELEASE_LABEL, ""),
+                                 spec["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"],
+                                 int(replicated.get("Replicas", 1)), status.get("State", ""),
+                                 status.get("Message", ""))
+    return services
+
+
+def parse_tasks(output: str, stack: str) -> List[Task]:
+    tasks = []
+    for line in output.splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        service = row.get("Name", "").split(".")[0]
+        service = service[len(stack) + 1:] if service.startswith(stack + "_") else service
+        tasks.append(Task(service, row.get("Image", ""), row.get("Node", ""),
+                          row.get("DesiredState", ""), row.get("CurrentState", ""),
+                          row.get("Error", "")))
+    return tasks
+
+
+@dataclass
+class Look:
+    """One look at the app stack: its services, their tasks, and what the public port says."""
+    services: Dict[str, Service] = field(default_factory=dict)
+    tasks: List[Task] = field(default_factory=list)
+    status: Optional[int] = None
+    version: Optional[str] = None
+    error: str = ""
+
+
+def version_of(body: str) -> Optional[str]:
+    try:
+        return json.loads(body)["data"]["version"]
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def failed_task_error(look: Look, service: str) -> str:
+    """The newest error Swarm recorded for a task of `service` (what made it give up)."""
+    for task in look.tasks:
+        if task.service == service and task.error:
+            return f"{task.error} ({task.current.split(' ')[0].lower()} on {task.node})"
+    return ""
+
+
+def judge(look: Look, sha: str, services: Sequence[str]) -> tuple:
+    """(state, reason) of release `sha` in this look: "healthy" (every service runs `sha` at
+    its full replica count and the public port answers 200 with it), "failed" (Swarm gave up
+    on the update: the task's error), or "waiting"."""
+    if look.error:
+        return "waiting", look.error
+    for name in services:
+        service = look.services.get(name)
+        if service is None:
+            return "waiting", f"service {name} does not exist (yet)"
+        # Swarm rolling back puts the previous spec (its label) back: a rollback state under
+        # this release's label is an earlier update's, still shown until this one starts.
+        if service.update == ROLLING_BACK and service.sha != sha:
+            why = failed_task_error(look, name) or service.message
+            return "waiting", f"Swarm is rolling {name} back ({why})"
+        if service.update in GAVE_UP and (service.sha != sha or service.update == "paused"):
+            why = failed_task_error(look, name) or service.message or "no task error recorded"
+            return "failed", f"Swarm gave up on the update of {name} ({service.update}): {why}"
+        if service.sha != sha:
+            return "waiting", f"{name} runs {service.sha[:12] or 'another release'}"
+        running = [t for t in look.tasks if t.service == name and t.running]
+        if len(running) != service.replicas or any(t.image != service.image for t in running):
+            return "waiting", f"{name}: {len(running)} of {service.replicas} tasks of {sha[:12]} running"
+        if service.update == "updating":
+            return "waiting", f"{name}: update in progress"
+    if look.status != 200 or look.version != sha:
+        return "waiting", f"public port answered {look.status} with version {look.version}"
+    return "healthy", f"{len(services)} services at full strength; health 200 with the version"

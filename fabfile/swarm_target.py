@@ -1,0 +1,350 @@
+"""The Swarm target: a release is an update of the app stack, which Swarm rolls out itself.
+
+Per deploy, on the manager: stage the release's files (images pinned by the digests we pushed),
+bring the stable stack (data, edge) to this release's files when they changed, run the
+migration check, dump and migrations as one-off containers on the overlay network, then
+`docker stack deploy` the app stack. Swarm starts each new task beside an old one, counts it
+once its healthcheck passes, watches it for `monitor` and rolls the service back by itself if a
+task fails meanwhile. We wait for the update to converge or roll back (our own deadline), check
+the public port reports the sha, and watch WATCH_SECONDS more, like the compose target.
+
+Undo of the update: the recorded release's stack file deployed again (a no-op when Swarm has
+already rolled back to it); on a first deploy, the app stack removed.
+"""
+from __future__ import annotations
+
+import posixpath
+import time
+from typing import TYPE_CHECKING, Dict, List, Optional
+
+from . import swarm
+from .compose import ENV_FILE, compose_text, edge_dir, health_on_host, parse_http, release_dir
+from .config import render_env
+from .errors import DeployError, RemoteCommandError
+from .ledger import ReleaseLedger, good_releases, latest_backup, merge
+from .prune import choose_files, list_backups, list_release_dirs, remove_paths
+from .running import RunningRelease
+from .shell import chain, cmd
+from .swarm import Look, app_stack, judge, service_name, version_of
+from .undo import Compensation, Journal
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .report import Reporter, Summary
+    from .shell import Runner
+
+# After `stack deploy`, how long the update may take to converge (each task: start, healthcheck,
+# monitor, delay; two replicas a service) before the deploy gives up and undoes it.
+CONVERGE_DEADLINE = 240.0
+
+
+class SwarmTarget:
+    """A Docker Swarm whose manager is STAGING_HOST."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.services = [s.name for s in settings.services]
+
+    # -- reading what runs --------------------------------------------------------------------
+
+    def look(self, runner: Runner) -> Look:
+        """The app stack's services and tasks, and the public port's answer (host and URL)."""
+        look = Look()
+        stack = app_stack(self.settings)
+        names = runner.run(swarm.list_services(stack), check=False).stdout.split()
+        if names:
+            look.services = swarm.parse_services(
+                runner.run(swarm.inspect_services(names), "docker service inspect").stdout, stack)
+            look.tasks = swarm.parse_tasks(
+                runner.run(swarm.list_tasks(names), "docker service ps").stdout, stack)
+        status, body = parse_http(runner.run(health_on_host(self.settings), check=False,
+                                             timeout=10).stdout)
+        if status == 200:  # the public URL, from here, must agree
+            status, body = runner.get(self.settings.STAGING_URL + self.settings.health_path)
+        look.status, look.version = status, version_of(body)
+        return look
+
+    def read_running(self, runner: Runner) -> RunningRelease:
+        look = self.look(runner)
+        shas = {s.sha for s in look.services.values() if s.name in self.services}
+        rows = [{"Service": t.service, "State": t.current.split(" ")[0].lower(), "Health": "",
+                 "RestartCount": 0, "Revision": look.services[t.service].sha, "Node": t.node}
+                for t in look.tasks if t.running and t.service in look.services]
+        if len(shas) != 1 or not all(n in look.services for n in self.services):
+            return RunningRelease(None, False, "no app stack running" if not shas else
+                                  f"app services disagree on their release: {sorted(shas)}",
+                                  containers=rows)
+        sha = shas.pop()
+        state, reason = judge(look, sha, self.services)
+        images = {n: s.image for n, s in look.services.items() if n in self.services}
+        return RunningRelease(sha, state == "healthy", reason, None, images, rows)
+
+    def keep(self, runner: Runner, running: RunningRelease) -> None:
+        """Nothing to tag: releases are pinned by digest and their files are kept."""
+
+    def retained(self, runner: Runner, sha: str) -> bool:
+        return runner.run(chain(*(cmd("test", "-f", f)
+                                  for f in swarm.release_files(self.settings, sha))),
+                          check=False).ok
+
+    # -- a release ------------------------------------------------------------------------------
+
+    def release(self, sha: str, runner: Runner, reporter: Reporter, summary: Summary,
+                pushed: Dict[str, Optional[str]], running: RunningRelease,
+                journal: Journal) -> None:
+        settings = self.settings
+        directory = release_dir(settings, sha)
+        pinned = {s.name: f"{settings.image_ref(s.name, sha)}@{pushed[s.name]}"
+                  for s in settings.services if pushed.get(s.name)}
+        summary.images.update(pinned)
+        env = swarm.release_env(settings, sha, pinned)
+        with reporter.step(f"stage stack files and .env in {directory}"):
+            runner.run(chain(cmd("install", "-d", "-m", "0700", "--", settings.STAGING_DIR,
+                                 directory),
+                             cmd("install", "-d", "-m", "0755", "--", edge_dir(settings))),
+                       "creating " + directory)
+            for name in (swarm.STABLE_FILE, swarm.APP_FILE):
+                runner.put(posixpath.join(directory, name), compose_text(settings, name))
+            runner.put(posixpath.join(directory, ENV_FILE), render_env(env))
+            runner.put(posixpath.join(edge_dir(settings), swarm.EDGE_CONFIG),
+                       compose_text(settings, posixpath.join("edge", swarm.EDGE_CONFIG)), 0o644)
+        if settings.REGISTRY_PULL_USER:
+            with reporter.step(f"log in to {settings.REGISTRY} on the manager"):
+                runner.run(cmd("docker", "login", "--username", settings.REGISTRY_PULL_USER,
+                               "--password-stdin", "--", settings.REGISTRY,
+                               stdin=settings.REGISTRY_PULL_PASSWORD), "docker login on the host")
+        self.stable_stack(runner, reporter, directory, env, journal)
+        with reporter.step("pull the release's images on every node (a restore then needs no "
+                           "registry)"):
+            for service in self.services:
+                self.prefetch(runner, service, env[f"{service.upper()}_IMAGE"])
+        summary.backup = self.migrate(runner, reporter, sha, directory, journal)
+        if running.sha is None:
+            journal.on_failure(self.remove_app_stack(runner))
+        elif running.healthy:
+            journal.on_failure(self.go_back_to(runner, running.sha, reporter))
+        # (an unhealthy release that ran is not gone back to: the deploy's last undo restores
+        # the last good one)
+        try:
+            with reporter.step(f"update the app stack to {sha[:12]} (start-first, health-gated; "
+                               f"deadline {CONVERGE_DEADLINE:.0f}s)"):
+                runner.run(swarm.stack_deploy(directory, swarm.APP_FILE, app_stack(settings)),
+                           "docker stack deploy")
+                summary.health = "the update did not converge"
+                summary.health = self.wait_converged(runner, sha, reporter, CONVERGE_DEADLINE)
+            window = f"{settings.WATCH_SECONDS:.0f}s after the update"
+            with reporter.step(f"watch {window}"):
+                summary.watch = f"{window}: failed"
+                self.watch(runner, sha)
+            summary.watch = f"{window}: ok"
+        except DeployError:
+            summary.logs, summary.logs_from = self.last_logs(runner), settings.log_service
+            raise
+
+    def stable_stack(self, runner: Runner, reporter: Reporter, directory: str,
+                     env: Dict[str, str], journal: Journal) -> None:
+        """The network, and the stable stack brought to this release's files if they changed
+        (or it does not run): postgres and redis keep their tasks and volumes otherwise."""
+        settings = self.settings
+        if not runner.run(swarm.network_exists(swarm.network(settings)), check=False).ok:
+            runner.run(swarm.create_network(settings), "creating the overlay network")
+        digest = swarm.stable_digest(compose_text(settings, swarm.STABLE_FILE) + compose_text(
+            settings, posixpath.join("edge", swarm.EDGE_CONFIG)), env)
+        digest_path = posixpath.join(settings.STAGING_DIR, swarm.STABLE_DIGEST)
+        stable = ["edge", *settings.data_services]
+        names = set(runner.run(swarm.list_services(settings.project), check=False).stdout.split())
+        same = runner.run(cmd("cat", digest_path), check=False).stdout.strip() == digest
+        if same and names >= {f"{settings.project}_{s}" for s in stable}:
+            with reporter.step("stable stack (data, edge): its files and settings unchanged: "
+                               "left as it is"):
+                return
+        journal.keeps("the stable stack (data, edge proxy) as this release's files define it")
+        with reporter.step("update the stable stack (data, edge proxy)"):
+            runner.run(swarm.stack_deploy(directory, swarm.STABLE_FILE, settings.project),
+                       "docker stack deploy of the stable stack")
+            self.wait_stable(runner, stable)
+            # its config file may have changed under the same spec: nginx re-reads it (graceful)
+            for edge in runner.run(swarm.local_tasks(f"{settings.project}_edge")).stdout.split():
+                runner.run(swarm.reload_edge(edge), "reloading the edge proxy")
+            runner.put(digest_path, digest + "\n")
+
+    def prefetch(self, runner: Runner, service: str, ref: str) -> None:
+        """Run a global job of `ref` (every node pulls it), wait for every task to end."""
+        name = f"{self.settings.project}-pull-{service}"
+        runner.run(swarm.remove_service(name), check=False)   # left by an interrupted deploy
+        runner.run(swarm.prefetch_job(self.settings, name, ref), f"pulling {service} on the nodes")
+        deadline = runner.clock() + CONVERGE_DEADLINE
+        try:
+            while True:
+                tasks = swarm.parse_tasks(runner.run(swarm.list_tasks([name])).stdout, name)
+                if tasks and all(t.current.split(" ")[0] in swarm.ENDED for t in tasks):
+                    break
+                if runner.clock() > deadline:
+                    raise DeployError(f"the nodes did not pull {service} in time")
+                runner.sleep(0.5)
+            failed = [t for t in tasks if not t.current.startswith("Complete")]
+            if failed:
+                raise DeployError(f"node {failed[0].node} could not pull {service}: "
+                                  f"{failed[0].error or failed[0].current}")
+        finally:
+            runner.run(swarm.remove_service(name), check=False)
+
+    def wait_stable(self, runner: Runner, stable: List[str]) -> None:
+        deadline = runner.clock() + CONVERGE_DEADLINE
+        names = [f"{self.settings.project}_{s}" for s in stable]
+        while True:
+            tasks = swarm.parse_tasks(runner.run(swarm.list_tasks(names), check=False).stdout,
+                                      self.settings.project)
+            missing = [s for s in stable if not any(t.service == s and t.running for t in tasks)]
+            if not missing:
+                return
+            if runner.clock() > deadline:
+                raise DeployError(f"the stable stack did not come up: {', '.join(missing)} not "
+                                  "running")
+            runner.sleep(1)
+
+    def migrate(self, runner: Runner, reporter: Reporter, sha: str, directory: str,
+                journal: Journal) -> Optional[str]:
+        """Migration check, dump (when there are migrations to apply), migrations: each a
+        one-off container on the overlay network. Returns the dump's path, if one was taken."""
+        settings = self.settings
+        image_var = f"{settings.migrate_service.upper()}_IMAGE"
+        names = sorted(swarm.release_env(settings, sha, {}))
+        one_off = lambda argv: swarm.one_off(settings, directory, image_var, argv, names,  # noqa: E731
+                                             swarm.network(settings))
+        pending: Optional[bool] = None
+        if settings.migrate_check_command:
+            with reporter.step("ask the new release whether it has migrations to apply"):
+                pending = not runner.run(one_off(settings.migrate_check_command), check=False).ok
+            if not pending:
+                reporter.note("no migration to apply: no dump, no migration run")
+                return None
+        path = posixpath.join(settings.STAGING_DIR, "backups",
+                              f"{sha}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.dump")
+        why = "it has migrations to apply" if pending else "before every release"
+        with reporter.step(f"back up the database to {path} ({why})"):
+            runner.run(cmd("install", "-d", "-m", "0700", "--", posixpath.dirname(path)))
+            runner.run(swarm.dump_database(settings, directory, path), "pg_dump")
+        journal.keeps(f"the migrations of {sha[:12]} (forward-only; the dump taken before them "
+                      f"is {path})")
+        with reporter.step("run migrations"):
+            runner.run(one_off(settings.migrate_command), "migrations")
+        return path
+
+    def wait_converged(self, runner: Runner, sha: str, reporter: Reporter,
+                       deadline: float) -> str:
+        """Poll until every app service runs `sha` at full strength and the public port says
+        so; raise with the task's error if Swarm gave up, or at the deadline."""
+        started, noted = runner.clock(), 0.0
+        while True:
+            state, reason = judge(self.look(runner), sha, self.services)
+            waited = runner.clock() - started
+            if state == "healthy":
+                return reason
+            if state == "failed":
+                raise DeployError(f"release {sha[:12]} is not healthy: {reason}")
+            if waited > deadline:
+                raise DeployError(f"release {sha[:12]} did not converge in {deadline:.0f}s: "
+                                  f"{reason}")
+            if waited - noted >= 10:
+                noted = waited
+                reporter.note(f"still updating ({waited:.0f}s): {reason}")
+            runner.sleep(self.settings.health_interval)
+
+    def watch(self, runner: Runner, sha: str) -> None:
+        """WATCH_SECONDS after the update: every look must find `sha` at full strength, no task
+        of it failed, and the public port answering with it (a second look must agree)."""
+        end = runner.clock() + self.settings.WATCH_SECONDS
+        failures = 0
+        while runner.clock() < end:
+            look = self.look(runner)
+            state, reason = judge(look, sha, self.services)
+            crashed = [t for t in look.tasks if t.service in look.services and t.error
+                       and t.current.startswith(("Failed", "Rejected"))
+                       and t.image == look.services[t.service].image]
+            if crashed:
+                state, reason = "failed", (f"a task of {crashed[0].service} failed: "
+                                           f"{crashed[0].error} (on {crashed[0].node})")
+            failures = failures + 1 if state != "healthy" else 0
+            if state == "failed" or failures >= 2:
+                raise DeployError(f"release {sha[:12]} failed in its watch window: {reason}")
+            runner.sleep(self.settings.health_interval)
+
+    # -- undo, restore --------------------------------------------------------------------------
+
+    def go_back_to(self, runner: Runner, sha: str, reporter: Reporter) -> Compensation:
+        """Undoes an update of the app stack: release `sha`, which ran healthy before it,
+        deployed again from its files."""
+        return Compensation(f"deploy {sha[:12]} again (Swarm may have rolled back to it already)",
+                            lambda: self.restore(runner, sha, reporter))
+
+    def remove_app_stack(self, runner: Runner) -> Compensation:
+        """Undoes a first deploy's app stack."""
+        def remove() -> bool:
+            runner.run(swarm.remove_stack(app_stack(self.settings)), "docker stack rm")
+            return False
+        return Compensation("remove the app stack (first deploy)", remove)
+
+    def ensure_serving(self, runner: Runner, sha: str, reporter: Reporter) -> Compensation:
+        def run() -> bool:
+            running = self.read_running(runner)
+            if running.sha == sha and running.healthy:
+                reporter.note(f"{sha[:12]} is live and healthy")
+                return False
+            return self.restore(runner, sha, reporter)
+        return Compensation(f"make sure {sha[:12]} serves, healthy (restore it if not)", run)
+
+    def restore(self, runner: Runner, sha: str, reporter: Reporter,
+                journal: Optional[Journal] = None) -> bool:
+        """Deploy retained release `sha` again from its files (images by digest, no registry),
+        wait for it, watch it. Returns whether the app stack had to change."""
+        running = self.read_running(runner)
+        if running.sha == sha and running.healthy:
+            reporter.note(f"{sha[:12]} is live and healthy")
+            return False
+        if journal is not None and running.sha and running.healthy:
+            journal.on_failure(self.go_back_to(runner, running.sha, reporter))
+        directory = release_dir(self.settings, sha)
+        with reporter.step(f"deploy {sha[:12]} from its kept files (no registry)"):
+            runner.run(swarm.stack_deploy(directory, swarm.APP_FILE, app_stack(self.settings)),
+                       "docker stack deploy")
+            self.wait_converged(runner, sha, reporter, CONVERGE_DEADLINE)
+        with reporter.step(f"watch {self.settings.WATCH_SECONDS:.0f}s after the update"):
+            self.watch(runner, sha)
+        if journal is not None:
+            journal.commit()
+        return True
+
+    def restore_database(self, runner: Runner, dump: str, reporter: Reporter) -> None:
+        raise DeployError("--restore-db is not available on the swarm target yet: restore "
+                          f"{dump} with pg_restore through the overlay network by hand")
+
+    def last_logs(self, runner: Runner) -> str:
+        service = service_name(self.settings, self.settings.log_service)
+        return runner.run(cmd("docker", "service", "logs", "--no-task-ids", "--tail", "15",
+                              service), check=False).stdout.strip()
+
+    # -- after success --------------------------------------------------------------------------
+
+    def prune(self, runner: Runner, sha: str, previous: Optional[str], reporter: Reporter) -> None:
+        """Old release folders and dumps on the manager. Images stay on the nodes: a restore
+        (registry down) needs those of every retained release there, and only the manager is
+        reachable."""
+        settings = self.settings
+        try:
+            with reporter.step(f"prune (keeping the last {settings.KEEP_RELEASES} good releases)"):
+                entries = merge(runner.run(ReleaseLedger(settings).read(), check=False).stdout)
+                keep = {sha} | ({previous} if previous else set())
+                keep |= set(good_releases(entries)[:settings.KEEP_RELEASES])
+                newest_dump = posixpath.basename(latest_backup(entries) or "")
+                paths = []
+                for listing, folder in ((list_release_dirs(settings), "releases"),
+                                        (list_backups(settings), "backups")):
+                    names = runner.run(listing, check=False).stdout.split()
+                    paths += [posixpath.join(settings.STAGING_DIR, folder, n)
+                              for n in choose_files(names, keep, {newest_dump})]
+                if paths:
+                    runner.run(remove_paths(paths), "removing old release files")
+                reporter.note(f"removed {len(paths)} old release folders/backups")
+        except (DeployError, RemoteCommandError) as exc:
+            reporter.say(f"warning: prune failed (the deploy itself succeeded): {exc}")

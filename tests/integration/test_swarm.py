@@ -1,0 +1,123 @@
+"""The Swarm target (DEPLOY_TARGET=swarm) against the testbed's three-node swarm: the same
+commands, the same guarantees. Releases are deployed through the same registry; load and
+health go to the manager's published port (127.0.0.1:8082)."""
+import json
+import subprocess
+
+import pytest
+import requests
+
+import testbed
+from testbed import swarm as nodes
+from testbed.load import SteadyLoad
+from tests.integration.conftest import deploy, inv, release
+
+SWARM_URL = f"http://127.0.0.1:{nodes.HTTP_PORT}"
+
+
+@pytest.fixture(scope="module")
+def swarm_env(testbed_env):
+    testbed.up(swarm=True)
+    env = {k: v for k, v in testbed_env.items() if k != "WATCH_SECONDS"}
+    env["DEPLOY_ENV_FILE"] = str(nodes.ENV_FILE)
+    env["WATCH_SECONDS"] = "5"
+    return env
+
+
+def health():
+    try:
+        answer = requests.get(SWARM_URL + "/api/health", timeout=5)
+        return answer.status_code, answer.json()["data"]["version"]
+    except (requests.RequestException, ValueError, KeyError):
+        return None, None
+
+
+def manager(*argv):
+    return subprocess.run(["docker", "exec", "-u", "deploy", nodes.MANAGER, *argv],
+                          capture_output=True, text=True, check=True).stdout
+
+
+def nodes_running(service):
+    """The nodes that run a task of the app stack's `service`."""
+    out = manager("docker", "service", "ps", "--filter", "desired-state=running", "--format",
+                  "{{.Node}}", f"classroom-manager-app_{service}")
+    return set(out.split())
+
+
+def write_row():
+    name = "swarm-row-" + str(abs(hash(object())))
+    assert requests.post(SWARM_URL + "/api/items", json={"name": name}, timeout=5).status_code == 201
+    return name
+
+
+def rows():
+    return [r["name"] for r in requests.get(SWARM_URL + "/api/items", timeout=5).json()["data"]]
+
+
+@pytest.fixture(scope="module")
+def first(swarm_env):
+    """A first release on the swarm (the stable stack comes up with it) and a row in its data."""
+    sha = release("swarm-first")
+    result = deploy(swarm_env, sha)
+    assert result.returncode == 0, result.output
+    return sha, write_row()
+
+
+def under_load(action):
+    with SteadyLoad(SWARM_URL + "/api/health", rate=20, max_seconds=600) as load:
+        result = action()
+        stats = load.stop()
+    print(f"\nLOAD {stats.line()}")
+    return result, stats, load.results
+
+
+def test_a_good_release_rolls_out_with_no_failed_request_and_keeps_the_data(swarm_env, first):
+    previous, row = first
+    sha = release("swarm-good", parent=previous)
+    result, stats, answers = under_load(lambda: deploy(swarm_env, sha))
+    assert result.returncode == 0, result.output
+    assert stats.failed == 0, stats.line()
+    assert {a.version for a in answers} <= {previous, sha} and answers[-1].version == sha
+    assert health() == (200, sha) and row in rows()
+    assert len(nodes_running("backend")) >= 2 and len(nodes_running("frontend")) >= 2
+    assert "deploy SUCCEEDED" in result.stdout
+
+
+@pytest.mark.parametrize("fault", ["crash", "health-500"])
+def test_a_broken_release_is_rolled_back_and_users_never_see_it(swarm_env, first, fault):
+    good = release("swarm-good-before-" + fault)
+    assert deploy(swarm_env, good).returncode == 0
+    bad = release("swarm-bad-" + fault, fault=fault)
+    result, stats, answers = under_load(lambda: deploy(swarm_env, bad))
+    assert result.returncode == 1, result.output
+    assert "Swarm gave up on the update" in result.output, result.output
+    assert stats.failed == 0, stats.line()
+    assert {a.version for a in answers} == {good}
+    assert health() == (200, good)
+    history = json.loads(inv(swarm_env, "deploy.history", "--json").stdout)
+    assert history[0]["sha"] == bad and history[0]["result"] == "rolled_back"
+
+
+def test_rollback_and_rollback_to_work_with_the_registry_stopped(swarm_env, first):
+    a = release("swarm-rb-a")
+    assert deploy(swarm_env, a).returncode == 0
+    b = release("swarm-rb-b", parent=a)
+    assert deploy(swarm_env, b).returncode == 0
+    subprocess.run(["docker", "stop", testbed.REGISTRY], check=True, capture_output=True)
+    try:
+        back, stats, _ = under_load(lambda: inv(swarm_env, "deploy.rollback"))
+        assert back.returncode == 0, back.output
+        assert health() == (200, a) and stats.failed == 0, stats.line()
+        forward = inv(swarm_env, "deploy.rollback", "--to", b)
+        assert forward.returncode == 0, forward.output
+        assert health() == (200, b)
+    finally:
+        subprocess.run(["docker", "start", testbed.REGISTRY], check=True, capture_output=True)
+        testbed.wait_for("registry", lambda: testbed.ok("curl", "-s", "-o", "/dev/null",
+                                                        f"http://127.0.0.1:{testbed.REGISTRY_PORT}/v2/"))
+
+
+def test_status_reads_the_release_from_the_services(swarm_env, first):
+    status = json.loads(inv(swarm_env, "deploy.status", "--json").stdout)
+    assert status["healthy"] is True and status["sha"] == health()[1]
+    assert {c["Service"] for c in status["containers"]} == {"frontend", "backend"}

@@ -1,0 +1,171 @@
+"""The Swarm target's commands and decisions, without Docker: what is run on the manager (no
+value of the .env ever on a command line), how `docker service` output is read, and when a
+release counts as converged, still updating, or given up on by Swarm."""
+import json
+
+from fabfile import swarm
+from fabfile.swarm import Look, Service, Task, judge
+
+SHA = "a" * 40
+OLD = "b" * 40
+
+
+def test_stack_deploy_sources_the_env_file_and_never_asks_the_registry(settings):
+    command = swarm.stack_deploy("/opt/cm/releases/x", swarm.APP_FILE, "cm-app")
+    assert command.argv[:2] == ("sh", "-c")
+    script = command.argv[2]
+    assert script.startswith("set -a && . /opt/cm/releases/x/.env && set +a && exec docker stack")
+    assert "--resolve-image never" in script and "--with-registry-auth" in script
+    assert script.endswith("-c /opt/cm/releases/x/stack-app.yaml cm-app")
+
+
+def test_one_off_containers_get_variables_by_name_only(settings):
+    env = swarm.release_env(settings, SHA, {"backend": "r/backend:staging-x@sha256:1"})
+    command = swarm.one_off(settings, "/d", "BACKEND_IMAGE", ["migrate", "--check"], sorted(env),
+                            swarm.network(settings))
+    text = command.render()
+    assert "-e JWT_SECRET" in text and "-e DB_PASSWORD" in text
+    for secret in ("jwt-very-secret", "s3cret-db-pw"):
+        assert secret not in text
+    assert text.endswith(' "$BACKEND_IMAGE" migrate --check\'')
+    assert "--network classroom-manager-net" in text
+
+
+def test_the_dump_reads_the_password_from_the_env_file_not_argv(settings):
+    text = swarm.dump_database(settings, "/d", "/opt/cm/backups/x.dump").render()
+    assert settings.DB_PASSWORD not in text and "-e PGPASSWORD" in text
+    assert "nice -n 19 pg_dump -h postgres" in text and "umask 077" in text
+
+
+def test_release_env_pins_images_and_names_the_swarm_parts(settings):
+    env = swarm.release_env(settings, SHA, {"frontend": "r/f@sha256:1", "backend": "r/b@sha256:2"})
+    assert env["FRONTEND_IMAGE"] == "r/f@sha256:1" and env["BACKEND_IMAGE"] == "r/b@sha256:2"
+    assert env["APP_NETWORK"] == "classroom-manager-net"
+    assert env["DATA_LABEL"] == "classroom-manager.data" and env["RELEASE_SHA"] == SHA
+
+
+def test_the_stable_digest_changes_with_a_value_the_stack_reads_only():
+    text = "image: ${EDGE_IMAGE}\nport: ${APP_PORT:-80}\n"
+    base = swarm.stable_digest(text, {"EDGE_IMAGE": "nginx:1", "APP_PORT": "80", "X": "1"})
+    assert base == swarm.stable_digest(text, {"EDGE_IMAGE": "nginx:1", "APP_PORT": "80", "X": "2"})
+    assert base != swarm.stable_digest(text, {"EDGE_IMAGE": "nginx:2", "APP_PORT": "80"})
+
+
+def inspected(name, sha, image, replicas=2, state=None, message="", stack="cm-app"):
+    spec = {"Spec": {"Name": f"{stack}_{name}", "Labels": {"deploy.release": sha},
+                     "Mode": {"Replicated": {"Replicas": replicas}},
+                     "TaskTemplate": {"ContainerSpec": {"Image": image}}}}
+    if state:
+        spec["UpdateStatus"] = {"State": state, "Message": message}
+    return spec
+
+
+def test_service_and_task_output_is_read():
+    services = swarm.parse_services(json.dumps([inspected("backend", SHA, "b@1", 2, "updating")]),
+                                    "cm-app")
+    assert services["backend"] == Service("backend", SHA, "b@1", 2, "updating", "")
+    rows = [{"Name": "cm-app_backend.1", "Image": "b@1", "Node": "swarm-2", "DesiredState":
+             "Running", "CurrentState": "Running 3 seconds ago", "Error": ""},
+            {"Name": "cm-app_backend.2", "Image": "b@0", "Node": "swarm-3", "DesiredState":
+             "Shutdown", "CurrentState": "Failed 1 second ago", "Error": "task: non-zero exit (3)"}]
+    tasks = swarm.parse_tasks("\n".join(json.dumps(r) for r in rows) + "\nnot json\n", "cm-app")
+    assert [t.service for t in tasks] == ["backend", "backend"]
+    assert tasks[0].running and not tasks[1].running and tasks[1].error.endswith("(3)")
+
+
+def look(services, tasks, status=200, version=SHA):
+    return Look({s.name: s for s in services}, tasks, status, version)
+
+
+def running(service, image, node="swarm-1"):
+    return Task(service, image, node, "Running", "Running 2 seconds ago")
+
+
+def test_a_release_is_healthy_only_at_full_strength_and_with_the_public_port_agreeing():
+    services = [Service("frontend", SHA, "f@1", 2, "completed"), Service("backend", SHA, "b@1", 2)]
+    full = [running("frontend", "f@1"), running("frontend", "f@1", "swarm-2"),
+            running("backend", "b@1"), running("backend", "b@1", "swarm-3")]
+    assert judge(look(services, full), SHA, ["frontend", "backend"])[0] == "healthy"
+    # start-first: an old task still runs beside the new ones
+    assert judge(look(services, full + [running("backend", "b@0")]), SHA,
+                 ["frontend", "backend"])[0] == "waiting"
+    assert judge(look(services, full[:3]), SHA, ["frontend", "backend"])[0] == "waiting"
+    assert judge(look(services, full, version=OLD), SHA, ["frontend", "backend"])[0] == "waiting"
+    assert judge(look(services, full, status=None), SHA, ["frontend", "backend"])[0] == "waiting"
+
+
+def test_swarm_giving_up_is_a_failure_with_the_tasks_error_but_an_earlier_updates_is_not():
+    rolled_back = Service("backend", OLD, "b@0", 2, "rollback_completed", "rollback completed")
+    failed_task = Task("backend", "b@1", "swarm-2", "Shutdown", "Failed 5 seconds ago",
+                       "task: non-zero exit (3)")
+    state, reason = judge(look([rolled_back], [failed_task]), SHA, ["backend"])
+    assert state == "failed" and "task: non-zero exit (3) (failed on swarm-2)" in reason
+    # right after `stack deploy`, the label is ours and the status still the last update's
+    stale = Service("backend", SHA, "b@1", 2, "rollback_completed")
+    assert judge(look([stale], []), SHA, ["backend"])[0] == "waiting"
+
+
+def test_a_missing_service_or_an_unreadable_look_is_waiting():
+    assert judge(Look(), SHA, ["backend"]) == ("waiting", "service backend does not exist (yet)")
+    assert judge(Look(error="engine down"), SHA, ["backend"]) == ("waiting", "engine down")
+
+
+def swarm_settings(defaults, environ):
+    from fabfile.config import load_settings
+    from tests.conftest import ROOT
+    return load_settings(defaults, dict(environ, DEPLOY_TARGET="swarm"), cwd=ROOT)
+
+
+def test_the_dry_run_plan_of_a_swarm_deploy_shows_the_one_offs_and_the_stack_update(defaults,
+                                                                                     environ):
+    import io
+
+    from fabfile.deploy import print_plan
+    from fabfile.report import Reporter
+    out = io.StringIO()
+    print_plan(swarm_settings(defaults, environ), SHA, Reporter(stream=out), False, False, None,
+               False)
+    plan = out.getvalue()
+    order = ["take the deploy lock", "--> stage stack files", "--mode global-job",
+             '"$BACKEND_IMAGE" migrate-check',
+             "nice -n 19 pg_dump -h postgres", '"$BACKEND_IMAGE" migrate\'',
+             "docker stack deploy --with-registry-auth --resolve-image never --prune -c "
+             f"/opt/classroom-manager/releases/{SHA}/stack-app.yaml classroom-manager-app",
+             "--> watch 10s after the update", "--> prune", "rm -f /opt/classroom-manager/deploy.lock.json"]
+    positions = [plan.index(text) for text in order]
+    assert positions == sorted(positions), plan
+    assert "s3cret-db-pw" not in plan and "jwt-very-secret" not in plan
+
+
+def test_a_failed_swarm_update_is_undone_by_deploying_the_recorded_release_again(defaults,
+                                                                                 environ):
+    from fabfile.plan import RUNNING, SimulatedHost
+    from fabfile.shell import Result
+    from tests.unit.test_recovery import deploy_to
+
+    class GivesUp(SimulatedHost):
+        """Swarm gives up on the update of the new release (its task crashes)."""
+
+        def answer(self, command):
+            if self.stack_sha == SHA and command.argv[:3] == ("docker", "service", "inspect"):
+                return Result(0, json.dumps([inspected(n.split("_")[-1], RUNNING, "x", 2,
+                                                       "rollback_completed",
+                                                       stack="classroom-manager-app")
+                                             for n in command.argv[3:]]), "")
+            if self.stack_sha == SHA and command.argv[:3] == ("docker", "service", "ps"):
+                return Result(0, "".join(json.dumps({
+                    "Name": f"{name}.1", "Image": "x", "Node": "node-2", "DesiredState":
+                    "Shutdown", "CurrentState": "Failed 3 seconds ago",
+                    "Error": "task: non-zero exit (3)"}) + "\n" for name in command.argv[6:]), "")
+            return super().answer(command)
+
+    settings = swarm_settings(defaults, environ)
+    host = GivesUp(settings)
+    _, error = deploy_to(settings, host)
+    assert "Swarm gave up on the update of frontend (rollback_completed)" in error
+    assert "task: non-zero exit (3) (failed on node-2)" in error
+    assert host.stack_sha == RUNNING
+    end = host.ledger[-1]
+    assert end["result"] == "rolled_back" and end["undone"] == [
+        "deploy <running-sha again (Swarm may have rolled back to it already)",
+        "make sure <running-sha serves, healthy (restore it if not)"]
