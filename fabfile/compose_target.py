@@ -34,7 +34,6 @@ from .config import render_env
 from .errors import DeployError
 from .health import Outcome
 from .images import local_digests
-from .ledger import ReleaseLedger, good_releases, latest_backup, merge
 from .running import (
     RunningRelease,
     containers,
@@ -253,9 +252,7 @@ def prune_after_success(runner: Runner, settings: Settings, sha: str, previous: 
     """Remove this project's images and files no longer needed; a failure here only warns."""
     try:
         with reporter.step(f"prune (keeping the last {settings.KEEP_RELEASES} good releases)"):
-            entries = merge(runner.run(ReleaseLedger(settings).read(), check=False).stdout)
-            keep = {sha} | ({previous} if previous else set())
-            keep |= set(good_releases(entries)[:settings.KEEP_RELEASES])
+            keep, entries = prune.releases_to_keep(runner, settings, sha, previous)
             ours = containers(runner, settings)
             rows = prune.parse_images(runner.run(prune.project_images(settings)).stdout)
             refs = prune.choose_images(rows, keep, {c["Image"] for c in ours})
@@ -264,17 +261,9 @@ def prune_after_success(runner: Runner, settings: Settings, sha: str, previous: 
             stopped = prune.stopped(ours)
             if stopped:
                 runner.run(remove_containers(stopped), "removing stopped containers")
-            paths = []
-            newest_dump = posixpath.basename(latest_backup(entries) or "")  # for --restore-db
-            for listing, folder in ((prune.list_release_dirs(settings), "releases"),
-                                    (prune.list_backups(settings), "backups")):
-                names = runner.run(listing, check=False).stdout.split()
-                paths += [posixpath.join(settings.STAGING_DIR, folder, n)
-                          for n in prune.choose_files(names, keep, {newest_dump})]
-            if paths:
-                runner.run(prune.remove_paths(paths), "removing old release files")
+            files = prune.remove_old_files(runner, settings, keep, entries)
             reporter.note(f"removed {len(refs)} image references, {len(stopped)} stopped "
-                          f"containers, {len(paths)} old release folders/backups")
+                          f"containers, {files} old release folders/backups")
     except DeployError as exc:
         reporter.say(f"warning: prune failed (the deploy itself succeeded): {exc}")
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 import json
 import posixpath
 import re
-from typing import TYPE_CHECKING, Iterable, List
+from typing import TYPE_CHECKING, Iterable, List, Optional, Set, Tuple
 
 from .images import PROJECT_LABEL, ROLLBACK_TAG, release_tag
+from .ledger import Entry, ReleaseLedger, good_releases, latest_backup, merge
 from .shell import Command, cmd
 
 if TYPE_CHECKING:
     from .config import Settings
+    from .shell import Runner
 
 SHA_PREFIX = re.compile(r"^[0-9a-f]{40}($|-)")
 
@@ -77,3 +79,28 @@ def choose_files(names: List[str], keep_shas: Iterable[str], keep_names: Iterabl
 
 def remove_paths(paths: List[str]) -> Command:
     return cmd("rm", "-rf", "--", *paths)
+
+
+def releases_to_keep(runner: Runner, settings: Settings, sha: str,
+                     previous: Optional[str]) -> Tuple[Set[str], List[Entry]]:
+    """The releases prune keeps (this one, the one before, the last KEEP_RELEASES good ones),
+    and the ledger's entries they were chosen from."""
+    entries = merge(runner.run(ReleaseLedger(settings).read(), check=False).stdout)
+    keep = {sha} | ({previous} if previous else set())
+    return keep | set(good_releases(entries)[:settings.KEEP_RELEASES]), entries
+
+
+def remove_old_files(runner: Runner, settings: Settings, keep: Set[str],
+                     entries: List[Entry]) -> int:
+    """Release folders and dumps of releases not kept, except the newest dump (the one
+    `--restore-db` uses); returns how many were removed."""
+    paths = []
+    newest_dump = posixpath.basename(latest_backup(entries) or "")
+    for listing, folder in ((list_release_dirs(settings), "releases"),
+                            (list_backups(settings), "backups")):
+        names = runner.run(listing, check=False).stdout.split()
+        paths += [posixpath.join(settings.STAGING_DIR, folder, n)
+                  for n in choose_files(names, keep, {newest_dump})]
+    if paths:
+        runner.run(remove_paths(paths), "removing old release files")
+    return len(paths)

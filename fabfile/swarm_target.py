@@ -21,8 +21,7 @@ from . import swarm
 from .compose import ENV_FILE, compose_text, edge_dir, health_on_host, parse_http, release_dir
 from .config import render_env
 from .errors import DeployError, RemoteCommandError
-from .ledger import ReleaseLedger, good_releases, latest_backup, merge
-from .prune import choose_files, list_backups, list_release_dirs, remove_paths
+from .prune import releases_to_keep, remove_old_files
 from .running import RunningRelease
 from .shell import chain, cmd
 from .swarm import Look, app_stack, judge, service_name, version_of
@@ -333,18 +332,8 @@ class SwarmTarget:
         settings = self.settings
         try:
             with reporter.step(f"prune (keeping the last {settings.KEEP_RELEASES} good releases)"):
-                entries = merge(runner.run(ReleaseLedger(settings).read(), check=False).stdout)
-                keep = {sha} | ({previous} if previous else set())
-                keep |= set(good_releases(entries)[:settings.KEEP_RELEASES])
-                newest_dump = posixpath.basename(latest_backup(entries) or "")
-                paths = []
-                for listing, folder in ((list_release_dirs(settings), "releases"),
-                                        (list_backups(settings), "backups")):
-                    names = runner.run(listing, check=False).stdout.split()
-                    paths += [posixpath.join(settings.STAGING_DIR, folder, n)
-                              for n in choose_files(names, keep, {newest_dump})]
-                if paths:
-                    runner.run(remove_paths(paths), "removing old release files")
-                reporter.note(f"removed {len(paths)} old release folders/backups")
+                keep, entries = releases_to_keep(runner, settings, sha, previous)
+                files = remove_old_files(runner, settings, keep, entries)
+                reporter.note(f"removed {files} old release folders/backups")
         except (DeployError, RemoteCommandError) as exc:
             reporter.say(f"warning: prune failed (the deploy itself succeeded): {exc}")
