@@ -17,10 +17,10 @@ import posixpath
 import time
 from typing import TYPE_CHECKING, Dict, List, Optional
 
-from . import swarm
+from . import images, swarm
 from .compose import ENV_FILE, compose_text, edge_dir, health_on_host, parse_http, release_dir
 from .config import render_env
-from .errors import DeployError, RemoteCommandError
+from .errors import DeployError
 from .prune import releases_to_keep, remove_old_files
 from .running import RunningRelease
 from .shell import chain, cmd
@@ -109,9 +109,9 @@ class SwarmTarget:
                        compose_text(settings, posixpath.join("edge", swarm.EDGE_CONFIG)), 0o644)
         if settings.REGISTRY_PULL_USER:
             with reporter.step(f"log in to {settings.REGISTRY} on the manager"):
-                runner.run(cmd("docker", "login", "--username", settings.REGISTRY_PULL_USER,
-                               "--password-stdin", "--", settings.REGISTRY,
-                               stdin=settings.REGISTRY_PULL_PASSWORD), "docker login on the host")
+                runner.run(images.login(settings.REGISTRY, settings.REGISTRY_PULL_USER,
+                                        settings.REGISTRY_PULL_PASSWORD or ""),
+                           "docker login on the host")
         self.stable_stack(runner, reporter, directory, env, journal)
         with reporter.step("pull the release's images on every node (a restore then needs no "
                            "registry)"):
@@ -335,5 +335,5 @@ class SwarmTarget:
                 keep, entries = releases_to_keep(runner, settings, sha, previous)
                 files = remove_old_files(runner, settings, keep, entries)
                 reporter.note(f"removed {files} old release folders/backups")
-        except (DeployError, RemoteCommandError) as exc:
+        except DeployError as exc:
             reporter.say(f"warning: prune failed (the deploy itself succeeded): {exc}")
