@@ -134,6 +134,10 @@ def list_tasks(names: Sequence[str]) -> Command:
     return cmd("docker", "service", "ps", "--no-trunc", "--format", "{{json .}}", *names)
 
 
+def list_nodes() -> Command:
+    return cmd("docker", "node", "ls", "--format", "{{json .}}")
+
+
 def service_logs(names: Sequence[str], tail: str, since: Optional[str], follow: bool) -> Command:
     """`docker service logs` of each service (at once, when several), as deploy.logs shows them."""
     flags = ["--tail", tail] + (["--since", since] if since else []) + (["--follow"] if follow else [])
@@ -229,6 +233,27 @@ def parse_tasks(output: str, stack: str) -> List[Task]:
     return tasks
 
 
+def parse_down_nodes(output: str) -> List[str]:
+    """`docker node ls` JSON lines -> the hostnames of the nodes that are not Ready (down,
+    unknown, disconnected): the last state their tasks reported is not to be believed."""
+    down = []
+    for line in output.splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if row.get("Status", "Ready") != "Ready":
+            down.append(row.get("Hostname", "?"))
+    return sorted(down)
+
+
+def nodes_down_note(down: Sequence[str]) -> str:
+    if not down:
+        return ""
+    return (f"node {', '.join(down)} {'is' if len(down) == 1 else 'are'} down: Swarm runs "
+            "the tasks on the other nodes, and tasks there are not counted")
+
+
 @dataclass
 class Look:
     """One look at the app stack: its services, their tasks, and what the public port says."""
@@ -237,6 +262,7 @@ class Look:
     status: Optional[int] = None
     version: Optional[str] = None
     error: str = ""
+    down: List[str] = field(default_factory=list)   # nodes not Ready
 
 
 def version_of(body: str) -> Optional[str]:
@@ -256,8 +282,9 @@ def failed_task_error(look: Look, service: str) -> str:
 
 def judge(look: Look, sha: str, services: Sequence[str]) -> tuple:
     """(state, reason) of release `sha` in this look: "healthy" (every service runs `sha` at
-    its full replica count and the public port answers 200 with it), "failed" (Swarm gave up
-    on the update: the task's error), or "waiting"."""
+    its full replica count on Ready nodes and the public port answers 200 with it), "failed"
+    (Swarm gave up on the update: the task's error), or "waiting". A task on a node that is
+    down is not counted, whatever it last reported: Swarm replaces it on the other nodes."""
     if look.error:
         return "waiting", look.error
     for name in services:
@@ -274,11 +301,13 @@ def judge(look: Look, sha: str, services: Sequence[str]) -> tuple:
             return "failed", f"Swarm gave up on the update of {name} ({service.update}): {why}"
         if service.sha != sha:
             return "waiting", f"{name} runs {service.sha[:12] or 'another release'}"
-        running = [t for t in look.tasks if t.service == name and t.running]
+        running = [t for t in look.tasks if t.service == name and t.running
+                   and t.node not in look.down]
         if len(running) != service.replicas or any(t.image != service.image for t in running):
             return "waiting", f"{name}: {len(running)} of {service.replicas} tasks of {sha[:12]} running"
         if service.update == "updating":
             return "waiting", f"{name}: update in progress"
     if look.status != 200 or look.version != sha:
         return "waiting", f"public port answered {look.status} with version {look.version}"
-    return "healthy", f"{len(services)} services at full strength; health 200 with the version"
+    reason = f"{len(services)} services at full strength; health 200 with the version"
+    return "healthy", "; ".join(filter(None, [reason, nodes_down_note(look.down)]))

@@ -56,6 +56,7 @@ class SwarmTarget:
                 runner.run(swarm.inspect_services(names), "docker service inspect").stdout, stack)
             look.tasks = swarm.parse_tasks(
                 runner.run(swarm.list_tasks(names), "docker service ps").stdout, stack)
+            look.down = swarm.parse_down_nodes(runner.run(swarm.list_nodes(), check=False).stdout)
         status, body = parse_http(runner.run(health_on_host(self.settings), check=False,
                                              timeout=10).stdout)
         if status == 200:  # the public URL, from here, must agree
@@ -116,7 +117,7 @@ class SwarmTarget:
         with reporter.step("pull the release's images on every node (a restore then needs no "
                            "registry)"):
             for service in self.services:
-                self.prefetch(runner, service, env[f"{service.upper()}_IMAGE"])
+                self.prefetch(runner, reporter, service, env[f"{service.upper()}_IMAGE"])
         summary.backup = self.migrate(runner, reporter, sha, directory, journal)
         if running.sha is None:
             journal.on_failure(self.remove_app_stack(runner))
@@ -167,21 +168,33 @@ class SwarmTarget:
                 runner.run(swarm.reload_edge(edge), "reloading the edge proxy")
             runner.put(digest_path, digest + "\n")
 
-    def prefetch(self, runner: Runner, service: str, ref: str) -> None:
-        """Run a global job of `ref` (every node pulls it), wait for every task to end."""
+    def prefetch(self, runner: Runner, reporter: Reporter, service: str, ref: str) -> None:
+        """Run a global job of `ref` (every node pulls it), wait for every task to end (on a
+        node that is down, it never will: that node is said and skipped)."""
         name = f"{self.settings.project}-pull-{service}"
         runner.run(swarm.remove_service(name), check=False)   # left by an interrupted deploy
         runner.run(swarm.prefetch_job(self.settings, name, ref), f"pulling {service} on the nodes")
         deadline = runner.clock() + CONVERGE_DEADLINE
+        down: List[str] = []
         try:
             while True:
                 tasks = swarm.parse_tasks(runner.run(swarm.list_tasks([name])).stdout, name)
-                if tasks and all(t.current.split(" ")[0] in swarm.ENDED for t in tasks):
+                pending = [t for t in tasks if t.current.split(" ")[0] not in swarm.ENDED]
+                if pending:
+                    down = swarm.parse_down_nodes(runner.run(swarm.list_nodes(),
+                                                             check=False).stdout)
+                    pending = [t for t in pending if t.node not in down]
+                if tasks and not pending:
                     break
                 if runner.clock() > deadline:
                     raise DeployError(f"the nodes did not pull {service} in time")
                 runner.sleep(0.5)
-            failed = [t for t in tasks if not t.current.startswith("Complete")]
+            failed = [t for t in tasks
+                      if not t.current.startswith("Complete") and t.node not in down]
+            skipped = sorted({t.node for t in tasks if t.node in down})
+            if skipped:
+                reporter.note(f"node {', '.join(skipped)} is down: it did not pull {service} (it "
+                              "would need the registry to run it)")
             if failed:
                 raise DeployError(f"node {failed[0].node} could not pull {service}: "
                                   f"{failed[0].error or failed[0].current}")
@@ -235,9 +248,14 @@ class SwarmTarget:
         """Poll until every app service runs `sha` at full strength and the public port says
         so; raise with the task's error if Swarm gave up, or at the deadline."""
         started, noted = runner.clock(), 0.0
+        down: List[str] = []
         while True:
-            state, reason = judge(self.look(runner), sha, self.services)
+            look = self.look(runner)
+            state, reason = judge(look, sha, self.services)
             waited = runner.clock() - started
+            if look.down and look.down != down:
+                reporter.note(swarm.nodes_down_note(look.down))
+            down = look.down
             if state == "healthy":
                 return reason
             if state == "failed":

@@ -137,3 +137,31 @@ def test_two_deploys_at_once_one_waits_for_the_lock_and_the_ledger_stays_true(sw
     assert history[0]["sha"] == a and history[0]["result"] == "succeeded"
     assert all(h["sha"] != b for h in history)
 
+
+
+def test_a_worker_node_stopping_mid_deploy_leaves_the_url_answering(swarm_env, first):
+    """A worker goes away (stopped: its address no longer answers) while the update rolls out.
+    The deploy converges on the nodes that remain, or fails with the previous release serving;
+    the public URL answers throughout, and the command says which it was."""
+    good = release("swarm-before-node-stop")
+    assert deploy(swarm_env, good).returncode == 0
+    sha = release("swarm-node-stop", parent=good)
+    worker = nodes.NODES[2]
+
+    def deploy_while_a_worker_stops():
+        running = DeployProcess(swarm_env, sha)
+        running.wait_for_line("--> update the app stack")
+        subprocess.run(["docker", "stop", "-t", "0", worker], check=True, capture_output=True)
+        return running.finish(), running.output
+
+    try:
+        (code, output), stats, answers = under_load(deploy_while_a_worker_stops)
+        assert stats.failed == 0, stats.line()
+        assert "node swarm-3 is down" in output, output
+        print(f"\nWORKER STOPPED: the deploy exited {code}")
+        expected = sha if code == 0 else good     # converged, or failed with `good` serving
+        assert health() == (200, expected) and answers[-1].version == expected, output
+        assert "deploy SUCCEEDED" in output if code == 0 else code == 1
+    finally:
+        subprocess.run(["docker", "start", worker], check=True, capture_output=True)
+        testbed.up(swarm=True)   # the node rejoins; the next test finds three Ready nodes

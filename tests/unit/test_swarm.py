@@ -94,6 +94,23 @@ def test_a_release_is_healthy_only_at_full_strength_and_with_the_public_port_agr
     assert judge(look(services, full, status=None), SHA, ["frontend", "backend"])[0] == "waiting"
 
 
+def test_tasks_on_a_node_that_is_down_are_not_counted_and_the_node_is_named():
+    out = "\n".join(json.dumps(r) for r in [
+        {"Hostname": "swarm-1", "Status": "Ready", "Availability": "Active"},
+        {"Hostname": "swarm-3", "Status": "Down", "Availability": "Active"}])
+    assert swarm.parse_down_nodes(out + "\nnot json") == ["swarm-3"]
+    services = [Service("backend", SHA, "b@1", 2)]
+    # swarm-3 went away: its task still says Running; Swarm starts a replacement elsewhere
+    tasks = [running("backend", "b@1"), running("backend", "b@1", "swarm-3")]
+    seen = look(services, tasks)
+    seen.down = ["swarm-3"]
+    assert judge(seen, SHA, ["backend"]) == ("waiting", f"backend: 1 of 2 tasks of {SHA[:12]} running")
+    seen.tasks.append(running("backend", "b@1", "swarm-2"))
+    state, reason = judge(seen, SHA, ["backend"])
+    assert state == "healthy" and "node swarm-3 is down" in reason
+    assert judge(look(services, seen.tasks), SHA, ["backend"])[0] == "waiting"   # 3 of 2
+
+
 def test_swarm_giving_up_is_a_failure_with_the_tasks_error_but_an_earlier_updates_is_not():
     rolled_back = Service("backend", OLD, "b@0", 2, "rollback_completed", "rollback completed")
     failed_task = Task("backend", "b@1", "swarm-2", "Shutdown", "Failed 5 seconds ago",
@@ -169,3 +186,27 @@ def test_a_failed_swarm_update_is_undone_by_deploying_the_recorded_release_again
     assert end["result"] == "rolled_back" and end["undone"] == [
         "deploy <running-sha again (Swarm may have rolled back to it already)",
         "make sure <running-sha serves, healthy (restore it if not)"]
+
+
+def test_a_node_that_is_down_does_not_hold_up_the_pull_of_the_images(defaults, environ):
+    from fabfile.plan import SimulatedHost
+    from fabfile.shell import Result
+    from tests.unit.test_recovery import deploy_to
+
+    class NodeDown(SimulatedHost):
+        """node-3 is down: its task of each pull job stays Assigned for ever."""
+
+        def answer(self, command):
+            if command.argv[:3] == ("docker", "service", "ps") and "-pull-" in command.argv[-1]:
+                return Result(0, "".join(json.dumps({
+                    "Name": f"{command.argv[-1]}.{n}", "Image": "x", "Node": n, "DesiredState":
+                    "Complete" if n != "node-3" else "Running", "CurrentState":
+                    "Complete 1 second ago" if n != "node-3" else "Assigned 9 seconds ago",
+                    "Error": ""}) + "\n" for n in ("node-1", "node-2", "node-3")), "")
+            if command.argv[:3] == ("docker", "node", "ls"):
+                return Result(0, json.dumps({"Hostname": "node-3", "Status": "Down"}) + "\n", "")
+            return super().answer(command)
+
+    plan, error = deploy_to(swarm_settings(defaults, environ), NodeDown(swarm_settings(
+        defaults, environ)))
+    assert error is None
