@@ -271,12 +271,14 @@ def testbed_down(c: Context, images: bool = False) -> None:
     down(remove_images=images)
 
 
-@task(help={"runs": "runs of each scenario (median reported; default 5)"})
+@task(help={"runs": "runs of each scenario (median reported; default 5)",
+            "swarm-runs": "runs of each scenario on the testbed's swarm (default 3; 0: none)"})
 @user_errors
-def bench(c: Context, runs: str = "5") -> None:
-    """Benchmark the story's original pipeline against ours on the testbed -> docs/BENCHMARKS.md."""
+def bench(c: Context, runs: str = "5", swarm_runs: str = "3") -> None:
+    """Benchmark the story's original pipeline against ours (compose and swarm) -> docs/BENCHMARKS.md."""
     from testbed.bench import main
-    print(main(whole_number("--runs", runs)))
+    print(main(whole_number("--runs", runs),
+               0 if swarm_runs == "0" else whole_number("--swarm-runs", swarm_runs)))
 
 
 @task(name="bench-db", help={"runs": "deploys per size and side (median reported; default 3)"})

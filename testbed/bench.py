@@ -9,6 +9,9 @@ own compose project `baseline` on the host, published on 127.0.0.1:8081; ours is
 against the real project on 127.0.0.1:8080. Each gets its own steady 50 requests/s on
 /api/health. To fit in a quarter of an hour, ours runs while the baseline sleeps its 30 s: the
 baseline's pull, up and prune have the host to themselves, and ours overlaps only its idle wait.
+
+Then the same scenarios on the Swarm target (`inv testbed.up --swarm`: three nodes, the app on
+127.0.0.1:8082, same releases, same load) for `--swarm-runs` runs: a third column.
 """
 import os
 import platform
@@ -25,6 +28,7 @@ import yaml
 from dotenv import dotenv_values
 
 import testbed
+from testbed import swarm
 from testbed.commits import make_commit
 from testbed.load import SteadyLoad, first_serving
 from testbed.timeline import Timeline, draw
@@ -33,6 +37,9 @@ ROOT = testbed.ROOT
 DEFAULTS = yaml.safe_load((ROOT / "invoke.yaml").read_text())["deploy"]
 OURS_URL = f"http://127.0.0.1:{testbed.HTTP_PORT}/api/health"
 BASELINE_URL = f"http://127.0.0.1:{testbed.BASELINE_HTTP_PORT}/api/health"
+SWARM_URL = f"http://127.0.0.1:{swarm.HTTP_PORT}/api/health"
+SIDES = {"baseline": "baseline (story's pipeline)", "ours": "ours (`inv deploy.staging`)",
+         "swarm": "ours on Swarm, 3 nodes (`DEPLOY_TARGET=swarm`)"}
 BASELINE_DIR = "/opt/baseline"
 
 
@@ -130,11 +137,13 @@ class Beside:
 
 
 class Bench:
-    def __init__(self, runs: int, say=print):
-        self.runs, self.say = runs, say
+    def __init__(self, runs: int, swarm_runs: int = 3, say=print):
+        self.runs, self.swarm_runs, self.say = runs, swarm_runs, say
         self.env = {k: v for k, v in os.environ.items()
                     if not k.startswith(("STAGING_", "REGISTRY", "GITHUB_"))}
         self.env["DEPLOY_ENV_FILE"] = str(testbed.ENV_FILE)
+        self.targets = {"ours": (self.env, OURS_URL),
+                        "swarm": (dict(self.env, DEPLOY_ENV_FILE=str(swarm.ENV_FILE)), SWARM_URL)}
         self.results: Dict[str, Dict[str, List[Run]]] = {}
         self.timelines: Dict[str, Dict[str, Timeline]] = {}   # the last run of each
 
@@ -146,14 +155,15 @@ class Bench:
                  f"gap {run.longest_gap:5.1f}s{extra}")
 
     # ---- ours -------------------------------------------------------------------------------
-    def ours(self, scenario: str, sha: str):
+    def ours(self, scenario: str, sha: str, side: str = "ours"):
+        env, url = self.targets[side]
         result, wall, answers, load, started = under_load(
-            OURS_URL, lambda: inv("deploy.staging", "--sha", sha, env=self.env))
-        self.timelines.setdefault(scenario, {})["ours"] = Timeline(
+            url, lambda: inv("deploy.staging", "--sha", sha, env=env))
+        self.timelines.setdefault(scenario, {})[side] = Timeline(
             answers, started, started + wall, step_marks(result.stdout, started, wall))
         expected_failure = scenario != "good release"
         if (result.returncode != 0) != expected_failure:
-            raise RuntimeError(f"ours/{scenario}: unexpected result\n{result.stdout}{result.stderr}")
+            raise RuntimeError(f"{side}/{scenario}: unexpected result\n{result.stdout}{result.stderr}")
         # when the old release answered again: after the last failed request (0: it never stopped)
         run = Run(wall, load.failed, load.longest_gap, load.last_failure or 0.0, kinds=load.kinds,
                   reported_ok=result.returncode == 0)
@@ -165,18 +175,19 @@ class Bench:
         if watched:
             run.extra["watch"] = float(watched.group(1))
         run.extra.update(step_times(result.stdout))
-        self.record(scenario, "ours", run)
+        self.record(scenario, side, run)
 
-    def ours_rollback(self):
+    def ours_rollback(self, side: str = "ours"):
+        env, url = self.targets[side]
         result, wall, answers, load, started = under_load(
-            OURS_URL, lambda: inv("deploy.rollback", env=self.env))
-        self.timelines.setdefault("rollback", {})["ours"] = Timeline(
+            url, lambda: inv("deploy.rollback", env=env))
+        self.timelines.setdefault("rollback", {})[side] = Timeline(
             answers, started, started + wall, step_marks(result.stdout, started, wall))
         if result.returncode != 0:
             raise RuntimeError(f"rollback failed\n{result.stdout}{result.stderr}")
         run = Run(wall, load.failed, load.longest_gap, kinds=load.kinds)
         run.extra.update(step_times(result.stdout))
-        self.record("rollback", "ours", run)
+        self.record("rollback", side, run)
 
     # ---- baseline ---------------------------------------------------------------------------
     def point_latest_at(self, sha: str):
@@ -282,7 +293,24 @@ class Bench:
             self.ours_rollback()   # back to the good release before the current one
             running["ours"] = self.good[1] if running["ours"] == self.good[0] else self.good[0]
         on_host(f"cd {BASELINE_DIR} && docker compose down")
+        if self.swarm_runs:
+            self.run_swarm(broken)
         return self.report(time.monotonic() - started)
+
+    def run_swarm(self, broken: Dict[str, str]):
+        """The same releases and scenarios on the testbed's swarm (their images are pushed)."""
+        testbed.up(swarm=True)
+        if inv("deploy.staging", "--sha", self.good[0], env=self.targets["swarm"][0]).returncode:
+            raise RuntimeError("could not deploy a bench release to the swarm")
+        running = self.good[0]
+        for i in range(self.swarm_runs):
+            self.say(f"swarm run {i + 1} of {self.swarm_runs}")
+            running = self.good[1] if running == self.good[0] else self.good[0]
+            self.ours("good release", running, "swarm")
+            for scenario, sha in broken.items():
+                self.ours(scenario, sha, "swarm")
+            self.ours_rollback("swarm")
+            running = self.good[1] if running == self.good[0] else self.good[0]
 
     def report(self, took: float) -> str:
         def med(side, scenario, attr):
@@ -305,13 +333,25 @@ class Bench:
             f"side gets its own steady 50 requests/s on `/api/health`; ours runs while the baseline "
             f"sleeps its 30 s (the baseline's pull, up and prune have the host to themselves). "
             f"Took {took / 60:.1f} min.", "",
-            "| scenario | measure | baseline (story's pipeline) | ours (`inv deploy.staging`) |",
-            "|---|---|---|---|",
         ]
-        def row(scenario, measure, attr, unit="s", digits=1, baseline=None, ours=None):
-            left = baseline or cell(med("baseline", scenario, attr), unit, digits)
-            right = ours or cell(med("ours", scenario, attr), unit, digits)
-            lines.append(f"| {scenario} | {measure} | {left} | {right} |")
+        sides = [side for side in SIDES if any(side in r for r in self.results.values())]
+        if "swarm" in sides:
+            lines += [f"The Swarm column: the same releases and load on the testbed's three-node "
+                      f"swarm (`inv testbed.up --swarm`), medians of {self.swarm_runs} runs, "
+                      "after the others (nothing else ran meanwhile). Its updates are Swarm's "
+                      "own: one task at a time, start-first, `monitor` and `delay` 10 s "
+                      "(compose/stack-app.yaml), then our watch window.", ""]
+        lines += ["| scenario | measure | " + " | ".join(SIDES[s] for s in sides) + " |",
+                  "|---|---|" + "---|" * len(sides)]
+
+        def row(scenario, measure, attr, unit="s", digits=1, **given):
+            cells = [given.get(side) or cell(med(side, scenario, attr), unit, digits)
+                     for side in sides]
+            lines.append(f"| {scenario} | {measure} | " + " | ".join(cells) + " |")
+
+        def never_stopped(side, scenario):
+            runs = self.results.get(scenario, {}).get(side, [])
+            return "it never stopped answering" if runs and all(r.failed == 0 for r in runs) else None
 
         def verdicts(side, scenario):
             runs = self.results.get(scenario, {}).get(side, [])
@@ -320,24 +360,24 @@ class Bench:
 
         for scenario in ("good release",) + BROKEN:
             row(scenario, "the command reported", "reported_ok",
-                baseline=verdicts("baseline", scenario), ours=verdicts("ours", scenario))
+                **{side: verdicts(side, scenario) for side in sides})
             row(scenario, "wall time until the command exits", "wall")
             row(scenario, "failed requests", "failed", "", 0)
             row(scenario, "longest gap without a successful answer", "longest_gap")
             if scenario != "good release":
-                ours_runs = self.results.get(scenario, {}).get("ours", [])
-                never_stopped = bool(ours_runs) and all(r.failed == 0 for r in ours_runs)
                 row(scenario, "previous release answers again after", "recovered",
-                    baseline="never (no rollback)",
-                    ours="it never stopped answering" if never_stopped else None)
+                    baseline="never (no rollback)", ours=never_stopped("ours", scenario),
+                    swarm=never_stopped("swarm", scenario))
                 row(scenario, "failure detected (the step that saw it)", "detect",
-                    baseline="after sleep 30")
+                    baseline="after sleep 30", swarm="Swarm's rollback or our watch")
         row("rollback", "wall time", "wall", baseline="n/a (none)")
         row("rollback", "failed requests", "failed", "", 0, baseline="n/a")
-        seen = [f"{scenario}: {r.kinds}" for scenario, sides in self.results.items()
-                for r in sides.get("ours", []) if r.kinds]
-        if seen:
-            lines += ["", "Every failed request of ours, by run: " + "; ".join(seen) + "."]
+        for side in ("ours", "swarm"):
+            seen = [f"{scenario}: {r.kinds}" for scenario, by_side in self.results.items()
+                    for r in by_side.get(side, []) if r.kinds]
+            if seen:
+                lines += ["", f"Every failed request of {SIDES[side]}, by run: "
+                          + "; ".join(seen) + "."]
         pull = med("baseline", "good release", "pull")
         healthy = med("baseline", "good release", "to-healthy")
         ours_good = med("ours", "good release", "wall")
@@ -351,15 +391,16 @@ class Bench:
                       f"{watch:.1f}s of watch window after the switch (the new release already "
                       f"serves users then; WATCH_SECONDS) and the {settle:.0f}s settle of the "
                       f"candidate check (HEALTH_SETTLE) = **{overhead:.1f}s**."]
-        for scenario in ("good release", "rollback"):
-            steps = sorted({k for r in self.results.get(scenario, {}).get("ours", [])
+        for side, scenario in [(s, n) for s in ("ours", "swarm") for n in ("good release",
+                                                                             "rollback")]:
+            steps = sorted({k for r in self.results.get(scenario, {}).get(side, [])
                             for k in r.extra if k.startswith("step: ")},
-                           key=lambda k: -(med("ours", scenario, k) or 0))
+                           key=lambda k, sc=scenario, si=side: -(med(si, sc, k) or 0))
             if steps:
-                lines += ["", f"Where the time of ours goes, {scenario} (median seconds per step, "
-                          "from its step lines; the rest is starting the tool and connecting):", "",
-                          "| step | seconds |", "|---|---|"]
-                lines += [f"| {k[6:]} | {med('ours', scenario, k):.2f} |" for k in steps]
+                lines += ["", f"Where the time of {SIDES[side]} goes, {scenario} (median seconds "
+                          "per step, from its step lines; the rest is starting the tool and "
+                          "connecting):", "", "| step | seconds |", "|---|---|"]
+                lines += [f"| {k[6:]} | {med(side, scenario, k):.2f} |" for k in steps]
         return "\n".join(lines) + "\n"
 
 
@@ -367,21 +408,20 @@ def draw_timelines(bench: Bench, folder) -> str:
     """A PNG per scenario in `folder` (baseline above ours); the Markdown that shows them."""
     lines = ["", "## Timelines", "",
              "What the steady load on each side's public port got during one deploy (the last "
-             "run of each scenario), 100 ms at a time: 200 in green, 5xx in orange, no answer "
+             "run of each scenario; baseline, ours, ours on Swarm from the top), 100 ms at a "
+             "time: 200 in green, 5xx in orange, no answer "
              "(timeout, refused connection) in red; dotted lines are the steps as the command "
              "printed them; the shaded part is until the command exited.", ""]
     for scenario, sides in bench.timelines.items():
         slug = re.sub(r"[^a-z0-9]+", "-", scenario.lower()).strip("-")
-        ordered = {name: sides[side] for side, name in
-                   (("baseline", "baseline (story's pipeline)"), ("ours", "ours (inv deploy.staging)"))
-                   if side in sides}
+        ordered = {SIDES[side].replace("`", ""): sides[side] for side in SIDES if side in sides}
         draw(str(folder / f"bench-{slug}.png"), scenario, ordered)
         lines += [f"![{scenario}: baseline above, ours below](bench-{slug}.png)", ""]
     return "\n".join(lines)
 
 
-def main(runs: int = 5) -> str:
-    bench = Bench(runs)
+def main(runs: int = 5, swarm_runs: int = 3) -> str:
+    bench = Bench(runs, swarm_runs)
     text = bench.run()
     out = ROOT / "docs" / "BENCHMARKS.md"
     out.parent.mkdir(exist_ok=True)
