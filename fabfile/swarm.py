@@ -57,11 +57,19 @@ def service_name(settings: Settings, service: str) -> str:
     return f"{app_stack(settings)}_{service}"
 
 
+def update_window(settings: Settings) -> str:
+    """Swarm's `monitor` and `delay` for each task of an update: as long as the compose target
+    watches a new release, candidate check (about 5 s) and watch window together. A task that
+    fails within it is rolled back while an old task of the service still serves."""
+    return f"{settings.WATCH_SECONDS + 5:.0f}s"
+
+
 def release_env(settings: Settings, sha: str, pinned: Mapping[str, str]) -> Dict[str, str]:
     """The release's .env: the compose target's variables, with the images pinned by digest and
-    the network and node label of the Swarm stacks."""
+    the network, node label and update window of the Swarm stacks."""
     env = settings.app_env(sha)
-    env.update(APP_NETWORK=network(settings), DATA_LABEL=data_label(settings))
+    env.update(APP_NETWORK=network(settings), DATA_LABEL=data_label(settings),
+               UPDATE_WINDOW=update_window(settings))
     for service, ref in pinned.items():
         env[f"{service.upper()}_IMAGE"] = ref
     return env

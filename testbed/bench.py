@@ -393,14 +393,15 @@ class Bench:
                       f"candidate check (HEALTH_SETTLE) = **{overhead:.1f}s**."]
         for side, scenario in [(s, n) for s in ("ours", "swarm") for n in ("good release",
                                                                              "rollback")]:
-            steps = sorted({k for r in self.results.get(scenario, {}).get(side, [])
-                            for k in r.extra if k.startswith("step: ")},
-                           key=lambda k, sc=scenario, si=side: -(med(si, sc, k) or 0))
+            medians = {k: med(side, scenario, k) or 0.0
+                       for r in self.results.get(scenario, {}).get(side, [])
+                       for k in r.extra if k.startswith("step: ")}
+            steps = sorted(medians, key=lambda k: -medians[k])
             if steps:
                 lines += ["", f"Where the time of {SIDES[side]} goes, {scenario} (median seconds "
                           "per step, from its step lines; the rest is starting the tool and "
                           "connecting):", "", "| step | seconds |", "|---|---|"]
-                lines += [f"| {k[6:]} | {med(side, scenario, k):.2f} |" for k in steps]
+                lines += [f"| {k[6:]} | {medians[k]:.2f} |" for k in steps]
         return "\n".join(lines) + "\n"
 
 

@@ -42,6 +42,8 @@ def test_release_env_pins_images_and_names_the_swarm_parts(settings):
     assert env["FRONTEND_IMAGE"] == "r/f@sha256:1" and env["BACKEND_IMAGE"] == "r/b@sha256:2"
     assert env["APP_NETWORK"] == "classroom-manager-net"
     assert env["DATA_LABEL"] == "classroom-manager.data" and env["RELEASE_SHA"] == SHA
+    # Swarm watches each new task as long as the compose target watches a release
+    assert env["UPDATE_WINDOW"] == f"{settings.WATCH_SECONDS + 5:.0f}s"
 
 
 def test_the_stable_digest_changes_with_a_value_the_stack_reads_only():
