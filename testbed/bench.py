@@ -339,8 +339,10 @@ class Bench:
             lines += [f"The Swarm column: the same releases and load on the testbed's three-node "
                       f"swarm (`inv testbed.up --swarm`), medians of {self.swarm_runs} runs, "
                       "after the others (nothing else ran meanwhile). Its updates are Swarm's "
-                      "own: one task at a time, start-first, `monitor` and `delay` 10 s "
-                      "(compose/stack-app.yaml), then our watch window.", ""]
+                      "own: one task at a time, start-first, `monitor` and `delay` of WATCH_SECONDS "
+                      "+ 5 s, 15 s here (compose/stack-app.yaml), then our watch window; a "
+                      "failed update is undone by deploying the previous release again, with "
+                      "the same update (hence the broken releases' wall time).", ""]
         lines += ["| scenario | measure | " + " | ".join(SIDES[s] for s in sides) + " |",
                   "|---|---|" + "---|" * len(sides)]
 
@@ -417,7 +419,8 @@ def draw_timelines(bench: Bench, folder) -> str:
         slug = re.sub(r"[^a-z0-9]+", "-", scenario.lower()).strip("-")
         ordered = {SIDES[side].replace("`", ""): sides[side] for side in SIDES if side in sides}
         draw(str(folder / f"bench-{slug}.png"), scenario, ordered)
-        lines += [f"![{scenario}: baseline above, ours below](bench-{slug}.png)", ""]
+        names = ", ".join(name.split(" (")[0] for name in ordered)
+        lines += [f"![{scenario}: {names} from the top](bench-{slug}.png)", ""]
     return "\n".join(lines)
 
 

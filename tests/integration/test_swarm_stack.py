@@ -100,7 +100,7 @@ def test_a_broken_release_is_rolled_back_with_no_failed_request(swarm_env, first
     assert history[0]["sha"] == bad and history[0]["result"] == "rolled_back"
 
 
-def test_rollback_and_rollback_to_work_with_the_registry_stopped(swarm_env, first):
+def test_rollback_and_rollback_to_work_with_the_registry_stopped_and_older_is_refused(swarm_env, first):
     a = release("swarm-rb-a")
     assert deploy(swarm_env, a).returncode == 0
     b = release("swarm-rb-b", parent=a)
@@ -117,6 +117,10 @@ def test_rollback_and_rollback_to_work_with_the_registry_stopped(swarm_env, firs
         subprocess.run(["docker", "start", testbed.REGISTRY], check=True, capture_output=True)
         testbed.wait_for("registry", lambda: testbed.ok("curl", "-s", "-o", "/dev/null",
                                                         f"http://127.0.0.1:{testbed.REGISTRY_PORT}/v2/"))
+    # as on the compose target: an older sha than the running one is refused (--force)
+    refused = deploy(swarm_env, a)
+    assert refused.returncode == 1 and "older than the running" in refused.stderr, refused.output
+    assert health() == (200, b)
 
 
 def test_status_reads_the_release_from_the_services(swarm_env, first):
