@@ -18,7 +18,7 @@ import posixpath
 import re
 import shlex
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Dict, Iterator, List, Mapping, Optional, Sequence
 
 from .compose import ENV_FILE, release_dir
 from .shell import Command, cmd
@@ -226,13 +226,19 @@ def parse_services(output: str, stack: str) -> Dict[str, Service]:
     return services
 
 
-def parse_tasks(output: str, stack: str) -> List[Task]:
-    tasks = []
+def json_rows(output: str) -> Iterator[dict]:
+    """The rows of a `docker ... --format '{{json .}}'` listing; a line that is not JSON (a
+    warning the CLI printed) is skipped."""
     for line in output.splitlines():
         try:
-            row = json.loads(line)
+            yield json.loads(line)
         except ValueError:
             continue
+
+
+def parse_tasks(output: str, stack: str) -> List[Task]:
+    tasks = []
+    for row in json_rows(output):
         service = row.get("Name", "").split(".")[0]
         service = service[len(stack) + 1:] if service.startswith(stack + "_") else service
         tasks.append(Task(service, row.get("Image", ""), row.get("Node", ""),
@@ -244,15 +250,8 @@ def parse_tasks(output: str, stack: str) -> List[Task]:
 def parse_down_nodes(output: str) -> List[str]:
     """`docker node ls` JSON lines -> the hostnames of the nodes that are not Ready (down,
     unknown, disconnected): the last state their tasks reported is not to be believed."""
-    down = []
-    for line in output.splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if row.get("Status", "Ready") != "Ready":
-            down.append(row.get("Hostname", "?"))
-    return sorted(down)
+    return sorted(row.get("Hostname", "?") for row in json_rows(output)
+                  if row.get("Status", "Ready") != "Ready")
 
 
 def nodes_down_note(down: Sequence[str]) -> str:
