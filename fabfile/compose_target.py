@@ -20,6 +20,7 @@ from .compose import (
     RELEASE_FILES,
     SLOTS,
     ComposeCommands,
+    all_containers,
     compose_text,
     edge_dir,
     entry_conf,
@@ -31,9 +32,10 @@ from .compose import (
     strip_terminal_codes,
 )
 from .config import render_env
-from .errors import DeployError
+from .errors import DeployError, RemoteCommandError
 from .health import Outcome
 from .images import local_digests
+from .ledger import merge
 from .running import (
     RunningRelease,
     containers,
@@ -252,18 +254,26 @@ def prune_after_success(runner: Runner, settings: Settings, sha: str, previous: 
     """Remove this project's images and files no longer needed; a failure here only warns."""
     try:
         with reporter.step(f"prune (keeping the last {settings.KEEP_RELEASES} good releases)"):
-            keep, entries = prune.releases_to_keep(runner, settings, sha, previous)
-            ours = containers(runner, settings)
-            rows = prune.parse_images(runner.run(prune.project_images(settings)).stdout)
-            refs = prune.choose_images(rows, keep, {c["Image"] for c in ours})
-            if refs:
-                runner.run(prune.remove_images(refs), "removing old images")
+            *files_read, listing, image_list = runner.run_all(
+                [*prune.file_reads(settings), all_containers(), prune.project_images(settings)],
+                "reading what prune may remove")
+            for read, what in ((listing, "listing containers"), (image_list, "listing images")):
+                if not read.ok:
+                    raise RemoteCommandError(what, read.tail())
+            entries = merge(files_read[0].stdout)
+            keep = prune.releases_to_keep(entries, settings, sha, previous)
+            ours = containers(runner, settings, listing.stdout)
+            refs = prune.choose_images(prune.parse_images(image_list.stdout), keep,
+                                       {c["Image"] for c in ours})
             stopped = prune.stopped(ours)
-            if stopped:
-                runner.run(remove_containers(stopped), "removing stopped containers")
-            files = prune.remove_old_files(runner, settings, keep, entries)
+            files = prune.old_files(settings, keep, entries, files_read)
+            removals = ([prune.remove_images(refs)] if refs else []) + \
+                ([remove_containers(stopped)] if stopped else []) + \
+                ([prune.remove_paths(files)] if files else [])
+            if removals:
+                runner.run(chain(*removals), "removing what prune chose")
             reporter.note(f"removed {len(refs)} image references, {len(stopped)} stopped "
-                          f"containers, {files} old release folders/backups")
+                          f"containers, {len(files)} old release folders/backups")
     except DeployError as exc:
         reporter.say(f"warning: prune failed (the deploy itself succeeded): {exc}")
 

@@ -1,6 +1,7 @@
 """The deploy, top to bottom.
 
-Locally: build or reuse the images of the commit and push them. On the host, under the deploy
+Locally: build or reuse the images of the commit and push them (staging-latest follows beside
+the host's work). On the host, under the deploy
 lock: close abandoned ledger entries, record what runs now (and keep it for rollback), refuse
 an older sha, then let the target release it (compose_target.py: stage, pull, back up, migrate,
 start in the idle slot, check, switch the edge, watch with the old slot standing by, retire it;
@@ -11,6 +12,7 @@ because it never stopped serving. After success only: prune.
 """
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Dict, List, NoReturn, Optional, Tuple, TypeVar
@@ -36,7 +38,7 @@ from .lock import DeployLock, held
 from .report import Reporter, Summary
 from .rollback import close_abandoned
 from .running import RunningRelease
-from .shell import Runner, cmd
+from .shell import Runner, chain, cmd
 from .targets import Target, target_for
 from .transport import LocalTransport, Recorder
 from .undo import Journal
@@ -48,6 +50,8 @@ CONNECTION_ERRORS = (paramiko.SSHException, OSError, EOFError)
 # After a failure, how long the recovery rides out a host that does not answer (a network drop,
 # a reboot: sshd and then the Docker engine come back) before it gives up.
 RECOVERY_WITHIN = 180
+# How long the end of a deploy waits for the staging-latest push that runs beside it.
+LATEST_WITHIN = 120
 T = TypeVar("T")
 
 
@@ -111,6 +115,18 @@ def deploy(settings: Settings, sha: str, reporter: Reporter, local: Runner,
     """Publish the images, then, on the host (`session()`) under the lock, release; recover on
     any failure after the lock. Fills `summary`."""
     pushed = publish_images(settings, sha, local, reporter, rebuild)
+    latest = LatestMove(settings, sha, local).start()
+    try:
+        release_on_host(settings, sha, reporter, local, session, summary, force, wait_lock, pushed)
+    finally:
+        latest.finish(reporter)
+
+
+def release_on_host(settings: Settings, sha: str, reporter: Reporter, local: Runner,
+                    session: Callable[[], Session], summary: Summary, force: bool,
+                    wait_lock: Optional[float], pushed: Dict[str, Optional[str]]) -> None:
+    """Under the deploy lock: record what runs, refuse an older sha, release, recover on any
+    failure; after success, record it and prune."""
     target = target_for(settings)
     with session() as host, held(host, settings, "deploy", sha, wait_lock, reporter) as lock:
         ledger = ReleaseLedger(settings)
@@ -149,9 +165,8 @@ class Attempt:
 
 def publish_images(settings: Settings, sha: str, local: Runner, reporter: Reporter,
                    rebuild: bool) -> Dict[str, Optional[str]]:
-    """Build each service from the commit, push staging-<sha> and staging-latest.
-
-    Returns the pushed digest of each service, as the local engine knows it."""
+    """Build each service from the commit and push staging-<sha> (staging-latest follows, in
+    LatestMove). Returns the pushed digest of each service, as the local engine knows it."""
     if settings.REGISTRY_USER:
         with reporter.step(f"log in to {settings.REGISTRY} (local)"):
             local.run(images.login(settings.REGISTRY, settings.REGISTRY_USER,
@@ -164,12 +179,9 @@ def publish_images(settings: Settings, sha: str, local: Runner, reporter: Report
                           for ref in refs.values())
         if present:
             reporter.note("images already in the registry: skipping the build (--rebuild forces it)")
-            for service in settings.services:
-                with reporter.step(f"move staging-latest of {service.name}"):
-                    local.run(images.pull(refs[service.name]), "docker pull")
-                    latest = images.latest_ref(settings, service.name)
-                    local.run(images.tag(refs[service.name], latest))
-                    local.run(images.push(latest), "docker push")
+            with reporter.step("pull them here (their digests are what the host must run)"):
+                for ref in refs.values():
+                    local.run(images.pull(ref), "docker pull")
             return local_digests(settings, refs, local)
     for service in settings.services:
         with reporter.step(f"build {service.name} from {sha[:12]}"):
@@ -178,8 +190,45 @@ def publish_images(settings: Settings, sha: str, local: Runner, reporter: Report
             local.run(images.build(settings, service, sha), f"build of {service.name}")
         with reporter.step(f"push {service.name}"):
             local.run(images.push(refs[service.name]), f"push of {refs[service.name]}")
-            local.run(images.push(images.latest_ref(settings, service.name)), "push of staging-latest")
     return local_digests(settings, refs, local)
+
+
+class LatestMove:
+    """Point each service's staging-latest (the next build's layer cache) at this commit's image.
+    Nothing on the host needs it, so it runs beside the host's work, in a thread (in a dry run,
+    in line: the plan stays in order); `finish` waits for it and warns if it failed."""
+
+    def __init__(self, settings: Settings, sha: str, local: Runner):
+        self.local = local
+        self.moves = [chain(images.tag(settings.image_ref(s.name, sha), images.latest_ref(settings, s.name)),
+                            images.push(images.latest_ref(settings, s.name)))
+                      for s in settings.services]
+        self.failure: Optional[str] = None
+        self.thread: Optional[threading.Thread] = None
+
+    def start(self) -> "LatestMove":
+        if self.local.dry_run:
+            self.move()
+        else:
+            self.thread = threading.Thread(target=self.move, name="staging-latest", daemon=True)
+            self.thread.start()
+        return self
+
+    def move(self) -> None:
+        try:
+            for command in self.moves:
+                self.local.run(command, "moving staging-latest")
+        except DeployError as exc:
+            self.failure = str(exc).splitlines()[-1]
+
+    def finish(self, reporter: Reporter) -> None:
+        if self.thread:
+            self.thread.join(LATEST_WITHIN)
+            if self.thread.is_alive():
+                self.failure = f"still pushing after {LATEST_WITHIN}s"
+        if self.failure:
+            reporter.say(f"warning: staging-latest was not moved ({self.failure}); only the next "
+                         "build's layer cache misses it")
 
 
 def record_running(runner: Runner, target: Target, entries: List[Entry],

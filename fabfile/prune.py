@@ -10,15 +10,14 @@ from __future__ import annotations
 import json
 import posixpath
 import re
-from typing import TYPE_CHECKING, Iterable, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Iterable, List, Optional, Set
 
 from .images import PROJECT_LABEL, ROLLBACK_TAG, release_tag
-from .ledger import Entry, ReleaseLedger, good_releases, latest_backup, merge
-from .shell import Command, cmd
+from .ledger import Entry, ReleaseLedger, good_releases, latest_backup
+from .shell import Command, Result, cmd
 
 if TYPE_CHECKING:
     from .config import Settings
-    from .shell import Runner
 
 SHA_PREFIX = re.compile(r"^[0-9a-f]{40}($|-)")
 
@@ -69,6 +68,11 @@ def list_backups(settings: Settings) -> Command:
     return cmd("ls", "-1", posixpath.join(settings.STAGING_DIR, "backups"))
 
 
+def file_reads(settings: Settings) -> List[Command]:
+    """What `old_files` chooses from: the ledger, the release folders, the dumps."""
+    return [ReleaseLedger(settings).read(), list_release_dirs(settings), list_backups(settings)]
+
+
 def choose_files(names: List[str], keep_shas: Iterable[str], keep_names: Iterable[str] = ()) -> List[str]:
     """Release folders and backups (named <sha> / <sha>-<stamp>.dump) of releases not kept,
     except the names in `keep_names` (the dump `--restore-db` would use)."""
@@ -81,26 +85,17 @@ def remove_paths(paths: List[str]) -> Command:
     return cmd("rm", "-rf", "--", *paths)
 
 
-def releases_to_keep(runner: Runner, settings: Settings, sha: str,
-                     previous: Optional[str]) -> Tuple[Set[str], List[Entry]]:
-    """The releases prune keeps (this one, the one before, the last KEEP_RELEASES good ones),
-    and the ledger's entries they were chosen from."""
-    entries = merge(runner.run(ReleaseLedger(settings).read(), check=False).stdout)
+def releases_to_keep(entries: List[Entry], settings: Settings, sha: str,
+                     previous: Optional[str]) -> Set[str]:
+    """The releases prune keeps: this one, the one before, the last KEEP_RELEASES good ones."""
     keep = {sha} | ({previous} if previous else set())
-    return keep | set(good_releases(entries)[:settings.KEEP_RELEASES]), entries
+    return keep | set(good_releases(entries)[:settings.KEEP_RELEASES])
 
 
-def remove_old_files(runner: Runner, settings: Settings, keep: Set[str],
-                     entries: List[Entry]) -> int:
-    """Release folders and dumps of releases not kept, except the newest dump (the one
-    `--restore-db` uses); returns how many were removed."""
-    paths = []
+def old_files(settings: Settings, keep: Set[str], entries: List[Entry], reads: List[Result]) -> List[str]:
+    """Release folders and dumps of releases not kept (from the results of `file_reads`),
+    except the newest dump (the one `--restore-db` uses)."""
     newest_dump = posixpath.basename(latest_backup(entries) or "")
-    for listing, folder in ((list_release_dirs(settings), "releases"),
-                            (list_backups(settings), "backups")):
-        names = runner.run(listing, check=False).stdout.split()
-        paths += [posixpath.join(settings.STAGING_DIR, folder, n)
-                  for n in choose_files(names, keep, {newest_dump})]
-    if paths:
-        runner.run(remove_paths(paths), "removing old release files")
-    return len(paths)
+    return [posixpath.join(settings.STAGING_DIR, folder, name)
+            for folder, listing in (("releases", reads[1]), ("backups", reads[2]))
+            for name in choose_files(listing.stdout.split(), keep, {newest_dump})]

@@ -65,9 +65,12 @@ def projects(settings: Settings) -> List[str]:
     return [settings.project] + [slot_project(settings, slot) for slot in SLOTS]
 
 
-def containers(runner: Runner, settings: Settings) -> List[dict]:
-    """Every container of the stable project and both slots (one-offs left out)."""
-    ids = ours(runner.run(all_containers(), "listing containers").stdout, projects(settings))
+def containers(runner: Runner, settings: Settings, listing: Optional[str] = None) -> List[dict]:
+    """Every container of the stable project and both slots (one-offs left out); `listing`:
+    the output of `all_containers`, if the caller read it already."""
+    if listing is None:
+        listing = runner.run(all_containers(), "listing containers").stdout
+    ids = ours(listing, projects(settings))
     if not ids:
         return []
     return parse_inspect(runner.run(inspect(ids), "docker inspect").stdout)

@@ -4,11 +4,15 @@ Builders elsewhere return `Command` values; nothing there executes. `Runner` exe
 through a transport (transport.py: the host over SSH, this machine, or a recorder that only
 writes the plan). Secret input travels on stdin only, never in argv.
 """
+from __future__ import annotations
+
+import hashlib
 import os
+import re
 import shlex
 import time
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Protocol, Sequence, Tuple, Union
 
 from .errors import ConnectionLost, RemoteCommandError, TimedOut
 
@@ -20,6 +24,9 @@ if TYPE_CHECKING:
 TRACE = os.environ.get("DEPLOY_TRACE") == "1"
 STDIN_MARK = " <<< (stdin)"
 HELD_MARK = "  # held open until the end"
+# Ends each part's output in a batch (one call for several reads), with a token no output
+# can know in advance (a digest of the batch's text) and the part's exit code.
+PART_END = "--part-end-%s "
 
 
 def put_text(path: str, size: int, mode: int) -> str:
@@ -45,9 +52,14 @@ class Command:
     output_file: Optional[str] = None     # stdout goes to this file (on the side that runs it)
     input_file: Optional[str] = None      # stdin comes from this file
     then: Optional["Command"] = None      # runs after this one, if this one succeeded
+    parts: Tuple["Command", ...] = ()     # a batch: each runs, whatever the others did; argv
+                                          # is then its part-end mark (see batch())
 
     def render(self) -> str:
         """Shell text: argv quoted with shlex; a pipeline fails if any part fails."""
+        if self.parts:
+            return "; ".join(f"{part.render()}; printf '\\n{self.argv[0]}%d\\n' \"$?\""
+                             for part in self.parts)
         text = shlex.join(self.argv)
         if self.input_file:
             text += " < " + shlex.quote(self.input_file)
@@ -70,6 +82,29 @@ def chain(*commands: Command) -> Command:
     for command in reversed(commands[:-1]):
         last = replace(command, then=last)
     return last
+
+
+def batch(*commands: Command) -> Command:
+    """One remote call for several commands that read (none may read stdin); `split` gives
+    each one's own result back."""
+    assert all(c.stdin is None for c in commands)
+    text = "\n".join(c.render() for c in commands)
+    return Command((PART_END % hashlib.sha256(text.encode()).hexdigest()[:16],), parts=commands)
+
+
+def split(batch: Command, batched: Result) -> List[Result]:
+    """The result of each of a batch's parts. The parts share one stderr: a part that failed
+    carries all of it. A part the call never reached (the shell died) exits 255."""
+    pieces = re.split(r"\n%s(\d+)\n" % re.escape(batch.argv[0]), batched.stdout)
+    count = len(batch.parts)
+    results = [Result(int(code), text, "" if code == "0" else batched.stderr)
+               for text, code in zip(pieces[0::2], pieces[1::2])]
+    return (results + [Result(255, "", batched.stderr or "not run")] * count)[:count]
+
+
+def joined(batch: Command, results: Sequence[Result]) -> Result:
+    """A batch's output, as `split` reads it (the recorder answers a batch with this)."""
+    return Result(0, "".join(f"{r.stdout}\n{batch.argv[0]}{r.exited}\n" for r in results), "")
 
 
 def pipe(first: Command, second: Command) -> Command:
@@ -138,6 +173,12 @@ class Runner:
         if check and not result.ok:
             raise RemoteCommandError(what or f"{self.label}: {command.argv[0]}", result.tail())
         return result
+
+    def run_all(self, commands: Sequence[Command], what: str) -> List[Result]:
+        """Several reads in one call (`batch`); their results in order, each checked by the
+        caller (only the call itself failing raises)."""
+        command = batch(*commands)
+        return split(command, self.run(command, what))
 
     def hold(self, command: Command, timeout: Optional[float] = None) -> "Held":
         """Start a long-running command and read its first line (see transport.Held)."""

@@ -36,6 +36,7 @@ from .running import (
     wait_for_slot,
     watch_slot,
 )
+from .shell import chain
 from .undo import Compensation
 
 if TYPE_CHECKING:
@@ -129,8 +130,8 @@ def retire(runner: Runner, settings: Settings, slot: str) -> int:
     ids = ours(runner.run(all_containers(), "listing containers").stdout,
                [slot_project(settings, slot)])
     if ids:
-        runner.run(stop_containers(ids), f"stopping slot {slot}")
-        runner.run(remove_containers(ids), f"removing slot {slot}")
+        runner.run(chain(stop_containers(ids), remove_containers(ids)),
+                   f"stopping and removing slot {slot}")
     return len(ids)
 
 

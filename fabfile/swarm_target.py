@@ -21,7 +21,8 @@ from . import images, swarm
 from .compose import ENV_FILE, compose_text, edge_dir, health_on_host, parse_http, release_dir
 from .config import render_env
 from .errors import DeployError
-from .prune import releases_to_keep, remove_old_files
+from .ledger import merge
+from .prune import file_reads, old_files, releases_to_keep, remove_paths
 from .running import RunningRelease
 from .shell import chain, cmd
 from .swarm import Look, app_stack, judge, service_name, version_of
@@ -350,8 +351,12 @@ class SwarmTarget:
         settings = self.settings
         try:
             with reporter.step(f"prune (keeping the last {settings.KEEP_RELEASES} good releases)"):
-                keep, entries = releases_to_keep(runner, settings, sha, previous)
-                files = remove_old_files(runner, settings, keep, entries)
-                reporter.note(f"removed {files} old release folders/backups")
+                reads = runner.run_all(file_reads(settings), "reading what prune may remove")
+                entries = merge(reads[0].stdout)
+                keep = releases_to_keep(entries, settings, sha, previous)
+                files = old_files(settings, keep, entries, reads)
+                if files:
+                    runner.run(remove_paths(files), "removing old release files")
+                reporter.note(f"removed {len(files)} old release folders/backups")
         except DeployError as exc:
             reporter.say(f"warning: prune failed (the deploy itself succeeded): {exc}")

@@ -27,7 +27,7 @@ import requests
 from fabric import Connection
 
 from .errors import TimedOut
-from .shell import HELD_MARK, STDIN_MARK, Command, Result, TextSink, get_text, put_text
+from .shell import HELD_MARK, STDIN_MARK, Command, Result, TextSink, get_text, joined, put_text
 
 
 class Held:
@@ -280,6 +280,8 @@ class Recorder:
 
     def run(self, command: Command, timeout: Optional[float]) -> Result:
         self._record(command.render() + (STDIN_MARK if command.stdin is not None else ""))
+        if command.parts:
+            return joined(command, [self.script.answer(part) for part in command.parts])
         return self.script.answer(command)
 
     def hold(self, command: Command, timeout: Optional[float]) -> Held:

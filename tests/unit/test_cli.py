@@ -53,7 +53,7 @@ def test_dry_run_prints_local_and_remote_commands_without_running(environ):
     # the complete plan: lock, ledger, rollback tags, backup, switch, watch, retire, prune
     for line in ("[remote] flock --nonblock", "[remote] tee -a -- /opt/classroom-manager/ledger.jsonl",
                  "classroom-manager-frontend:rollback && docker tag", "pg_dump", "edge/live.conf (mode 0644",
-                 "[remote] docker stop '<container:frontend-green>'", "[remote] docker image ls",
+                 "[remote] docker stop '<container:frontend-green>'", "; docker image ls --no-trunc",
                  "[remote] rm -f /opt/classroom-manager/deploy.lock.json"):
         assert line in out, line
     assert "(the 5 lines above again, 10 more times)" in out   # the watch window's looks

@@ -320,3 +320,33 @@ def test_a_failed_rollback_undoes_its_steps_and_what_ran_serves_again(settings, 
     end = host.ledger[-1]
     assert (end["result"], end.get("undone", [])) == ("failed", undone), host.failed
     assert host.serving() == RUNNING and host.running(OLDER) == []
+
+
+def test_staging_latest_is_pushed_beside_the_host_work_and_a_failure_only_warns(settings):
+    import threading
+
+    from fabfile.deploy import LatestMove
+
+    class SlowLocal:
+        """A local runner whose pushes wait until the test lets them go, then fail."""
+        dry_run = False
+
+        def __init__(self):
+            self.release, self.ran = threading.Event(), []
+
+        def run(self, command, what=""):
+            self.ran.append(command.render())
+            assert self.release.wait(5)
+            raise DeployError("docker push failed\nunauthorized: authentication required")
+
+    local = SlowLocal()
+    move = LatestMove(settings, SHA, local).start()    # returns while the push still runs
+    assert not local.release.is_set() and move.thread.is_alive()
+    local.release.set()
+    out = io.StringIO()
+    move.finish(Reporter(stream=out))
+    assert local.ran == [f"docker tag {settings.image_ref(s.name, SHA)} "
+                         f"{settings.image_repo(s.name)}:staging-latest && docker push --quiet "
+                         f"{settings.image_repo(s.name)}:staging-latest"
+                         for s in settings.services][:1]
+    assert "warning: staging-latest was not moved (unauthorized: authentication required)" in out.getvalue()

@@ -72,7 +72,7 @@ class FakeRunner:
         self.listing, self.ran = listing, []
 
     def run(self, command, what="", check=True, timeout=None):
-        self.ran.append(command.argv)
+        self.ran.append(command.render())
         return Result(0, self.listing if command.argv[:2] == ("docker", "ps") else "", "")
 
 
@@ -80,7 +80,7 @@ def test_retiring_a_slot_stops_then_removes_only_its_containers(settings):
     runner = FakeRunner("c1 classroom-manager\nc2 classroom-manager-green\nc3 other\n"
                         "c4 classroom-manager-green\nc5 classroom-manager-blue\n")
     assert retire(runner, settings, "green") == 2
-    assert runner.ran[1:] == [("docker", "stop", "c2", "c4"), ("docker", "rm", "c2", "c4")]
+    assert runner.ran[1:] == ["docker stop c2 c4 && docker rm c2 c4"]   # rm only once stopped
 
 
 def test_retiring_an_empty_slot_runs_nothing_but_the_listing(settings):

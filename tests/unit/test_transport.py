@@ -6,7 +6,7 @@ import stat
 import pytest
 
 from fabfile.errors import ConnectionLost, RemoteCommandError
-from fabfile.shell import Runner, cmd, pipe
+from fabfile.shell import Result, Runner, cmd, pipe
 from fabfile.transport import Action, LocalTransport, Plan, Recorder
 
 
@@ -20,6 +20,19 @@ def test_local_commands_run_with_their_stdin_and_pipelines(local):
     assert local.run(pipe(cmd("printf", "a\\nb\\n"), cmd("wc", "-l"))).stdout.strip() == "2"
     failed = local.run(pipe(cmd("false"), cmd("cat")), check=False)
     assert failed.exited != 0            # pipefail: a failing first part fails the pipeline
+
+
+def test_a_batch_runs_every_part_in_one_call_and_gives_each_its_own_result(local):
+    parts = [cmd("printf", "no newline at the end"), cmd("ls", "/no/such/folder"),
+             cmd("printf", "it's\\n--part-end 7\\n"), cmd("true")]
+    results = local.run_all(parts, "four reads")
+    assert [r.exited for r in results] == [0, 2, 0, 0]
+    assert results[0].stdout == "no newline at the end"
+    assert "/no/such/folder" in results[1].stderr and results[0].stderr == ""
+    assert results[2].stdout == "it's\n--part-end 7\n"     # a look-alike line is output
+    plan = Plan()
+    recorded = Runner(Recorder(plan, "remote"), "remote").run_all(parts, "four reads")
+    assert recorded == [Result(0, "", "")] * 4 and len(plan.actions) == 1
 
 
 def test_a_failing_command_names_what_failed_with_its_output(local):
