@@ -239,16 +239,24 @@ def quiet_session(settings: Settings) -> HostSession:
 @task(name="setup", help={
     "compose-deb": "a docker-compose-plugin .deb to install where apt has no Compose v2 "
                    "(Debian bookworm)",
+    "nodes": "Swarm target: comma-separated hostnames that must be in the swarm and Ready "
+             "(setup fails naming any that is not, and how to fix it)",
 })
 @user_errors
-def setup(c: Context, compose_deb: Optional[str] = None) -> None:
-    """Provision a fresh Debian/Ubuntu server (Docker, deploy user, STAGING_DIR); idempotent."""
+def setup(c: Context, compose_deb: Optional[str] = None, nodes: str = "") -> None:
+    """Provision a fresh Debian/Ubuntu server (Docker, deploy user, STAGING_DIR); idempotent.
+    With DEPLOY_TARGET=swarm: this server a swarm manager, a node labelled for the data, and
+    every node's state."""
     settings = settings_for(c, ("host", "setup"))
     if compose_deb and not Path(compose_deb).is_file():
         raise ConfigError([f"--compose-deb {compose_deb} is not a file"])
+    wanted = [n for n in nodes.split(",") if n.strip()]
+    if wanted and settings.DEPLOY_TARGET != "swarm":
+        raise ConfigError(["--nodes is for the swarm target: set DEPLOY_TARGET=swarm"])
     reporter = reporter_for(settings)
     with HostSession(settings, reporter, settings.SETUP_USER, settings.SETUP_SSH_KEY) as host:
-        line = setup_host(settings, host.runner, reporter, compose_deb)
+        line = setup_host(settings, host.runner, reporter, compose_deb,
+                          [n.strip() for n in wanted])
     reporter.say(f"ready for deploys as {settings.STAGING_USER}. Pin this host key "
                  f"(STAGING_KNOWN_HOSTS), after checking its fingerprint on the server:\n{line}")
 

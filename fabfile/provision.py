@@ -8,8 +8,9 @@ host key line to pin. Every step first reads the current state and only acts whe
 from __future__ import annotations
 
 import posixpath
-from typing import TYPE_CHECKING, Optional, Tuple
+from typing import TYPE_CHECKING, Optional, Sequence, Tuple
 
+from . import swarm
 from .errors import DeployError
 from .host import host_key_name, load_private_key
 from .shell import Command, cmd
@@ -48,8 +49,9 @@ def deploy_public_key(settings: Settings) -> str:
 
 
 def setup_host(settings: Settings, runner: Runner, reporter: Reporter,
-               compose_deb: Optional[str] = None) -> str:
-    """Provision the host; return the host key line to pin (STAGING_KNOWN_HOSTS)."""
+               compose_deb: Optional[str] = None, nodes: Sequence[str] = ()) -> str:
+    """Provision the host; return the host key line to pin (STAGING_KNOWN_HOSTS). `nodes`
+    (Swarm target): the hostnames that must be in the swarm and Ready."""
     user, directory = settings.STAGING_USER, settings.STAGING_DIR
     with reporter.step("check sudo and the operating system"):
         if not runner.run(sudo("true"), check=False).ok:
@@ -92,9 +94,13 @@ def setup_host(settings: Settings, runner: Runner, reporter: Reporter,
         ssh_dir = posixpath.join(home, ".ssh")
         runner.run(sudo("install", "-d", "-m", "0700", "-o", user, "-g", user, "--", ssh_dir))
         keys = posixpath.join(ssh_dir, "authorized_keys")
-        runner.run(sudo("tee", keys, stdin=deploy_public_key(settings)), "writing authorized_keys")
-        runner.run(sudo("chown", "--", f"{user}:{user}", keys))
-        runner.run(sudo("chmod", "0600", keys))
+        line = deploy_public_key(settings)
+        if key_in_place(runner, keys, line, user):
+            reporter.note("its key is authorized already")
+        else:
+            runner.run(sudo("tee", keys, stdin=line), "writing authorized_keys")
+            runner.run(sudo("chown", "--", f"{user}:{user}", keys))
+            runner.run(sudo("chmod", "0600", keys))
 
     with reporter.step(f"deploy directory {directory} (0700, owned by {user})"):
         runner.run(sudo("install", "-d", "-m", "0700", "-o", user, "-g", user, "--", directory))
@@ -109,14 +115,16 @@ def setup_host(settings: Settings, runner: Runner, reporter: Reporter,
                       "(fine for public images)")
 
     if settings.DEPLOY_TARGET == "swarm":
-        setup_swarm(settings, runner, reporter)
+        setup_swarm(settings, runner, reporter, nodes)
     key = runner.run(cmd("cat", "/etc/ssh/ssh_host_ed25519_key.pub")).stdout.split()
     return f"{host_key_name(settings.STAGING_HOST, settings.STAGING_PORT)} {key[0]} {key[1]}"
 
 
-def setup_swarm(settings: Settings, runner: Runner, reporter: Reporter) -> None:
+def setup_swarm(settings: Settings, runner: Runner, reporter: Reporter,
+                nodes: Sequence[str] = ()) -> None:
     """The Swarm target: this host a manager (a new swarm if it is in none), a node labelled
-    for the data services (this one, if none is), and how the other nodes join."""
+    for the data services (this one, if none is), every node's state, and how the other nodes
+    join. Fails if one of `nodes` is not in the swarm or not Ready."""
     label = f"{settings.project}.data"
     with reporter.step("Swarm: this host a manager, a node labelled for data"):
         state = runner.run(sudo("docker", "info", "--format",
@@ -138,6 +146,39 @@ def setup_swarm(settings: Settings, runner: Runner, reporter: Reporter) -> None:
         join = runner.run(sudo("docker", "swarm", "join-token", "worker")).stdout.strip()
         reporter.note("more nodes join with what `docker swarm join-token worker` prints on this "
                       f"host ({len(join.splitlines())} lines; a secret, so not shown here)")
+    with reporter.step("Swarm: the nodes"):
+        states = swarm.node_states(runner.run(sudo(*swarm.list_nodes().argv)).stdout)
+        reporter.note(", ".join(f"{name} {state}" for name, state in sorted(states.items())))
+        if sum(state == "Ready" for state in states.values()) < 2:
+            reporter.note("one node Ready: every replica runs on it; add a worker so that the "
+                          "loss of one server does not take staging down")
+        problem = nodes_problem(states, nodes)
+        if problem:
+            raise DeployError(problem)
+
+
+def nodes_problem(states: dict, wanted: Sequence[str]) -> str:
+    """What is wrong with the nodes `staging.setup --nodes` names, in one line ("": nothing)."""
+    missing = [n for n in wanted if n not in states]
+    down = [n for n in wanted if n in states and states[n] != "Ready"]
+    problems = []
+    if missing:
+        problems.append(f"not in the swarm: {', '.join(missing)} (on each, run what `docker swarm "
+                        "join-token worker` prints on the manager)")
+    if down:
+        problems.append(f"not Ready: {', '.join(f'{n} ({states[n]})' for n in down)} (start its "
+                        "Docker engine, or `docker node rm` a server that is gone)")
+    return "; ".join(problems)
+
+
+def key_in_place(runner: Runner, keys: str, line: str, user: str) -> bool:
+    """Does authorized_keys hold the deploy key, owned by the user or root and writable by
+    no one else (what sshd's StrictModes accepts)?"""
+    listed = runner.run(sudo("cat", "--", keys), check=False).stdout
+    if " ".join(line.split()[:2]) not in listed:
+        return False
+    owner, _, mode = runner.run(sudo("stat", "-c", "%U %a", "--", keys)).stdout.strip().partition(" ")
+    return owner in (user, "root") and not int(mode or "777", 8) & 0o022
 
 
 def wait_for_docker(runner: Runner, attempts: int = 30) -> bool:

@@ -254,6 +254,11 @@ def parse_down_nodes(output: str) -> List[str]:
                   if row.get("Status", "Ready") != "Ready")
 
 
+def node_states(output: str) -> Dict[str, str]:
+    """`docker node ls` JSON lines -> hostname: status (Ready, Down, Unknown, Disconnected)."""
+    return {row.get("Hostname", "?"): row.get("Status", "?") for row in json_rows(output)}
+
+
 def nodes_down_note(down: Sequence[str]) -> str:
     if not down:
         return ""

@@ -169,3 +169,27 @@ def test_a_worker_node_stopping_mid_deploy_leaves_the_url_answering(swarm_env, f
     finally:
         subprocess.run(["docker", "start", worker], check=True, capture_output=True)
         testbed.up(swarm=True)   # the node rejoins; the next test finds three Ready nodes
+
+
+def test_setup_on_the_manager_checks_the_nodes_it_is_given(swarm_env):
+    """`staging.setup --nodes` over SSH as a user with passwordless sudo (here the testbed's
+    deploy user, given sudo for this test only): the manager's swarm, its data label, every
+    node's state; a node not in the swarm fails it in one line that says how to join it."""
+    grant = "/etc/sudoers.d/setup-test"
+    subprocess.run(["docker", "exec", nodes.MANAGER, "sh", "-c",
+                    f"echo 'deploy ALL=(ALL) NOPASSWD:ALL' > {grant}"], check=True)
+    env = dict(swarm_env, SETUP_USER="deploy",
+               SETUP_SSH_KEY=str(testbed.STATE / "deploy_key"))
+    try:
+        checked = inv(env, "staging.setup", "--nodes", "swarm-2,swarm-3")
+        assert checked.returncode == 0, checked.output
+        assert "swarm-1 Ready, swarm-2 Ready, swarm-3 Ready" in checked.stdout
+        assert "(and their volumes) live on: swarm-1" in checked.stdout
+
+        missing = inv(env, "staging.setup", "--nodes", "swarm-2,swarm-9")
+        assert missing.returncode == 1, missing.output
+        assert "not in the swarm: swarm-9 (on each, run what `docker swarm join-token worker`" \
+            in missing.stderr and "Traceback" not in missing.output
+        assert health()[0] == 200                      # the app was not touched
+    finally:
+        subprocess.run(["docker", "exec", nodes.MANAGER, "rm", "-f", grant], check=True)

@@ -65,8 +65,10 @@ def test_incident_tools_refuse_bad_arguments_in_one_line_before_connecting(envir
     for args, expected in ((("deploy.exec", "backend"), "give the command after --"),
                            (("deploy.exec", "postgres", "--", "psql"), "not 'postgres'"),
                            (("deploy.logs", "--since", "soon"), "--since 'soon' must be"),
-                           (("deploy.history", "--limit", "abc"), "--limit 'abc' must be a whole")):
-        result = inv(*args, env=environ)
+                           (("deploy.history", "--limit", "abc"), "--limit 'abc' must be a whole"),
+                           (("staging.setup", "--nodes", "s2"), "--nodes is for the swarm target")):
+        result = inv(*args, env=dict(environ, SETUP_USER="admin",
+                                     SETUP_SSH_KEY=environ["STAGING_SSH_KEY"]))
         output = (result.stdout + result.stderr).strip()
         assert result.returncode == 1 and len(output.splitlines()) == 1, output
         assert expected in output and "Traceback" not in output

@@ -126,6 +126,27 @@ def test_setup_is_idempotent_on_a_ready_host(settings, mocker):
     assert not any("apt-get" in c or "useradd" in c for c in ran)
 
 
+def test_setup_leaves_an_authorized_key_in_place_unless_sshd_would_refuse_it(settings, mocker):
+    mocker.patch("fabfile.provision.deploy_public_key", return_value="ssh-ed25519 AAAA deploy\n")
+
+    class KeyThere(FreshDebian):
+        def __init__(self, owner_mode):
+            super().__init__(docker=True)
+            self.user, self.owner_mode = True, owner_mode
+
+        def answer(self, command):
+            if command.argv[:3] == ("sudo", "-n", "cat"):
+                return Result(0, "ssh-rsa BBBB other\nssh-ed25519 AAAA deploy@staging\n", "")
+            if command.argv[:3] == ("sudo", "-n", "stat"):
+                return Result(0, self.owner_mode + "\n", "")
+            return super().answer(command)
+
+    for owner_mode, rewritten in (("root 644", False), ("deploy 600", False),
+                                  ("deploy 664", True), ("nobody 600", True)):
+        _, ran = setup(settings, KeyThere(owner_mode))
+        assert any("tee /home/deploy/.ssh/authorized_keys" in c for c in ran) == rewritten, owner_mode
+
+
 def test_setup_refuses_a_password_sudo_and_other_systems(settings):
     for script, expected in ((FreshDebian(sudo=False), "sudo asks for a password"),
                              (FreshDebian(os_id="alpine"), "Debian and Ubuntu hosts only")):
@@ -135,3 +156,54 @@ def test_setup_refuses_a_password_sudo_and_other_systems(settings):
             assert expected in str(exc)
         else:
             raise AssertionError("setup went on")
+
+
+class SwarmManager(FreshDebian):
+    """A server with Docker in no swarm yet, whose `docker node ls` lists `nodes` once it is."""
+
+    def __init__(self, nodes):
+        super().__init__(docker=True)
+        self.nodes = nodes
+
+    def answer(self, command):
+        text = command.render()
+        if "LocalNodeState" in text:
+            return Result(0, "inactive false\n", "")
+        if "node ls --format" in text and "{{json .}}" in text:
+            return Result(0, "".join(json.dumps({"Hostname": name, "Status": status}) + "\n"
+                                     for name, status in self.nodes.items()), "")
+        return super().answer(command)
+
+
+def swarm_setup(defaults, environ, nodes, wanted=()):
+    from fabfile.config import load_settings
+    from fabfile.provision import setup_swarm
+    from tests.conftest import ROOT
+    settings = load_settings(defaults, dict(environ, DEPLOY_TARGET="swarm"), cwd=ROOT)
+    out = io.StringIO()
+    runner, plan = recorded(SwarmManager(nodes))
+    try:
+        setup_swarm(settings, runner, Reporter(stream=out), wanted)
+        error = None
+    except DeployError as exc:
+        error = str(exc)
+    return [a.text for a in plan.actions], out.getvalue(), error
+
+
+def test_setup_of_a_swarm_makes_a_manager_labels_data_and_lists_the_nodes(defaults, environ):
+    ran, out, error = swarm_setup(defaults, environ, {"s1": "Ready", "s2": "Ready"}, ["s2"])
+    assert error is None
+    assert "sudo -n docker swarm init" in ran
+    assert any("--label-add classroom-manager.data=true" in c for c in ran)
+    assert "s1 Ready, s2 Ready" in out and "one node Ready" not in out
+    ran, out, error = swarm_setup(defaults, environ, {"s1": "Ready"})
+    assert error is None and "one node Ready: every replica runs on it" in out
+
+
+def test_setup_of_a_swarm_names_each_node_missing_or_down_and_how_to_fix_it(defaults, environ):
+    _, out, error = swarm_setup(defaults, environ, {"s1": "Ready", "s2": "Down"},
+                                ["s2", "s3", "s1"])
+    assert error == ("not in the swarm: s3 (on each, run what `docker swarm join-token worker` "
+                     "prints on the manager); not Ready: s2 (Down) (start its Docker engine, or "
+                     "`docker node rm` a server that is gone)")
+    assert "s1 Ready, s2 Down" in out
