@@ -220,6 +220,8 @@ SETTINGS = [
     Setting("REDIS_IMAGE", "Redis image", "", "redis_image", _image_ref),
     Setting("EDGE_IMAGE", "nginx image of the edge proxy that switches releases", "", "edge_image",
             _image_ref),
+    Setting("DOCKER_CLI_IMAGE", "an image with the docker CLI: the swarm target's prune runs "
+            "it on every node", "", "docker_cli_image", _image_ref),
 ]
 SETTINGS_BY_ENV = {s.env: s for s in SETTINGS}
 REQUIRED_BY = {"host": "yes", "build": "yes", "app": "yes", "setup": "setup", "": ""}
@@ -313,6 +315,7 @@ class Settings:
     POSTGRES_IMAGE: ClassVar[str]
     REDIS_IMAGE: ClassVar[str]
     EDGE_IMAGE: ClassVar[str]
+    DOCKER_CLI_IMAGE: ClassVar[str]
 
     def __getattr__(self, name: str) -> Any:
         # settings.STAGING_HOST and friends: the validated value of that variable

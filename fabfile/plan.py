@@ -110,10 +110,11 @@ class SimulatedHost(Script):
                 "Mode": {"Replicated": {"Replicas": 2}},
                 "TaskTemplate": {"ContainerSpec": {"Image": image(n)}}},
                 "UpdateStatus": {"State": "completed"}} for n in argv[3:]]), "")
+        jobs = {f"{stack}-prune", *(f"{stack}-pull-{s.name}" for s in self.settings.services)}
         if argv[:3] == ("docker", "service", "ps"):
             return Result(0, "".join(json.dumps({
                 "Name": f"{n}.{i}", "Image": image(n), "Node": f"node-{i}", "DesiredState":
-                "Running", "CurrentState": "Complete 1 second ago" if "-pull-" in n else
+                "Running", "CurrentState": "Complete 1 second ago" if n in jobs else
                 "Running 1 minute ago", "Error": ""}) + "\n"
                 for n in argv[6:] for i in (1, 2)), "")
         deployed = re.search(rf"stack deploy .* -c '?[^' ]*/([^/' ]+)/{swarm.APP_FILE}'? ",

@@ -18,9 +18,10 @@ import posixpath
 import re
 import shlex
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence
 
 from .compose import ENV_FILE, release_dir
+from .images import PROJECT_LABEL, SHA_LABEL
 from .shell import Command, cmd
 
 if TYPE_CHECKING:
@@ -159,9 +160,45 @@ def service_logs(names: Sequence[str], tail: str, since: Optional[str], follow: 
 def prefetch_job(settings: Settings, name: str, ref: str) -> Command:
     """A job with one task on every node that pulls `ref` there and ends: so every node holds
     every release's images, and a restore needs no registry, wherever Swarm places its tasks."""
+    return node_job(settings, name, ref, "true")
+
+
+def node_job(settings: Settings, name: str, image: str, *command: str,
+             docker_socket: bool = False) -> Command:
+    """A job with one task on every node, that runs `command` in `image` once and ends."""
+    socket = ("--mount", "type=bind,source=/var/run/docker.sock,target=/var/run/docker.sock") \
+        if docker_socket else ()
     return cmd("docker", "service", "create", "--detach", "--quiet", "--name", name,
                "--mode", "global-job", "--restart-condition", "none", "--with-registry-auth",
-               "--label", f"deploy.project={settings.project}", "--entrypoint", "true", ref)
+               "--label", f"deploy.project={settings.project}", *socket, "--entrypoint",
+               command[0], image, *command[1:])
+
+
+def node_prune_script(settings: Settings, keep: Iterable[str]) -> str:
+    """What the prune job runs on each node (sh; every value quoted). First the exited
+    containers of this project's two stacks (Swarm's task history: they hold old images), then
+    every reference of each image the build labelled with this project and built from a
+    release not in `keep`. Never --force: an image a container uses stays. Volumes, and
+    everything of other projects, are never named."""
+    project = shlex.quote(f"label={PROJECT_LABEL}={settings.project}")
+    sha_of = shlex.quote('{{index .Config.Labels "%s"}}' % SHA_LABEL)
+    refs_of = shlex.quote("{{range .RepoTags}}{{.}} {{end}}{{range .RepoDigests}}{{.}} {{end}}")
+    kept = shlex.quote(" %s " % " ".join(sorted(keep)))
+    exited = [f"docker ps -aq --filter {shlex.quote(f'label={STACK_LABEL}={stack}')} "
+              "--filter status=exited | xargs -r docker rm >/dev/null"
+              for stack in (settings.project, app_stack(settings))]
+    return "\n".join([
+        *exited,
+        f"for id in $(docker image ls -q --no-trunc --filter {project} | sort -u); do",
+        f"  sha=$(docker image inspect --format {sha_of} \"$id\") || continue",
+        f"  case {kept} in *\" $sha \"*) continue;; esac",
+        f"  for ref in $(docker image inspect --format {refs_of} \"$id\"); do",
+        "    docker image rm \"$ref\" >/dev/null 2>&1 && echo \"removed $ref\"",
+        "  done",
+        "  docker image rm \"$id\" >/dev/null 2>&1 && echo \"removed $id\"",
+        "done",
+        "true",
+    ])
 
 
 def remove_service(name: str) -> Command:

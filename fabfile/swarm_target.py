@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import posixpath
 import time
-from typing import TYPE_CHECKING, Dict, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
 from . import images, swarm
 from .compose import ENV_FILE, compose_text, edge_dir, health_on_host, parse_http, release_dir
@@ -24,7 +24,7 @@ from .errors import DeployError
 from .ledger import merge
 from .prune import file_reads, old_files, releases_to_keep, remove_paths
 from .running import RunningRelease
-from .shell import chain, cmd
+from .shell import Command, chain, cmd
 from .swarm import Look, app_stack, judge, service_name, version_of
 from .undo import Compensation, Journal
 
@@ -170,11 +170,23 @@ class SwarmTarget:
             runner.put(digest_path, digest + "\n")
 
     def prefetch(self, runner: Runner, reporter: Reporter, service: str, ref: str) -> None:
-        """Run a global job of `ref` (every node pulls it), wait for every task to end (on a
-        node that is down, it never will: that node is said and skipped)."""
+        """Every node pulls `ref` (a global job of it that does nothing else)."""
         name = f"{self.settings.project}-pull-{service}"
+        failed, skipped = self.on_every_node(runner, name, swarm.prefetch_job(self.settings, name, ref))
+        if skipped:
+            reporter.note(f"node {', '.join(skipped)} is down: it did not pull {service} (it "
+                          "would need the registry to run it)")
+        if failed:
+            raise DeployError(f"node {failed[0].node} could not pull {service}: "
+                              f"{failed[0].error or failed[0].current}")
+
+    def on_every_node(self, runner: Runner, name: str, job: Command,
+                      logs: Optional[List[str]] = None) -> Tuple[List[swarm.Task], List[str]]:
+        """Run global job `job` (service `name`), wait for every task to end, and remove it;
+        returns the tasks that did not complete and the nodes that are down (their task never
+        ends: they are skipped). With `logs`, the job's output is added to it."""
         runner.run(swarm.remove_service(name), check=False)   # left by an interrupted deploy
-        runner.run(swarm.prefetch_job(self.settings, name, ref), f"pulling {service} on the nodes")
+        runner.run(job, f"starting {name} on the nodes")
         deadline = runner.clock() + CONVERGE_DEADLINE
         down: List[str] = []
         try:
@@ -188,17 +200,14 @@ class SwarmTarget:
                 if tasks and not pending:
                     break
                 if runner.clock() > deadline:
-                    raise DeployError(f"the nodes did not pull {service} in time")
+                    raise DeployError(f"{name} did not end on every node in time")
                 runner.sleep(0.5)
+            if logs is not None:
+                logs += runner.run(swarm.service_logs([name], "all", None, False),
+                                   check=False).stdout.splitlines()
             failed = [t for t in tasks
                       if not t.current.startswith("Complete") and t.node not in down]
-            skipped = sorted({t.node for t in tasks if t.node in down})
-            if skipped:
-                reporter.note(f"node {', '.join(skipped)} is down: it did not pull {service} (it "
-                              "would need the registry to run it)")
-            if failed:
-                raise DeployError(f"node {failed[0].node} could not pull {service}: "
-                                  f"{failed[0].error or failed[0].current}")
+            return failed, sorted({t.node for t in tasks if t.node in down})
         finally:
             runner.run(swarm.remove_service(name), check=False)
 
@@ -345,9 +354,9 @@ class SwarmTarget:
     # -- after success --------------------------------------------------------------------------
 
     def prune(self, runner: Runner, sha: str, previous: Optional[str], reporter: Reporter) -> None:
-        """Old release folders and dumps on the manager. Images stay on the nodes: a restore
-        (registry down) needs those of every retained release there, and only the manager is
-        reachable."""
+        """Old release folders and dumps on the manager; on every node, the exited containers
+        of the project's stacks and the images of releases not kept (a job in
+        DOCKER_CLI_IMAGE: only the manager is reachable)."""
         settings = self.settings
         try:
             with reporter.step(f"prune (keeping the last {settings.KEEP_RELEASES} good releases)"):
@@ -357,6 +366,15 @@ class SwarmTarget:
                 files = old_files(settings, keep, entries, reads)
                 if files:
                     runner.run(remove_paths(files), "removing old release files")
-                reporter.note(f"removed {len(files)} old release folders/backups")
+                name, output = f"{settings.project}-prune", []  # type: str, List[str]
+                failed, skipped = self.on_every_node(runner, name, swarm.node_job(
+                    settings, name, settings.DOCKER_CLI_IMAGE, "sh", "-c",
+                    swarm.node_prune_script(settings, keep), docker_socket=True), output)
+                removed = sum(" removed " in f" {line} " for line in output)
+                reporter.note(f"removed {len(files)} old release folders/backups, {removed} "
+                              "image references on the nodes" + "".join(
+                                  f"; node {t.node} did not prune: {t.error or t.current}"
+                                  for t in failed) + (f"; node {', '.join(skipped)} is down: "
+                                                      "not pruned" if skipped else ""))
         except DeployError as exc:
             reporter.say(f"warning: prune failed (the deploy itself succeeded): {exc}")

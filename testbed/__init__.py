@@ -45,7 +45,7 @@ BASE_IMAGE = "cm-testbed/bookworm"
 # Built here, pushed to the testbed registry: stand-ins for postgres:16-alpine, redis:7-alpine
 # and nginx:1.27-alpine (the edge proxy).
 STAND_INS = {"postgres": "cm-testbed/postgres:15", "redis": "cm-testbed/redis:7",
-             "edge": "cm-testbed/nginx:1.22"}
+             "edge": "cm-testbed/nginx:1.22", "docker-cli": "cm-testbed/docker-cli:24"}
 
 # Docker-in-Docker without --privileged (which some machines refuse: no CAP_SYS_RESOURCE).
 DIND_FLAGS = ["--cap-add=ALL", "--cap-drop=SYS_RESOURCE", "--security-opt", "seccomp=unconfined",
@@ -324,6 +324,7 @@ def write_env_file(creds, known_hosts):
         "POSTGRES_IMAGE": stand_in_ref(STAND_INS["postgres"]),
         "REDIS_IMAGE": stand_in_ref(STAND_INS["redis"]),
         "EDGE_IMAGE": stand_in_ref(STAND_INS["edge"]),
+        "DOCKER_CLI_IMAGE": stand_in_ref(STAND_INS["docker-cli"]),
     }
     text = "# Written by `inv testbed.up`: the local testbed's settings. Do not commit.\n"
     text += "".join(f"{k}='{v}'\n" for k, v in values.items())

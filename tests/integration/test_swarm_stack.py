@@ -193,3 +193,49 @@ def test_setup_on_the_manager_checks_the_nodes_it_is_given(swarm_env):
         assert health()[0] == 200                      # the app was not touched
     finally:
         subprocess.run(["docker", "exec", nodes.MANAGER, "rm", "-f", grant], check=True)
+
+
+def on_node(node, *argv):
+    return subprocess.run(["docker", "exec", node, *argv], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def release_images(node):
+    """{image id: the release it was built from} of this project's images on `node`, and the
+    ids of the images its containers use."""
+    ids = set(on_node(node, "docker", "image", "ls", "-q", "--no-trunc", "--filter",
+                      "label=deploy.project=classroom-manager").split())
+    built_from = {i: on_node(node, "docker", "image", "inspect", "--format",
+                             '{{index .Config.Labels "org.opencontainers.image.revision"}}',
+                             i).strip() for i in ids}
+    containers = on_node(node, "docker", "ps", "-aq").split()
+    used = set(on_node(node, "docker", "inspect", "--format", "{{.Image}}",
+                       *containers).split()) if containers else set()
+    return built_from, used
+
+
+def test_prune_removes_on_every_node_only_this_projects_images_of_releases_not_kept(swarm_env,
+                                                                                     first):
+    """With KEEP_RELEASES=1, after two deploys no node keeps an image of this project built from
+    a release other than those two, unless a container uses it; another project's image on a
+    worker and the data stay."""
+    _, row = first
+    worker = nodes.NODES[1]
+    base = on_node(worker, "docker", "image", "ls", "-q", "--filter",
+                   "label=deploy.project=classroom-manager").split()[0]
+    subprocess.run(["docker", "exec", "-i", worker, "docker", "build", "-q", "--label",
+                    "deploy.project=other", "-t", "other/app:1", "-"], input=f"FROM {base}\n",
+                   text=True, check=True, capture_output=True)
+    older = release("swarm-prune-older")
+    assert deploy(swarm_env, older, KEEP_RELEASES="1").returncode == 0
+    newest = release("swarm-prune-newest", parent=older)
+    result = deploy(swarm_env, newest, KEEP_RELEASES="1")
+    assert result.returncode == 0, result.output
+    removed = int(result.stdout.split(" image references on the nodes")[0].split()[-1])
+    assert removed > 0, result.output
+    for node in nodes.NODES:
+        built_from, used = release_images(node)
+        stale = {sha for image, sha in built_from.items() if image not in used}
+        assert stale <= {older, newest}, (node, stale)
+    assert on_node(worker, "docker", "image", "ls", "-q", "other/app:1").strip()
+    assert row in rows() and health() == (200, newest)

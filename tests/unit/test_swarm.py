@@ -150,7 +150,10 @@ def test_the_dry_run_plan_of_a_swarm_deploy_shows_the_one_offs_and_the_stack_upd
              "nice -n 19 pg_dump -h postgres", '"$BACKEND_IMAGE" migrate\'',
              "docker stack deploy --with-registry-auth --resolve-image never --prune -c "
              f"/opt/classroom-manager/releases/{SHA}/stack-app.yaml classroom-manager-app",
-             "--> watch 10s after the update", "--> prune", "rm -f /opt/classroom-manager/deploy.lock.json"]
+             "--> watch 10s after the update", "--> prune",
+             "--name classroom-manager-prune --mode global-job",
+             "type=bind,source=/var/run/docker.sock,target=/var/run/docker.sock --entrypoint sh "
+             "docker:24-cli -c", "rm -f /opt/classroom-manager/deploy.lock.json"]
     positions = [plan.index(text) for text in order]
     assert positions == sorted(positions), plan
     assert "s3cret-db-pw" not in plan and "jwt-very-secret" not in plan
@@ -212,3 +215,50 @@ def test_a_node_that_is_down_does_not_hold_up_the_pull_of_the_images(defaults, e
     plan, error = deploy_to(swarm_settings(defaults, environ), NodeDown(swarm_settings(
         defaults, environ)))
     assert error is None
+
+
+FAKE_DOCKER = """#!/bin/sh
+# A node's engine, as the prune script sees it: images of this project (a kept release, an
+# old one, an old one a container still uses, one with two references) and another project's.
+echo "$*" >> "$LOG"
+case "$*" in
+  "ps -aq --filter label=com.docker.stack.namespace=classroom-manager-app --filter status=exited")
+    echo c-old-task ;;
+  "ps -aq "*) ;;
+  "rm c-old-task") ;;
+  "image ls -q --no-trunc --filter label=deploy.project=classroom-manager")
+    printf 'id-kept\\nid-old\\nid-used\\nid-old\\nid-two\\n' ;;
+  "image inspect --format {{index .Config.Labels \\"org.opencontainers.image.revision\\"}} id-kept")
+    echo KEPT ;;
+  "image inspect --format {{index .Config.Labels \\"org.opencontainers.image.revision\\"}} "*)
+    echo OLD ;;
+  "image inspect --format {{range .RepoTags}}"*" id-two") echo "r/b:staging-OLD r/b@sha256:2 " ;;
+  "image inspect --format {{range .RepoTags}}"*) echo "r/${5#id-}@sha256:1 " ;;
+  "image rm r/used@sha256:1") echo "conflict: in use" >&2; exit 1 ;;
+  "image rm id-used") exit 1 ;;
+  "image rm "*) ;;
+  *) echo "unexpected: $*" >&2; exit 9 ;;
+esac
+"""
+
+
+def test_the_node_prune_script_removes_only_old_images_of_this_project(tmp_path, settings):
+    """The script the prune job runs on each node, run by sh against a scripted engine."""
+    import os
+    import subprocess
+    fake = tmp_path / "docker"
+    fake.write_text(FAKE_DOCKER.replace("KEPT", SHA).replace("OLD", OLD))
+    fake.chmod(0o755)
+    log = tmp_path / "log"
+    script = swarm.node_prune_script(settings, {SHA, "c" * 40})
+    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True,
+                          env=dict(os.environ, PATH=f"{tmp_path}:{os.environ['PATH']}",
+                                   LOG=str(log)))
+    assert done.returncode == 0 and "unexpected" not in done.stderr, done.stderr
+    removed = [line.split()[-1] for line in log.read_text().splitlines()
+               if line.startswith("image rm ")]
+    assert removed == ["r/old@sha256:1", "id-old", f"r/b:staging-{OLD}", "r/b@sha256:2",
+                       "id-two", "r/used@sha256:1", "id-used"]     # id-kept: never
+    assert "rm c-old-task" in log.read_text().splitlines()
+    assert done.stdout.split("\n")[:2] == ["removed r/old@sha256:1", "removed id-old"]
+    assert "r/used" not in done.stdout and "--force" not in script and " -f " not in script
