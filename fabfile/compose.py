@@ -126,12 +126,10 @@ class ComposeCommands:
         return self._compose("up", "-d", "--remove-orphans", *extra)
 
     def reload_edge(self) -> Command:
-        """nginx checks, then re-reads its config; old workers finish their in-flight requests.
-
-        Through `exec`, never a signal from the engine: Docker 20.10 counts `docker kill` as a
-        stop by hand, and does not restart such a container when the server reboots."""
-        conf = f"{EDGE_MOUNT}/{EDGE_CONFIG}"
-        return self.exec_in(EDGE_SERVICE, f"nginx -t -q -c {conf} && nginx -s reload -c {conf}")
+        """nginx checks, then re-reads its config (edge_reload), in the stable project's edge
+        container, named as Compose v2 names it (`docker exec`: a third of the time of
+        `docker compose exec`, which reads the project first)."""
+        return edge_reload(f"{self.project}-{EDGE_SERVICE}-1", f"{EDGE_MOUNT}/{EDGE_CONFIG}")
 
     def logs(self, *services: str, tail: str = "15", since: Optional[str] = None, follow: bool = False,
              prefix: bool = False) -> Command:
@@ -223,6 +221,15 @@ def ours(output: str, projects: Iterable[str]) -> List[str]:
     wanted = set(projects)
     rows = [line.split() for line in output.splitlines()]
     return [row[0] for row in rows if len(row) == 2 and row[1] in wanted]
+
+
+def edge_reload(container: str, config: str) -> Command:
+    """nginx in `container` checks `config`, then re-reads it; old workers finish their
+    in-flight requests. Through `exec`, never a signal from the engine: Docker 20.10 counts
+    `docker kill` as a stop by hand, and does not restart such a container when the server
+    reboots."""
+    return cmd("docker", "exec", container, "sh", "-c",
+               f"nginx -t -q -c {config} && nginx -s reload -c {config}")
 
 
 def stop_containers(ids: List[str]) -> Command:

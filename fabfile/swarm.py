@@ -20,7 +20,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence
 
-from .compose import ENV_FILE, release_dir
+from .compose import ENV_FILE, edge_reload, release_dir
 from .images import PROJECT_LABEL, SHA_LABEL
 from .shell import Command, cmd
 
@@ -170,13 +170,15 @@ def node_job(settings: Settings, name: str, image: str, *command: str,
         if docker_socket else ()
     return cmd("docker", "service", "create", "--detach", "--quiet", "--name", name,
                "--mode", "global-job", "--restart-condition", "none", "--with-registry-auth",
-               "--label", f"deploy.project={settings.project}", *socket, "--entrypoint",
-               command[0], image, *command[1:])
+               "--label", f"deploy.project={settings.project}",
+               "--container-label", f"deploy.project={settings.project}", *socket,
+               "--entrypoint", command[0], image, *command[1:])
 
 
 def node_prune_script(settings: Settings, keep: Iterable[str]) -> str:
-    """What the prune job runs on each node (sh; every value quoted). First the exited
-    containers of this project's two stacks (Swarm's task history: they hold old images), then
+    """What the prune job runs on each node (sh; every value quoted). First the containers of
+    this project that ended (old tasks that Swarm keeps as history, the jobs'; a container
+    carries its image's labels, and the jobs' are labelled too): they hold old images. Then
     every reference of each image the build labelled with this project and built from a
     release not in `keep`. Never --force: an image a container uses stays. Volumes, and
     everything of other projects, are never named."""
@@ -184,11 +186,9 @@ def node_prune_script(settings: Settings, keep: Iterable[str]) -> str:
     sha_of = shlex.quote('{{index .Config.Labels "%s"}}' % SHA_LABEL)
     refs_of = shlex.quote("{{range .RepoTags}}{{.}} {{end}}{{range .RepoDigests}}{{.}} {{end}}")
     kept = shlex.quote(" %s " % " ".join(sorted(keep)))
-    exited = [f"docker ps -aq --filter {shlex.quote(f'label={STACK_LABEL}={stack}')} "
-              "--filter status=exited | xargs -r docker rm >/dev/null"
-              for stack in (settings.project, app_stack(settings))]
     return "\n".join([
-        *exited,
+        f"docker ps -aq --filter {project} --filter status=exited --filter status=created "
+        "--filter status=dead | xargs -r docker rm >/dev/null",
         f"for id in $(docker image ls -q --no-trunc --filter {project} | sort -u); do",
         f"  sha=$(docker image inspect --format {sha_of} \"$id\") || continue",
         f"  case {kept} in *\" $sha \"*) continue;; esac",
@@ -211,9 +211,7 @@ def local_tasks(service: str) -> Command:
 
 
 def reload_edge(container: str) -> Command:
-    conf = f"/etc/nginx/deploy/{EDGE_CONFIG}"
-    return cmd("docker", "exec", container, "sh", "-c",
-               f"nginx -t -q -c {conf} && nginx -s reload -c {conf}")
+    return edge_reload(container, f"/etc/nginx/deploy/{EDGE_CONFIG}")
 
 
 def remove_stack(stack: str) -> Command:

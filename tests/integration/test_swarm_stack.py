@@ -171,7 +171,7 @@ def test_a_worker_node_stopping_mid_deploy_leaves_the_url_answering(swarm_env, f
         testbed.up(swarm=True)   # the node rejoins; the next test finds three Ready nodes
 
 
-def test_setup_on_the_manager_checks_the_nodes_it_is_given(swarm_env):
+def test_setup_on_the_manager_checks_the_nodes_it_is_given(swarm_env, first):
     """`staging.setup --nodes` over SSH as a user with passwordless sudo (here the testbed's
     deploy user, given sudo for this test only): the manager's swarm, its data label, every
     node's state; a node not in the swarm fails it in one line that says how to join it."""

@@ -53,8 +53,8 @@ def test_compose_commands_name_project_file_and_env_absolutely(settings):
     assert compose.pull().render() == prefix + " pull --quiet"
     assert compose.up_stable().render() == prefix + " up -d --wait --remove-orphans"
     # never a signal from the engine: Docker 20.10 would not restart the edge after a reboot
-    assert compose.reload_edge().render() == prefix + (
-        " exec -T edge sh -c 'nginx -t -q -c /etc/nginx/deploy/nginx.conf"
+    assert compose.reload_edge().render() == (
+        "docker exec classroom-manager-edge-1 sh -c 'nginx -t -q -c /etc/nginx/deploy/nginx.conf"
         " && nginx -s reload -c /etc/nginx/deploy/nginx.conf'")
     assert compose.prepare_dir().render() == "install -d -m 0700 -- /opt/classroom-manager"
     assert "http://127.0.0.1:80/api/health" in health_on_host(settings).argv

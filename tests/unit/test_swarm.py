@@ -222,9 +222,8 @@ FAKE_DOCKER = """#!/bin/sh
 # old one, an old one a container still uses, one with two references) and another project's.
 echo "$*" >> "$LOG"
 case "$*" in
-  "ps -aq --filter label=com.docker.stack.namespace=classroom-manager-app --filter status=exited")
+  "ps -aq --filter label=deploy.project=classroom-manager --filter status=exited "*)
     echo c-old-task ;;
-  "ps -aq "*) ;;
   "rm c-old-task") ;;
   "image ls -q --no-trunc --filter label=deploy.project=classroom-manager")
     printf 'id-kept\\nid-old\\nid-used\\nid-old\\nid-two\\n' ;;
