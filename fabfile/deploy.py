@@ -115,24 +115,27 @@ def deploy(settings: Settings, sha: str, reporter: Reporter, local: Runner,
     """Publish the images, then, on the host (`session()`) under the lock, release; recover on
     any failure after the lock. Fills `summary`."""
     pushed = publish_images(settings, sha, local, reporter, rebuild)
-    latest = LatestMove(settings, sha, local).start()
+    latest = LatestMove(settings, sha, local)
     try:
-        release_on_host(settings, sha, reporter, local, session, summary, force, wait_lock, pushed)
+        release_on_host(settings, sha, reporter, local, session, summary, force, wait_lock, pushed,
+                        latest)
     finally:
         latest.finish(reporter)
 
 
 def release_on_host(settings: Settings, sha: str, reporter: Reporter, local: Runner,
                     session: Callable[[], Session], summary: Summary, force: bool,
-                    wait_lock: Optional[float], pushed: Dict[str, Optional[str]]) -> None:
-    """Under the deploy lock: record what runs, refuse an older sha, release, recover on any
-    failure; after success, record it and prune."""
+                    wait_lock: Optional[float], pushed: Dict[str, Optional[str]],
+                    latest: LatestMove) -> None:
+    """Under the deploy lock: record what runs, refuse an older sha, release (staging-latest
+    moves meanwhile), recover on any failure; after success, record it and prune."""
     target = target_for(settings)
     with session() as host, held(host, settings, "deploy", sha, wait_lock, reporter) as lock:
         ledger = ReleaseLedger(settings)
         entries = close_abandoned(host.runner, settings, reporter)
         previous, running = record_running(host.runner, target, entries, reporter)
         refuse_older(sha, previous, force, local, reporter)
+        latest.start()          # not for a deploy refused before it changed anything
         attempt = Attempt(settings, sha, previous, start_event("deploy", sha, previous,
                                                                who_runs_this()))
         host.runner.run(ledger.append(attempt.entry))
@@ -206,13 +209,12 @@ class LatestMove:
         self.failure: Optional[str] = None
         self.thread: Optional[threading.Thread] = None
 
-    def start(self) -> "LatestMove":
+    def start(self) -> None:
         if self.local.dry_run:
             self.move()
         else:
             self.thread = threading.Thread(target=self.move, name="staging-latest", daemon=True)
             self.thread.start()
-        return self
 
     def move(self) -> None:
         try:

@@ -114,6 +114,7 @@ def wait_until_healthy(observe: Callable[[], Probe], sha: str, services: Sequenc
     started = clock()
     healthy_since = None
     while True:
+        looked = clock()                 # a look takes time: it counts from when it began
         probe = observe()
         verdict = assess(probe, sha, services, restarts_before)
         now = clock()
@@ -121,8 +122,8 @@ def wait_until_healthy(observe: Callable[[], Probe], sha: str, services: Sequenc
         if verdict.state == FAILED:
             return Outcome(verdict, probe, waited)
         if verdict.state == HEALTHY:
-            healthy_since = now if healthy_since is None else healthy_since
-            if now - healthy_since >= settle:
+            healthy_since = looked if healthy_since is None else healthy_since
+            if looked - healthy_since >= settle:
                 return Outcome(verdict, probe, waited)
         elif healthy_since is not None:
             return Outcome(Verdict(FAILED, f"unhealthy again {now - healthy_since:.1f}s after it "
@@ -132,7 +133,10 @@ def wait_until_healthy(observe: Callable[[], Probe], sha: str, services: Sequenc
                            probe, waited)
         if on_wait and verdict.state == WAITING:
             on_wait(waited, verdict)
-        pause = interval if healthy_since is not None else min(interval, timeout - waited)
+        if healthy_since is not None:   # the next look: when the settle is over, if sooner
+            pause = min(interval, healthy_since + settle - now)
+        else:
+            pause = min(interval, timeout - waited)
         sleep(max(0.0, pause))
 
 

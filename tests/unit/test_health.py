@@ -90,6 +90,19 @@ def test_wait_returns_as_soon_as_healthy():
     assert outcome.verdict.state == HEALTHY and outcome.waited == 3
 
 
+def test_the_settle_ends_at_its_length_not_at_the_next_whole_interval():
+    clock = FakeClock()
+
+    def look():                      # each look takes 0.15 s, as a few docker calls do
+        clock.sleep(0.15)
+        return healthy_probe()
+
+    outcome = wait_until_healthy(look, SHA, SERVICES, timeout=30, interval=1, settle=2,
+                                 clock=clock, sleep=clock.sleep)
+    assert outcome.verdict.state == HEALTHY
+    assert round(clock.now, 2) == 2.15       # looks from 0, 1.15 and 2.0: settled (not at 2.45)
+
+
 def test_wait_gives_up_at_the_deadline_with_the_last_reason():
     clock = FakeClock()
     outcome = wait_until_healthy(lambda: healthy_probe(host_status=503), SHA, SERVICES,

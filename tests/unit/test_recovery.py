@@ -340,7 +340,8 @@ def test_staging_latest_is_pushed_beside_the_host_work_and_a_failure_only_warns(
             raise DeployError("docker push failed\nunauthorized: authentication required")
 
     local = SlowLocal()
-    move = LatestMove(settings, SHA, local).start()    # returns while the push still runs
+    move = LatestMove(settings, SHA, local)
+    move.start()                                        # returns while the push still runs
     assert not local.release.is_set() and move.thread.is_alive()
     local.release.set()
     out = io.StringIO()
