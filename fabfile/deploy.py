@@ -1,11 +1,11 @@
 """The deploy, top to bottom.
 
-Locally: build or reuse the images of the commit and push them (staging-latest follows beside
-the host's work). On the host, under the deploy
+Locally: build or reuse the images of the commit and push them. On the host, under the deploy
 lock: close abandoned ledger entries, record what runs now (and keep it for rollback), refuse
-an older sha, then let the target release it (compose_target.py: stage, pull, back up, migrate,
-start in the idle slot, check, switch the edge, watch with the old slot standing by, retire it;
-swarm_target.py: the same as a start-first Swarm update). Any failure after the lock (an error,
+an older sha (only then does staging-latest move, locally, beside the host's work), then let
+the target release it (compose_target.py: stage, pull, back up, migrate, start in the idle
+slot, check, switch the edge, watch with the old slot standing by, retire it; swarm_target.py:
+the same as a start-first Swarm update). Any failure after the lock (an error,
 a health deadline, a crash before or after the switch, a lost connection, Ctrl-C or SIGTERM)
 undoes the steps that ran (undo.py): the recorded release is the live one again, usually
 because it never stopped serving. After success only: prune.
@@ -203,9 +203,11 @@ class LatestMove:
 
     def __init__(self, settings: Settings, sha: str, local: Runner):
         self.local = local
-        self.moves = [chain(images.tag(settings.image_ref(s.name, sha), images.latest_ref(settings, s.name)),
-                            images.push(images.latest_ref(settings, s.name)))
-                      for s in settings.services]
+        self.moves = []
+        for service in settings.services:
+            latest = images.latest_ref(settings, service.name)
+            self.moves.append(chain(images.tag(settings.image_ref(service.name, sha), latest),
+                                    images.push(latest)))
         self.failure: Optional[str] = None
         self.thread: Optional[threading.Thread] = None
 

@@ -8,7 +8,7 @@ host key line to pin. Every step first reads the current state and only acts whe
 from __future__ import annotations
 
 import posixpath
-from typing import TYPE_CHECKING, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, Optional, Sequence, Tuple
 
 from . import swarm
 from .errors import DeployError
@@ -157,7 +157,7 @@ def setup_swarm(settings: Settings, runner: Runner, reporter: Reporter,
             raise DeployError(problem)
 
 
-def nodes_problem(states: dict, wanted: Sequence[str]) -> str:
+def nodes_problem(states: Dict[str, str], wanted: Sequence[str]) -> str:
     """What is wrong with the nodes `staging.setup --nodes` names, in one line ("": nothing)."""
     missing = [n for n in wanted if n not in states]
     down = [n for n in wanted if n in states and states[n] != "Ready"]

@@ -354,8 +354,8 @@ class SwarmTarget:
     # -- after success --------------------------------------------------------------------------
 
     def prune(self, runner: Runner, sha: str, previous: Optional[str], reporter: Reporter) -> None:
-        """Old release folders and dumps on the manager; on every node, the exited containers
-        of the project's stacks and the images of releases not kept (a job in
+        """Old release folders and dumps on the manager; on every node, the project's ended
+        containers and the images of releases not kept (swarm.node_prune_script, as a job in
         DOCKER_CLI_IMAGE: only the manager is reachable)."""
         settings = self.settings
         try:
@@ -366,15 +366,16 @@ class SwarmTarget:
                 files = old_files(settings, keep, entries, reads)
                 if files:
                     runner.run(remove_paths(files), "removing old release files")
-                name, output = f"{settings.project}-prune", []  # type: str, List[str]
+                name = f"{settings.project}-prune"
+                output: List[str] = []
                 failed, skipped = self.on_every_node(runner, name, swarm.node_job(
                     settings, name, settings.DOCKER_CLI_IMAGE, "sh", "-c",
                     swarm.node_prune_script(settings, keep), docker_socket=True), output)
                 removed = sum(" removed " in f" {line} " for line in output)
-                reporter.note(f"removed {len(files)} old release folders/backups, {removed} "
-                              "image references on the nodes" + "".join(
-                                  f"; node {t.node} did not prune: {t.error or t.current}"
-                                  for t in failed) + (f"; node {', '.join(skipped)} is down: "
-                                                      "not pruned" if skipped else ""))
+                notes = [f"removed {len(files)} old release folders/backups, {removed} image "
+                         "references on the nodes"]
+                notes += [f"node {t.node} did not prune: {t.error or t.current}" for t in failed]
+                notes += [f"node {', '.join(skipped)} is down: not pruned"] if skipped else []
+                reporter.note("; ".join(notes))
         except DeployError as exc:
             reporter.say(f"warning: prune failed (the deploy itself succeeded): {exc}")
