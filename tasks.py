@@ -250,13 +250,12 @@ def setup(c: Context, compose_deb: Optional[str] = None, nodes: str = "") -> Non
     settings = settings_for(c, ("host", "setup"))
     if compose_deb and not Path(compose_deb).is_file():
         raise ConfigError([f"--compose-deb {compose_deb} is not a file"])
-    wanted = [n for n in nodes.split(",") if n.strip()]
+    wanted = [n.strip() for n in nodes.split(",") if n.strip()]
     if wanted and settings.DEPLOY_TARGET != "swarm":
         raise ConfigError(["--nodes is for the swarm target: set DEPLOY_TARGET=swarm"])
     reporter = reporter_for(settings)
     with HostSession(settings, reporter, settings.SETUP_USER, settings.SETUP_SSH_KEY) as host:
-        line = setup_host(settings, host.runner, reporter, compose_deb,
-                          [n.strip() for n in wanted])
+        line = setup_host(settings, host.runner, reporter, compose_deb, wanted)
     reporter.say(f"ready for deploys as {settings.STAGING_USER}. Pin this host key "
                  f"(STAGING_KNOWN_HOSTS), after checking its fingerprint on the server:\n{line}")
 
