@@ -35,7 +35,6 @@ from .config import render_env
 from .errors import DeployError, RemoteCommandError
 from .health import Outcome
 from .images import local_digests
-from .ledger import merge
 from .running import (
     RunningRelease,
     containers,
@@ -260,13 +259,11 @@ def prune_after_success(runner: Runner, settings: Settings, sha: str, previous: 
             for read, what in ((listing, "listing containers"), (image_list, "listing images")):
                 if not read.ok:
                     raise RemoteCommandError(what, read.tail())
-            entries = merge(files_read[0].stdout)
-            keep = prune.releases_to_keep(entries, settings, sha, previous)
+            keep, files = prune.kept_and_old_files(settings, files_read, sha, previous)
             ours = containers(runner, settings, listing.stdout)
             refs = prune.choose_images(prune.parse_images(image_list.stdout), keep,
                                        {c["Image"] for c in ours})
             stopped = prune.stopped(ours)
-            files = prune.old_files(settings, keep, entries, files_read)
             removals = ([prune.remove_images(refs)] if refs else []) + \
                 ([remove_containers(stopped)] if stopped else []) + \
                 ([prune.remove_paths(files)] if files else [])

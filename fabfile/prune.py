@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import posixpath
 import re
-from typing import TYPE_CHECKING, Iterable, List, Optional, Set
+from typing import TYPE_CHECKING, Iterable, List, Optional, Set, Tuple
 
 from .images import PROJECT_LABEL, ROLLBACK_TAG, release_tag
-from .ledger import Entry, ReleaseLedger, good_releases, latest_backup
+from .ledger import Entry, ReleaseLedger, good_releases, latest_backup, merge
 from .shell import Command, Result, cmd
 
 if TYPE_CHECKING:
@@ -92,10 +92,13 @@ def releases_to_keep(entries: List[Entry], settings: Settings, sha: str,
     return keep | set(good_releases(entries)[:settings.KEEP_RELEASES])
 
 
-def old_files(settings: Settings, keep: Set[str], entries: List[Entry], reads: List[Result]) -> List[str]:
-    """Release folders and dumps of releases not kept (from the results of `file_reads`),
-    except the newest dump (the one `--restore-db` uses)."""
+def kept_and_old_files(settings: Settings, reads: List[Result], sha: str,
+                       previous: Optional[str]) -> Tuple[Set[str], List[str]]:
+    """From the results of `file_reads`: the releases kept (releases_to_keep), and the release
+    folders and dumps of the others, except the newest dump (the one `--restore-db` uses)."""
+    entries = merge(reads[0].stdout)
+    keep = releases_to_keep(entries, settings, sha, previous)
     newest_dump = posixpath.basename(latest_backup(entries) or "")
-    return [posixpath.join(settings.STAGING_DIR, folder, name)
-            for folder, listing in (("releases", reads[1]), ("backups", reads[2]))
-            for name in choose_files(listing.stdout.split(), keep, {newest_dump})]
+    return keep, [posixpath.join(settings.STAGING_DIR, folder, name)
+                  for folder, listing in (("releases", reads[1]), ("backups", reads[2]))
+                  for name in choose_files(listing.stdout.split(), keep, {newest_dump})]

@@ -21,8 +21,7 @@ from . import images, swarm
 from .compose import ENV_FILE, compose_text, edge_dir, health_on_host, parse_http, release_dir
 from .config import render_env
 from .errors import DeployError
-from .ledger import merge
-from .prune import file_reads, old_files, releases_to_keep, remove_paths
+from .prune import file_reads, kept_and_old_files, remove_paths
 from .running import RunningRelease
 from .shell import Command, chain, cmd
 from .swarm import Look, app_stack, judge, service_name, version_of
@@ -361,9 +360,7 @@ class SwarmTarget:
         try:
             with reporter.step(f"prune (keeping the last {settings.KEEP_RELEASES} good releases)"):
                 reads = runner.run_all(file_reads(settings), "reading what prune may remove")
-                entries = merge(reads[0].stdout)
-                keep = releases_to_keep(entries, settings, sha, previous)
-                files = old_files(settings, keep, entries, reads)
+                keep, files = kept_and_old_files(settings, reads, sha, previous)
                 if files:
                     runner.run(remove_paths(files), "removing old release files")
                 name = f"{settings.project}-prune"
