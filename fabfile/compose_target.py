@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from .config import Settings
     from .report import Reporter, Summary
     from .shell import Runner
+    from .targets import Published
 
 
 class ComposeTarget:
@@ -75,9 +76,8 @@ class ComposeTarget:
         keep_running_release(runner, self.settings, running)
 
     def release(self, sha: str, runner: Runner, reporter: Reporter, summary: Summary,
-                pushed: Dict[str, Optional[str]], running: RunningRelease,
-                journal: Journal) -> None:
-        release(self.settings, sha, runner, reporter, summary, pushed, running, journal)
+                published: Published, running: RunningRelease, journal: Journal) -> None:
+        release(self.settings, sha, runner, reporter, summary, published, running, journal)
 
     def ensure_serving(self, runner: Runner, sha: str, reporter: Reporter) -> Compensation:
         return ensure_serving(runner, self.settings, sha, reporter)
@@ -106,7 +106,7 @@ def keep_running_release(runner: Runner, settings: Settings, running: RunningRel
 
 
 def release(settings: Settings, sha: str, remote: Runner, reporter: Reporter, summary: Summary,
-            pushed: Dict[str, Optional[str]], running: RunningRelease, journal: Journal) -> None:
+            published: Published, running: RunningRelease, journal: Journal) -> None:
     """On the host: stage files, pull, back up, update the stable services, migrate, start the
     release in the idle slot, check it there, switch the edge to it, watch it live with the old
     slot standing by, retire the old slot. Each step that changes what runs registers its undo
@@ -123,8 +123,11 @@ def release(settings: Settings, sha: str, remote: Runner, reporter: Reporter, su
     stable = stable_state(remote, settings)
     with reporter.step("pull images"):
         for compose in (candidate,) if stable.unchanged else (staged, candidate):
-            remote.run(compose.pull(), "docker compose pull (the running release is untouched)")
-    verify_pulled(remote, settings, sha, summary, pushed)
+            images.pull_patiently(remote, compose.pull(),
+                                  "docker compose pull (the running release is untouched)",
+                                  reporter)
+    verify_pulled(remote, settings, sha, summary, published.digests)
+    published.pulled()
     pending = None
     if settings.database_service in stable.running:
         pending = migrations_pending(remote, settings, reporter, candidate)

@@ -2,12 +2,12 @@
 
 Locally: build or reuse the images of the commit and push them. On the host, under the deploy
 lock: close abandoned ledger entries, record what runs now (and keep it for rollback), refuse
-an older sha (only then does staging-latest move, locally, beside the host's work), then let
-the target release it (compose_target.py: stage, pull, back up, migrate, start in the idle
-slot, check, switch the edge, watch with the old slot standing by, retire it; swarm_target.py:
-the same as a start-first Swarm update). Any failure after the lock (an error,
-a health deadline, a crash before or after the switch, a lost connection, Ctrl-C or SIGTERM)
-undoes the steps that ran (undo.py): the recorded release is the live one again, usually
+an older sha, then let the target release it (compose_target.py: stage, pull, back up,
+migrate, start in the idle slot, check, switch the edge, watch with the old slot standing by,
+retire it; swarm_target.py: the same as a start-first Swarm update). Once the host holds the
+images, staging-latest moves, locally, beside the host's work. Any failure after the lock (an
+error, a health deadline, a crash before or after the switch, a lost connection, Ctrl-C or
+SIGTERM) undoes the steps that ran (undo.py): the recorded release is the live one again, usually
 because it never stopped serving. After success only: prune.
 """
 from __future__ import annotations
@@ -39,7 +39,7 @@ from .report import Reporter, Summary
 from .rollback import close_abandoned
 from .running import RunningRelease
 from .shell import Runner, chain, cmd
-from .targets import Target, target_for
+from .targets import Published, Target, target_for
 from .transport import LocalTransport, Recorder
 from .undo import Journal
 
@@ -114,35 +114,34 @@ def deploy(settings: Settings, sha: str, reporter: Reporter, local: Runner,
            wait_lock: Optional[float]) -> None:
     """Publish the images, then, on the host (`session()`) under the lock, release; recover on
     any failure after the lock. Fills `summary`."""
-    pushed = publish_images(settings, sha, local, reporter, rebuild)
     latest = LatestMove(settings, sha, local)
+    published = Published(publish_images(settings, sha, local, reporter, rebuild), latest.start)
     try:
-        release_on_host(settings, sha, reporter, local, session, summary, force, wait_lock, pushed,
-                        latest)
+        release_on_host(settings, sha, reporter, local, session, summary, force, wait_lock,
+                        published)
     finally:
         latest.finish(reporter)
 
 
 def release_on_host(settings: Settings, sha: str, reporter: Reporter, local: Runner,
                     session: Callable[[], Session], summary: Summary, force: bool,
-                    wait_lock: Optional[float], pushed: Dict[str, Optional[str]],
-                    latest: LatestMove) -> None:
+                    wait_lock: Optional[float], published: Published) -> None:
     """Under the deploy lock: record what runs, refuse an older sha, release (staging-latest
-    moves meanwhile), recover on any failure; after success, record it and prune."""
+    moves once the host pulled), recover on any failure; after success, record it and prune."""
     target = target_for(settings)
     with session() as host, held(host, settings, "deploy", sha, wait_lock, reporter) as lock:
         ledger = ReleaseLedger(settings)
         entries = close_abandoned(host.runner, settings, reporter)
         previous, running = record_running(host.runner, target, entries, reporter)
         refuse_older(sha, previous, force, local, reporter)
-        latest.start()          # not for a deploy refused before it changed anything
         attempt = Attempt(settings, sha, previous, start_event("deploy", sha, previous,
                                                                who_runs_this()))
         host.runner.run(ledger.append(attempt.entry))
         if previous:
             attempt.journal.on_failure(target.ensure_serving(host.runner, previous, reporter))
         try:
-            target.release(sha, host.runner, reporter, summary, pushed, running, attempt.journal)
+            target.release(sha, host.runner, reporter, summary, published, running,
+                           attempt.journal)
         except BaseException as failure:
             recover(failure, attempt, host, lock, reporter, summary)
         with shielded(reporter.say):  # the release is live: record it, whatever comes
@@ -198,8 +197,9 @@ def publish_images(settings: Settings, sha: str, local: Runner, reporter: Report
 
 class LatestMove:
     """Point each service's staging-latest (the next build's layer cache) at this commit's image.
-    Nothing on the host needs it, so it runs beside the host's work, in a thread (in a dry run,
-    in line: the plan stays in order); `finish` waits for it and warns if it failed."""
+    Nothing on the host needs it, so it runs beside the host's work once the host pulled (targets'
+    `published.pulled()`), in a thread (in a dry run, in line: the plan stays in order);
+    `finish` waits for it, if it started, and warns if it failed."""
 
     def __init__(self, settings: Settings, sha: str, local: Runner):
         self.local = local

@@ -7,12 +7,15 @@ rollback later select on.
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional
 
+from .errors import RemoteCommandError
 from .shell import Command, cmd, pipe
 
 if TYPE_CHECKING:
     from .config import Service, Settings
+    from .report import Reporter
     from .shell import Runner
 
 PROJECT_LABEL = "deploy.project"
@@ -48,6 +51,27 @@ def build(settings: Settings, service: Service, sha: str) -> Command:
             "-t", latest_ref(settings, service.name),
             "-f", service.dockerfile, "-"),
     )
+
+
+# A registry's 5xx is often momentary (a restart, a proxy in front of it, a write racing the
+# read in a self-hosted registry): a pull asks again after each of these pauses before it fails.
+PULL_PAUSES = (1.0, 3.0)
+MOMENTARY = re.compile(r"unexpected HTTP status: 5\d\d[^\n]*|TLS handshake timeout")
+
+
+def pull_patiently(runner: Runner, command: Command, what: str, reporter: Reporter) -> None:
+    """Run a pull; on a momentary registry error, again after each of PULL_PAUSES. Any other
+    failure (unreachable, unauthorized, unknown tag) fails at once."""
+    for pause in PULL_PAUSES + (None,):
+        result = runner.run(command, what, check=False)
+        if result.ok:
+            return
+        momentary = MOMENTARY.search(result.stdout + result.stderr)
+        if pause is None or not momentary:
+            raise RemoteCommandError(what, result.tail())
+        reporter.note(f"the registry answered {momentary.group(0).strip()!r}; pulling again in "
+                      f"{pause:.0f}s")
+        runner.sleep(pause)
 
 
 def push(ref: str) -> Command:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .config import Settings
     from .report import Reporter, Summary
     from .shell import Runner
+    from .targets import Published
 
 # After `stack deploy`, how long the update may take to converge (each task: start, healthcheck,
 # monitor, delay; two replicas a service) before the deploy gives up and undoes it.
@@ -90,10 +91,10 @@ class SwarmTarget:
     # -- a release ------------------------------------------------------------------------------
 
     def release(self, sha: str, runner: Runner, reporter: Reporter, summary: Summary,
-                pushed: Dict[str, Optional[str]], running: RunningRelease,
-                journal: Journal) -> None:
+                published: Published, running: RunningRelease, journal: Journal) -> None:
         settings = self.settings
         directory = release_dir(settings, sha)
+        pushed = published.digests
         pinned = {s.name: f"{settings.image_ref(s.name, sha)}@{pushed[s.name]}"
                   for s in settings.services if pushed.get(s.name)}
         summary.images.update(pinned)
@@ -118,6 +119,7 @@ class SwarmTarget:
                            "registry)"):
             for service in self.services:
                 self.prefetch(runner, reporter, service, env[f"{service.upper()}_IMAGE"])
+        published.pulled()
         summary.backup = self.migrate(runner, reporter, sha, directory, journal)
         if running.sha is None:
             journal.on_failure(self.remove_app_stack(runner))

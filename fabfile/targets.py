@@ -9,7 +9,8 @@ switched, restored and pruned (DEPLOY_TARGET, invoke.yaml `target`):
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, Optional, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Dict, Optional, Protocol
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -17,6 +18,16 @@ if TYPE_CHECKING:
     from .running import RunningRelease
     from .shell import Runner
     from .undo import Compensation, Journal
+
+
+@dataclass
+class Published:
+    """What the deploy pushed: each service's digest (None when the local engine does not know
+    it), and what may start once the host holds the images. staging-latest's push waits for that:
+    pushed while the host pulled the same repository, the testbed's registry (distribution, on
+    its filesystem driver) once answered the pull with a 500."""
+    digests: Dict[str, Optional[str]]
+    pulled: Callable[[], None] = lambda: None
 
 
 class Target(Protocol):
@@ -29,10 +40,10 @@ class Target(Protocol):
         """Protect the running release from any prune (it is what a failure goes back to)."""
 
     def release(self, sha: str, runner: Runner, reporter: Reporter, summary: Summary,
-                pushed: Dict[str, Optional[str]], running: RunningRelease,
-                journal: Journal) -> None:
+                published: Published, running: RunningRelease, journal: Journal) -> None:
         """Make `sha` the live release, checked and watched; each step that changes what runs
-        registers its undo in `journal` before it runs. Raises DeployError on failure."""
+        registers its undo in `journal` before it runs; `published.pulled()` once every host
+        holds the images. Raises DeployError on failure."""
 
     def ensure_serving(self, runner: Runner, sha: str, reporter: Reporter) -> Compensation:
         """The last undo of every deploy: retained release `sha` serves, healthy."""

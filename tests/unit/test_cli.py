@@ -57,6 +57,10 @@ def test_dry_run_prints_local_and_remote_commands_without_running(environ):
                  "[remote] rm -f /opt/classroom-manager/deploy.lock.json"):
         assert line in out, line
     assert "(the 5 lines above again, 10 more times)" in out   # the watch window's looks
+    # staging-latest moves only once the host pulled (a push beside the pull can make a
+    # registry answer the pull 500)
+    assert out.index("pull --quiet") < out.index("docker push --quiet ghcr.io/acme/"
+                                                 "classroom-manager-frontend:staging-latest")
     for secret in ("s3cret-db-pw", "jwt-very-secret"):
         assert secret not in out + result.stderr
 

@@ -190,3 +190,48 @@ def test_the_stable_digest_follows_the_file_and_the_values_it_reads(settings):
     assert stable_digest(unread, text) == digest        # a value the file does not read
     assert stable_digest(settings, text + "    x: ${RELEASE_SHA}\n") is None
     assert stable_digest(settings, text + "    x: ${BACKEND_IMAGE}\n") is None
+
+
+class PullingHost:
+    """A runner whose pulls answer from `answers` in turn (exit code, stderr)."""
+
+    def __init__(self, *answers):
+        from fabfile.shell import Result
+        self.answers = [Result(code, "", err) for code, err in answers]
+        self.pulls, self.slept = 0, []
+
+    def run(self, command, what="", check=True):
+        self.pulls += 1
+        return self.answers.pop(0)
+
+    def sleep(self, seconds):
+        self.slept.append(seconds)
+
+
+def test_a_pull_asks_again_after_a_momentary_registry_error_and_fails_at_once_on_others():
+    import io
+
+    import pytest
+
+    from fabfile.errors import RemoteCommandError
+    from fabfile.report import Reporter
+    five_hundred = "Error response from daemon: received unexpected HTTP status: 500 Internal " \
+                   "Server Error"
+    out = io.StringIO()
+    host = PullingHost((1, five_hundred), (0, ""))
+    images.pull_patiently(host, cmd("docker", "pull", "x"), "pull", Reporter(stream=out))
+    assert (host.pulls, host.slept) == (2, [1.0])
+    assert "the registry answered 'unexpected HTTP status: 500 Internal Server Error'; " \
+           "pulling again in 1s" in out.getvalue()
+
+    host = PullingHost((1, five_hundred), (1, five_hundred), (1, five_hundred))
+    with pytest.raises(RemoteCommandError, match="pull failed:\n.*500 Internal"):
+        images.pull_patiently(host, cmd("docker", "pull", "x"), "pull", Reporter(stream=out))
+    assert (host.pulls, host.slept) == (3, [1.0, 3.0])
+
+    for lasting in ("dial tcp 127.0.0.1:5000: connect: connection refused",
+                    "unauthorized: authentication required", "manifest unknown"):
+        host = PullingHost((1, lasting))
+        with pytest.raises(RemoteCommandError, match=lasting):
+            images.pull_patiently(host, cmd("docker", "pull", "x"), "pull", Reporter(stream=out))
+        assert (host.pulls, host.slept) == (1, [])

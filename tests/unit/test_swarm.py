@@ -146,6 +146,7 @@ def test_the_dry_run_plan_of_a_swarm_deploy_shows_the_one_offs_and_the_stack_upd
                False)
     plan = out.getvalue()
     order = ["take the deploy lock", "--> stage stack files", "--mode global-job",
+             "docker push --quiet ghcr.io/acme/classroom-manager-backend:staging-latest",
              '"$BACKEND_IMAGE" migrate-check',
              "nice -n 19 pg_dump -h postgres", '"$BACKEND_IMAGE" migrate\'',
              "docker stack deploy --with-registry-auth --resolve-image never --prune -c "
