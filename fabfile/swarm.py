@@ -143,6 +143,11 @@ def list_tasks(names: Sequence[str]) -> Command:
     return cmd("docker", "service", "ps", "--no-trunc", "--format", "{{json .}}", *names)
 
 
+def force_update(name: str) -> Command:
+    """Start the service's update again, same spec (a new update replaces one that hangs)."""
+    return cmd("docker", "service", "update", "--force", "--detach", "--no-resolve-image", name)
+
+
 def list_nodes() -> Command:
     return cmd("docker", "node", "ls", "--format", "{{json .}}")
 
@@ -325,6 +330,22 @@ def failed_task_error(look: Look, service: str) -> str:
         if task.service == service and task.error:
             return f"{task.error} ({task.current.split(' ')[0].lower()} on {task.node})"
     return ""
+
+
+def stuck_on_down_node(look: Look, sha: str, services: Sequence[str]) -> Optional[tuple[str, str]]:
+    """(service, node) when the update to `sha` waits for a task of it that was placed on a
+    node that is down. Swarm's start-first updater waits for each new task to start, with no
+    time limit (swarmkit's updater.go: "TODO: Consider adding a timeout here"); on a node that
+    stopped it never will, so the update hangs until that node returns."""
+    for name in services:
+        service = look.services.get(name)
+        if service is None or service.sha != sha or service.update != "updating":
+            continue
+        for task in look.tasks:
+            if (task.service == name and task.node in look.down and task.image == service.image
+                    and not task.current.startswith(("Running",) + ENDED)):
+                return name, task.node
+    return None
 
 
 def judge(look: Look, sha: str, services: Sequence[str]) -> tuple:

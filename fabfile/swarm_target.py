@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import posixpath
 import time
-from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Set, Tuple
 
 from . import images, swarm
 from .compose import ENV_FILE, compose_text, edge_dir, health_on_host, parse_http, release_dir
@@ -260,6 +260,7 @@ class SwarmTarget:
         so; raise with the task's error if Swarm gave up, or at the deadline."""
         started, noted = runner.clock(), 0.0
         down: List[str] = []
+        restarted: Set[str] = set()
         while True:
             look = self.look(runner)
             state, reason = judge(look, sha, self.services)
@@ -271,6 +272,7 @@ class SwarmTarget:
                 return reason
             if state == "failed":
                 raise DeployError(f"release {sha[:12]} is not healthy: {reason}")
+            self.unstick(runner, reporter, look, sha, restarted)
             if waited > deadline:
                 raise DeployError(f"release {sha[:12]} did not converge in {deadline:.0f}s: "
                                   f"{reason}")
@@ -278,6 +280,22 @@ class SwarmTarget:
                 noted = waited
                 reporter.note(f"still updating ({waited:.0f}s): {reason}")
             runner.sleep(self.settings.health_interval)
+
+    def unstick(self, runner: Runner, reporter: Reporter, look: Look, sha: str,
+                restarted: Set[str]) -> None:
+        """An update that waits for a task on a node that is down would wait until the node
+        returns: start it again, once per service (Swarm places the new tasks on the nodes
+        that are up; the stale task stays listed, so a second hang is left to the deadline)."""
+        hung = swarm.stuck_on_down_node(look, sha, [s for s in self.services if s not in restarted])
+        if hung is None:
+            return
+        service, node = hung
+        restarted.add(service)
+        reporter.note(f"the update of {service} waits for a task on node {node}, which is down "
+                      "(Swarm would wait until the node returns): starting it again on the nodes "
+                      "that are up")
+        runner.run(swarm.force_update(service_name(self.settings, service)),
+                   "docker service update --force")
 
     def watch(self, runner: Runner, sha: str) -> None:
         """WATCH_SECONDS after the update: every look must find `sha` at full strength, no task

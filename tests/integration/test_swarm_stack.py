@@ -145,8 +145,9 @@ def test_two_deploys_at_once_one_waits_for_the_lock_and_the_ledger_stays_true(sw
 
 def test_a_worker_node_stopping_mid_deploy_leaves_the_url_answering(swarm_env, first):
     """A worker goes away (stopped: its address no longer answers) while the update rolls out.
-    The deploy converges on the nodes that remain, or fails with the previous release serving;
-    the public URL answers throughout, and the command says which it was."""
+    The deploy converges on the nodes that remain (an update Swarm would leave waiting for a task
+    placed on the stopped node is started again) and says the node is down; the public URL
+    answers throughout."""
     good = release("swarm-before-node-stop")
     assert deploy(swarm_env, good).returncode == 0
     sha = release("swarm-node-stop", parent=good)
@@ -162,10 +163,8 @@ def test_a_worker_node_stopping_mid_deploy_leaves_the_url_answering(swarm_env, f
         (code, output), stats, answers = under_load(deploy_while_a_worker_stops)
         assert stats.failed == 0, stats.line()
         assert "node swarm-3 is down" in output, output
-        print(f"\nWORKER STOPPED: the deploy exited {code}")
-        expected = sha if code == 0 else good     # converged, or failed with `good` serving
-        assert health() == (200, expected) and answers[-1].version == expected, output
-        assert "deploy SUCCEEDED" in output if code == 0 else code == 1
+        assert code == 0 and "deploy SUCCEEDED" in output, output
+        assert health() == (200, sha) and answers[-1].version == sha, output
     finally:
         subprocess.run(["docker", "start", worker], check=True, capture_output=True)
         testbed.up(swarm=True)   # the node rejoins; the next test finds three Ready nodes

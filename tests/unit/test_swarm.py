@@ -218,6 +218,62 @@ def test_a_node_that_is_down_does_not_hold_up_the_pull_of_the_images(defaults, e
     assert error is None
 
 
+
+def test_an_update_waiting_for_a_task_on_a_node_that_is_down_is_found():
+    services = [Service("frontend", SHA, "f@1", 2, "updating"), Service("backend", SHA, "b@1", 2)]
+    placed = Task("frontend", "f@1", "swarm-3", "Shutdown", "Assigned 20 seconds ago")
+    seen = look(services, [running("frontend", "f@0"), running("frontend", "f@1", "swarm-2"),
+                           placed])
+    seen.down = ["swarm-3"]
+    assert swarm.stuck_on_down_node(seen, SHA, ["frontend", "backend"]) == ("frontend", "swarm-3")
+    assert swarm.stuck_on_down_node(seen, OLD, ["frontend", "backend"]) is None  # not our update
+    for harmless in (Task("frontend", "f@1", "swarm-3", "Running", "Running 1 minute ago"),
+                     Task("frontend", "f@0", "swarm-3", "Shutdown", "Assigned 20 seconds ago"),
+                     Task("frontend", "f@1", "swarm-3", "Shutdown", "Shutdown 2 seconds ago")):
+        seen.tasks[-1] = harmless       # it ran there, or it is the old release's, or it ended
+        assert swarm.stuck_on_down_node(seen, SHA, ["frontend"]) is None, harmless
+    seen.tasks[-1], seen.down = placed, []
+    assert swarm.stuck_on_down_node(seen, SHA, ["frontend"]) is None   # the node is up: it starts
+    seen.down, services[0].update = ["swarm-3"], "completed"
+    assert swarm.stuck_on_down_node(seen, SHA, ["frontend"]) is None
+
+
+def test_an_update_that_hangs_on_a_node_that_stopped_is_started_again_once(defaults, environ):
+    from fabfile.plan import RUNNING, SimulatedHost
+    from fabfile.shell import Result
+    from tests.unit.test_recovery import deploy_to, remote_commands
+
+    class WorkerStops(SimulatedHost):
+        """node-3 stopped while the update of frontend to SHA had placed a task on it."""
+        forced = 0
+
+        def answer(self, command):
+            argv = command.argv
+            if argv[:3] == ("docker", "service", "update"):
+                self.forced += 1
+            hanging = self.stack_sha == SHA and not self.forced
+            if argv[:3] == ("docker", "node", "ls"):
+                return Result(0, json.dumps({"Hostname": "node-3", "Status": "Down"}) + "\n", "")
+            answer = super().answer(command)
+            if hanging and argv[:3] == ("docker", "service", "inspect"):
+                specs = json.loads(answer.stdout)
+                specs[0]["UpdateStatus"]["State"] = "updating"          # frontend
+                return Result(0, json.dumps(specs), "")
+            if hanging and argv[:3] == ("docker", "service", "ps") and "-pull-" not in argv[-1]:
+                return Result(0, answer.stdout + json.dumps({
+                    "Name": f"{argv[6]}.1", "Image": f"<image:{argv[6]}>@{SHA}", "Node": "node-3",
+                    "DesiredState": "Shutdown", "CurrentState": "Assigned 9 seconds ago",
+                    "Error": ""}) + "\n", "")
+            return answer
+
+    settings = swarm_settings(defaults, environ)
+    host = WorkerStops(settings)
+    plan, error = deploy_to(settings, host)
+    assert error is None and host.stack_sha == SHA and host.stack_sha != RUNNING
+    forced = [c for c in remote_commands(plan) if c.startswith("docker service update")]
+    assert forced == ["docker service update --force --detach --no-resolve-image "
+                      "classroom-manager-app_frontend"]
+
 FAKE_DOCKER = """#!/bin/sh
 # A node's engine, as the prune script sees it: images of this project (a kept release, an
 # old one, an old one a container still uses, one with two references) and another project's.
