@@ -65,6 +65,12 @@ def update_window(settings: Settings) -> str:
     return f"{settings.WATCH_SECONDS + 5:.0f}s"
 
 
+# A restore goes back to a release that served, healthy, before: its tasks still replace the
+# others one at a time, start-first and health-gated, but each is watched this long, not a new
+# release's UPDATE_WINDOW (our own watch window follows, as after a deploy).
+RESTORE_WINDOW = "2s"
+
+
 def release_env(settings: Settings, sha: str, pinned: Mapping[str, str]) -> Dict[str, str]:
     """The release's .env: the compose target's variables, with the images pinned by digest and
     the network, node label and update window of the Swarm stacks."""
@@ -83,19 +89,23 @@ def stable_digest(stack_text: str, env: Mapping[str, str]) -> str:
     return hashlib.sha256(material.encode()).hexdigest()
 
 
-def with_env(directory: str, command: str) -> Command:
-    """`command` (shell text of our own making) with the release's .env in its environment."""
+def with_env(directory: str, command: str, overrides: Mapping[str, str] = {}) -> Command:
+    """`command` (shell text of our own making) with the release's .env in its environment,
+    `overrides` (values of our own making, never a secret) set after it."""
     env = shlex.quote(posixpath.join(directory, ENV_FILE))
-    return cmd("sh", "-c", f"set -a && . {env} && set +a && exec {command}")
+    assigned = "".join(f"{name}={shlex.quote(value)} && " for name, value in overrides.items())
+    return cmd("sh", "-c", f"set -a && . {env} && {assigned}set +a && exec {command}")
 
 
-def stack_deploy(directory: str, file: str, stack: str) -> Command:
+def stack_deploy(directory: str, file: str, stack: str, window: Optional[str] = None) -> Command:
     """Bring `stack` to `file` (only services whose spec changed are updated). Images are
     pinned by digest: no registry lookup (--resolve-image never), so a restore works with the
-    registry down, from the images the nodes kept."""
+    registry down, from the images the nodes kept. `window`: the update's monitor and delay
+    per task instead of the release's UPDATE_WINDOW (a restore's RESTORE_WINDOW)."""
     path = shlex.quote(posixpath.join(directory, file))
     return with_env(directory, "docker stack deploy --with-registry-auth --resolve-image never "
-                               f"--prune -c {path} {shlex.quote(stack)}")
+                               f"--prune -c {path} {shlex.quote(stack)}",
+                    {"UPDATE_WINDOW": window} if window else {})
 
 
 def one_off(settings: Settings, directory: str, image_var: str, argv: Sequence[str],

@@ -352,8 +352,8 @@ class SwarmTarget:
             journal.on_failure(self.go_back_to(runner, running.sha, reporter))
         directory = release_dir(self.settings, sha)
         with reporter.step(f"deploy {sha[:12]} from its kept files (no registry)"):
-            runner.run(swarm.stack_deploy(directory, swarm.APP_FILE, app_stack(self.settings)),
-                       "docker stack deploy")
+            runner.run(swarm.stack_deploy(directory, swarm.APP_FILE, app_stack(self.settings),
+                                          swarm.RESTORE_WINDOW), "docker stack deploy")
             self.wait_converged(runner, sha, reporter, CONVERGE_DEADLINE)
         with reporter.step(f"watch {self.settings.WATCH_SECONDS:.0f}s after the update"):
             self.watch(runner, sha)

@@ -17,6 +17,9 @@ def test_stack_deploy_sources_the_env_file_and_never_asks_the_registry(settings)
     assert script.startswith("set -a && . /opt/cm/releases/x/.env && set +a && exec docker stack")
     assert "--resolve-image never" in script and "--with-registry-auth" in script
     assert script.endswith("-c /opt/cm/releases/x/stack-app.yaml cm-app")
+    restore = swarm.stack_deploy("/opt/cm/releases/x", swarm.APP_FILE, "cm-app", "2s").argv[2]
+    assert restore.startswith("set -a && . /opt/cm/releases/x/.env && UPDATE_WINDOW=2s && set +a "
+                              "&& exec docker stack deploy")
 
 
 def test_one_off_containers_get_variables_by_name_only(settings):
@@ -164,7 +167,7 @@ def test_a_failed_swarm_update_is_undone_by_deploying_the_recorded_release_again
                                                                                  environ):
     from fabfile.plan import RUNNING, SimulatedHost
     from fabfile.shell import Result
-    from tests.unit.test_recovery import deploy_to
+    from tests.unit.test_recovery import deploy_to, remote_commands
 
     class GivesUp(SimulatedHost):
         """Swarm gives up on the update of the new release (its task crashes)."""
@@ -184,8 +187,10 @@ def test_a_failed_swarm_update_is_undone_by_deploying_the_recorded_release_again
 
     settings = swarm_settings(defaults, environ)
     host = GivesUp(settings)
-    _, error = deploy_to(settings, host)
+    plan, error = deploy_to(settings, host)
     assert "Swarm gave up on the update of frontend (rollback_completed)" in error
+    deploys = [c for c in remote_commands(plan) if "docker stack deploy" in c and "-app" in c]
+    assert ["UPDATE_WINDOW=2s" in c for c in deploys] == [False, True]   # the undo: 2 s a task
     assert "task: non-zero exit (3) (failed on node-2)" in error
     assert host.stack_sha == RUNNING
     end = host.ledger[-1]
