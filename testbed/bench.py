@@ -341,8 +341,9 @@ class Bench:
                       "after the others (nothing else ran meanwhile). Its updates are Swarm's "
                       "own: one task at a time, start-first, `monitor` and `delay` of WATCH_SECONDS "
                       "+ 5 s, 15 s here (compose/stack-app.yaml), then our watch window; a "
-                      "failed update is undone by deploying the previous release again, with "
-                      "the same update (hence the broken releases' wall time).", ""]
+                      "failed update is undone by deploying the previous release again, each "
+                      "task watched 2 s (swarm.RESTORE_WINDOW: that release served before), "
+                      "then our watch window (hence the broken releases' wall time).", ""]
         lines += ["| scenario | measure | " + " | ".join(SIDES[s] for s in sides) + " |",
                   "|---|---|" + "---|" * len(sides)]
 
