@@ -223,7 +223,6 @@ def test_a_node_that_is_down_does_not_hold_up_the_pull_of_the_images(defaults, e
     assert error is None
 
 
-
 def test_an_update_waiting_for_a_task_on_a_node_that_is_down_is_found():
     services = [Service("frontend", SHA, "f@1", 2, "updating"), Service("backend", SHA, "b@1", 2)]
     placed = Task("frontend", "f@1", "swarm-3", "Shutdown", "Assigned 20 seconds ago")
