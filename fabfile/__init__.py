@@ -11,7 +11,8 @@ Read `deploy.py` first: it tells a deploy's story top to bottom. Then, by concer
 - compose.py    compose commands on the host (stable project, blue/green slots), parsing docker
 - running.py    what runs now, read from the containers; waiting for a slot to be healthy
 - slots.py      blue/green: start in the idle slot, check, switch the edge, retire the old slot
-- health.py     deciding healthy / waiting / failed, and the polling loop
+- edge.py       the edge proxy's routes (invoke.yaml `routes`): live slot, candidate, Swarm
+- health.py     the app's health contract; deciding healthy / waiting / failed; the polling loop
 - lock.py       the deploy lock (flock held open by a process on the host, through the transport)
 - ledger.py     the append-only release ledger on the host
 - backup.py     pg_dump before migrations, pg_restore for rollback --restore-db

@@ -18,8 +18,9 @@ import posixpath
 import re
 import shlex
 from dataclasses import replace
-from typing import TYPE_CHECKING, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
+from .health import SLOT_HEADER
 from .shell import Command, cmd
 
 if TYPE_CHECKING:
@@ -32,8 +33,6 @@ RELEASE_FILES = (BASE_FILE, APP_FILE, ENV_FILE)
 SLOTS = ("blue", "green")
 EDGE_SERVICE = "edge"
 EDGE_CONFIG = "nginx.conf"
-LIVE_FILE = "live.conf"
-ENTRY_FILE = "entry.conf"
 STABLE_DIGEST = "stable.digest"
 # Where compose.yaml mounts edge/ in the edge container, and the config nginx runs with.
 EDGE_MOUNT = "/etc/nginx/deploy"
@@ -55,30 +54,6 @@ def slot_project(settings: Settings, slot: str) -> str:
 def other_slot(slot: Optional[str]) -> str:
     """The slot a new release goes to: the one that is not live (blue when none is)."""
     return "green" if slot == "blue" else "blue"
-
-
-def live_conf(settings: Settings, slot: str, fallback: Optional[str] = None) -> str:
-    """edge/live.conf (included in the edge's `location /`): send every request to `slot`.
-
-    With `fallback` (the previous slot, kept running through the watch window), a request the
-    new slot fails with 502, 503 or 504 is answered by the fallback slot instead."""
-    text = f"set $app {settings.entry(slot)};\n"
-    if fallback:
-        text += (f"set $fallback {settings.entry(fallback)};\n"
-                 "proxy_intercept_errors on;\n"
-                 "error_page 502 503 504 = @fallback;\n")
-    return text
-
-
-def parse_live_conf(text: str) -> Optional[str]:
-    match = re.search(r"set \$app \S+-(blue|green):\d+;", text or "")
-    return match.group(1) if match else None
-
-
-def entry_conf(settings: Settings) -> str:
-    """edge/entry.conf: which address the candidate port sends each slot's requests to."""
-    lines = "".join(f"    {slot} {settings.entry(slot)};\n" for slot in SLOTS)
-    return f"map $http_x_deploy_slot $candidate {{\n{lines}    default \"\";\n}}\n"
 
 
 class ComposeCommands:
@@ -160,14 +135,14 @@ class ComposeCommands:
 
 
 def health_on_host(settings: Settings, slot: Optional[str] = None) -> Command:
-    """The health endpoint through the host's loopback: body, then the HTTP code on its own
-    line. Through the public port, or, for `slot`, straight to that slot through the edge's
-    candidate port (whether or not it is live)."""
+    """The health endpoint through the host's loopback: response headers, body, then the HTTP
+    code on its own line (parse_http). Through the public port, or, for `slot`, straight to
+    that slot through the edge's candidate port (whether or not it is live)."""
     port: object = settings.APP_PORT
     headers: Tuple[str, ...] = ()
     if slot:
-        port, headers = settings.PREVIEW_PORT, ("-H", f"X-Deploy-Slot: {slot}")
-    return cmd("curl", "-sS", "-m", "3", "-w", r"\n%{http_code}", *headers,
+        port, headers = settings.PREVIEW_PORT, ("-H", f"{SLOT_HEADER}: {slot}")
+    return cmd("curl", "-sS", "-m", "3", "-D", "-", "-w", r"\n%{http_code}", *headers,
                f"http://127.0.0.1:{port}{settings.health_path}")
 
 
@@ -184,6 +159,12 @@ def compose_text(settings: Settings, name: str) -> str:
 
 def stable_services(settings: Settings) -> Set[str]:
     return set(settings.data_services) | {EDGE_SERVICE}
+
+
+def stable_text(settings: Settings) -> str:
+    """Everything the stable project runs from: compose.yaml and the edge's own config (the
+    routes belong to each release, live.conf to each switch)."""
+    return compose_text(settings, BASE_FILE) + compose_text(settings, posixpath.join("edge", EDGE_CONFIG))
 
 
 def stable_digest(settings: Settings, text: str) -> Optional[str]:
@@ -276,7 +257,13 @@ def strip_terminal_codes(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
 
 
-def parse_http(output: str) -> Tuple[Optional[int], str]:
-    """Split curl's `-w '\\n%{http_code}'` output into (status or None, body)."""
-    body, _, code = output.rstrip("\n").rpartition("\n")
-    return (int(code) if code.isdigit() and code != "000" else None), body
+def parse_http(output: str) -> Tuple[Optional[int], str, Dict[str, str]]:
+    """Split curl's `-D - -w '\\n%{http_code}'` output into (status or None, body, headers with
+    lower-case names)."""
+    text, _, code = output.rstrip("\n").rpartition("\n")
+    head, _, body = text.partition("\r\n\r\n") if text.startswith("HTTP/") else ("", "", text)
+    headers = {}
+    for line in head.split("\r\n")[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return (int(code) if code.isdigit() and code != "000" else None), body, headers

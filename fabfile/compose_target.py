@@ -15,7 +15,6 @@ from .compose import (
     APP_FILE,
     BASE_FILE,
     EDGE_CONFIG,
-    ENTRY_FILE,
     ENV_FILE,
     RELEASE_FILES,
     SLOTS,
@@ -23,7 +22,6 @@ from .compose import (
     all_containers,
     compose_text,
     edge_dir,
-    entry_conf,
     other_slot,
     release_dir,
     remove_containers,
@@ -32,6 +30,7 @@ from .compose import (
     strip_terminal_codes,
 )
 from .config import render_env
+from .edge import LIVE_FILE, ROUTES_FILE, entry_before_routes, live_conf, routes_conf, routes_file
 from .errors import DeployError, RemoteCommandError
 from .health import Outcome
 from .images import local_digests
@@ -116,7 +115,7 @@ def release(settings: Settings, sha: str, remote: Runner, reporter: Reporter, su
     live = running.slot
     slot = other_slot(live)
     candidate = ComposeCommands(settings, staged.dir, slot)
-    stage_files(remote, settings, sha, staged, reporter)
+    stage_files(remote, settings, sha, staged, live, reporter)
     if settings.REGISTRY_PULL_USER:
         with reporter.step(f"log in to {settings.REGISTRY} on the host"):
             remote.run(top.registry_login(), "docker login on the host")
@@ -144,7 +143,7 @@ def release(settings: Settings, sha: str, remote: Runner, reporter: Reporter, su
             for name in (BASE_FILE, ENV_FILE):
                 remote.run(cmd("cp", "-p", posixpath.join(staged.dir, name),
                                posixpath.join(top.dir, name)), "activating " + name)
-            remote.run(top.up_stable(), "starting the stable services")
+            start_stable(remote, settings)
             if stable.digest:
                 remote.put(stable_digest_path(settings), stable.digest + "\n")
     if pending is not False:
@@ -190,9 +189,17 @@ def release(settings: Settings, sha: str, remote: Runner, reporter: Reporter, su
                        for s in settings.services)), "tagging the release to keep it")
 
 
+def start_stable(runner: Runner, settings: Settings) -> None:
+    """`up` the stable services (unchanged ones keep running, and wait until healthy), then the
+    edge re-reads its config, which may have changed under the same container (new routes)."""
+    top = ComposeCommands(settings)
+    runner.run(chain(top.up_stable(), top.reload_edge()), "starting the stable services")
+
+
 def stage_files(remote: Runner, settings: Settings, sha: str, staged: ComposeCommands,
-                reporter: Reporter) -> None:
-    """The release's compose files and .env into releases/<sha>/ (0600), the edge config."""
+                live: Optional[str], reporter: Reporter) -> None:
+    """The release's compose files, .env (0600) and routes into releases/<sha>/; the edge's own
+    config. A live slot of a version before routes gets its one route written for it."""
     with reporter.step(f"stage compose files and .env in {staged.dir}"):
         remote.run(chain(ComposeCommands(settings).prepare_dir(), staged.prepare_dir(),
                          cmd("install", "-d", "-m", "0755", "--", edge_dir(settings))),
@@ -200,9 +207,24 @@ def stage_files(remote: Runner, settings: Settings, sha: str, staged: ComposeCom
         for name in (BASE_FILE, APP_FILE):
             remote.put(posixpath.join(staged.dir, name), compose_text(settings, name))
         remote.put(staged.env_path, render_env(settings.app_env(sha)))
-        remote.put(posixpath.join(edge_dir(settings), EDGE_CONFIG),
-               compose_text(settings, posixpath.join("edge", EDGE_CONFIG)), 0o644)
-        remote.put(posixpath.join(edge_dir(settings), ENTRY_FILE), entry_conf(settings), 0o644)
+        remote.put(posixpath.join(staged.dir, ROUTES_FILE), routes_conf(settings.routes))
+        edge = edge_dir(settings)
+        if live:
+            upgrade_live_slot(remote, settings, live)
+        remote.put(posixpath.join(edge, EDGE_CONFIG),
+                   compose_text(settings, posixpath.join("edge", EDGE_CONFIG)), 0o644)
+
+
+def upgrade_live_slot(remote: Runner, settings: Settings, live: str) -> None:
+    """A release made live by a version of this tool before routes: everything went to one entry
+    service (edge/live.conf says which). Its slot gets that one route, and live.conf the form
+    the edge's config now reads, before the edge reads either."""
+    edge = edge_dir(settings)
+    before = entry_before_routes(remote.run(cmd("cat", posixpath.join(edge, LIVE_FILE)),
+                                            check=False).stdout)
+    if before:
+        remote.put(posixpath.join(edge, routes_file(live)), routes_conf([before[1]]), 0o644)
+        remote.put(posixpath.join(edge, LIVE_FILE), live_conf(live), 0o644)
 
 
 def verify_pulled(remote: Runner, settings: Settings, sha: str, summary: Summary,
@@ -310,7 +332,7 @@ def restore_release(runner: Runner, settings: Settings, sha: str, reporter: Repo
                                for s in settings.services)),
                        f"images of {sha[:12]} are not on the host any more")
             if not stable_state(runner, settings).unchanged:
-                runner.run(ComposeCommands(settings).up_stable(), "starting the stable services")
+                start_stable(runner, settings)
             if slot != live:
                 journal.on_failure(remove_slot(runner, settings, slot))
             before = start_in_slot(runner, settings, sha, slot, pull_never=True)

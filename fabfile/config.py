@@ -16,6 +16,7 @@ from urllib.parse import quote, urlparse
 from dotenv import dotenv_values
 
 from .errors import ConfigError
+from .health import ANY_BODY, STORY, HealthContract
 from .host import known_hosts_entries
 
 SHA_RE = re.compile(r"[0-9a-f]{40}")      # always with fullmatch: `$` lets a final newline in
@@ -254,6 +255,75 @@ class Service:
 
 
 @dataclass(frozen=True)
+class Route:
+    """Requests whose path starts with `path` go to `service` of the release, on `port` (the
+    longest matching prefix wins, as nginx chooses); invoke.yaml `routes`."""
+    path: str
+    service: str
+    port: int
+
+
+ROUTE_PATH = re.compile(r"/[A-Za-z0-9._~/-]*")
+ROUTE_SERVICE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+HEALTH_PATH = re.compile(r"/[A-Za-z0-9._~/%-]*(\?[A-Za-z0-9._~=&%-]*)?")
+HEALTH_VERSION = re.compile(r"header:[A-Za-z0-9-]{1,64}|[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+){0,7}")
+ROUTE_EXAMPLE = "{path: /api/, service: backend, port: 4000}"
+
+
+def read_routes(declared: Mapping, health_path: str, problems: List[str]) -> tuple:
+    """invoke.yaml `routes`: a list of {path, service, port}, each path used once, one of them
+    serving the health path. Each value is written into the edge's nginx config, so only plain
+    names are accepted."""
+    if "entry_service" in declared or "entry_port" in declared:
+        problems.append("invoke.yaml deploy.entry_service and entry_port are replaced by "
+                        f"deploy.routes: write `routes: [{{path: /, service: "
+                        f"{declared.get('entry_service', 'web')}, port: "
+                        f"{declared.get('entry_port', 80)}}}]`")
+        return ()
+    routes = declared.get("routes")
+    if not isinstance(routes, list) or not routes:
+        problems.append(f"invoke.yaml deploy.routes must list where requests go, such as "
+                        f"[{ROUTE_EXAMPLE}, {{path: /, service: frontend, port: 80}}]")
+        return ()
+    found: List[Route] = []
+    for route in routes:
+        spec = route if isinstance(route, Mapping) else {}
+        path, service, port = (str(spec.get(k, "")) for k in ("path", "service", "port"))
+        if set(spec) != {"path", "service", "port"} or not ROUTE_PATH.fullmatch(path) \
+                or not ROUTE_SERVICE.fullmatch(service) or not port.isdigit() \
+                or not 0 < int(port) < 65536:
+            problems.append(f"invoke.yaml deploy.routes: {str(route)[:80]!r} must be "
+                            f"{ROUTE_EXAMPLE}: a path of letters, digits and ._~/-, a service "
+                            "name in lower case, a port number")
+        elif any(r.path == path for r in found):
+            problems.append(f"invoke.yaml deploy.routes: path {path} is routed twice")
+        else:
+            found.append(Route(path, service, int(port)))
+    if found and not any(health_path.startswith(r.path) for r in found):
+        problems.append(f"invoke.yaml deploy.routes: no route serves health_path {health_path} "
+                        "(add one whose path it starts with)")
+    return tuple(found)
+
+
+def read_health_contract(declared: Mapping, path: str, problems: List[str]) -> HealthContract:
+    """invoke.yaml `health_path`, `health_body` and `health_version`."""
+    body = str(declared.get("health_body") or STORY)
+    version_at = str(declared.get("health_version") or "")
+    if not HEALTH_PATH.fullmatch(path):
+        problems.append(f"invoke.yaml deploy.health_path {path[:60]!r} must be a path such as "
+                        "/api/health")
+    if body not in (STORY, ANY_BODY):
+        problems.append(f"invoke.yaml deploy.health_body {body[:40]!r} must be `{STORY}` (the "
+                        f"body says success: true, data.status: healthy) or `{ANY_BODY}` (a 200 "
+                        "is enough)")
+    if version_at and not HEALTH_VERSION.fullmatch(version_at):
+        problems.append(f"invoke.yaml deploy.health_version {version_at[:60]!r} must be where the "
+                        "app reports its sha: a JSON path such as data.version, or "
+                        "header:X-App-Version (empty: the app need not report it)")
+    return HealthContract(body, version_at)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a deploy needs, validated. Built by `load_settings`."""
     project: str
@@ -271,8 +341,8 @@ class Settings:
     health_interval: float
     connect_timeout: float
     command_timeout: float
-    entry_service: str         # the app service the edge sends users to, in each slot...
-    entry_port: int            # ...on this port
+    routes: tuple              # Route: where the edge sends each request, in each slot
+    health: HealthContract     # what the app's health answer must say
     values: Mapping[str, object] = field(repr=False)
     app: Mapping[str, "AppVariable"] = field(repr=False, default_factory=dict)
 
@@ -341,10 +411,6 @@ class Settings:
             if self.values.get(user) and self.values.get(password):
                 found.append(f"{self.values[user]}:{self.values[password]}")
         return sorted(set(found), key=len, reverse=True)
-
-    def entry(self, slot: str) -> str:
-        """Where the edge sends a request for `slot`: `<entry service>-<slot>:<port>`."""
-        return f"{self.entry_service}-{slot}:{self.entry_port}"
 
     def app_env(self, sha: str) -> dict:
         """The variables the compose files read on the host (written to the release's .env):
@@ -463,6 +529,9 @@ def load_settings(defaults: Mapping, environ: Mapping[str, str],
     if missing:
         problems[:] = ["missing: " + ", ".join(missing)] + [p for p in problems
                                                             if not p.startswith("missing: ")]
+    health_path = str(defaults.get("health_path", "/api/health"))
+    routes = read_routes(defaults, health_path, problems)
+    health = read_health_contract(defaults, health_path, problems)
     services = tuple(Service(name, spec["context"], spec.get("dockerfile", "Dockerfile"))
                      for name, spec in (defaults.get("services") or {}).items())
     if not services:
@@ -481,12 +550,12 @@ def load_settings(defaults: Mapping, environ: Mapping[str, str],
         database_service=defaults.get("database_service", "postgres"),
         ci_branch=defaults.get("ci_branch", "main"),
         ci_checks=tuple(defaults.get("ci_checks") or ()),
-        health_path=defaults.get("health_path", "/api/health"),
+        health_path=health_path,
         health_interval=float(defaults.get("health_interval", 1)),
         connect_timeout=float(defaults.get("connect_timeout", 10)),
         command_timeout=float(defaults.get("command_timeout", 600)),
-        entry_service=str(defaults.get("entry_service", "frontend")),
-        entry_port=int(defaults.get("entry_port", 80)),
+        routes=routes,
+        health=health,
         values=values,
         app=app,
     )

@@ -3,8 +3,12 @@
 A release is healthy when, at the same moment: every service container is running (and
 healthy where it has a healthcheck), and every place it is asked (its slot through the edge's
 candidate port; once live, the host's public port and the public URL too) answers the health
-path with 200 and reports the deployed sha as `version`. An exited or restarting container
-fails at once instead of waiting out the deadline.
+path with 200 and a body that says healthy (the app's own contract, `HealthContract`). Which
+release answered is proven by what the tool controls, so the app needs to report nothing: on
+one server, the edge names the slot that answered (`X-Deploy-Slot`) and that slot's containers
+were built from the sha; on Swarm, every task runs the sha's image. An app that does report
+its version (invoke.yaml `health_version`) must report the deployed sha too. An exited or
+restarting container fails at once instead of waiting out the deadline.
 """
 import json
 import time
@@ -12,6 +16,11 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
 HEALTHY, WAITING, FAILED = "healthy", "waiting", "failed"
+# The response header the edge adds to every answer: the slot that gave it.
+SLOT_HEADER = "X-Deploy-Slot"
+# health_body: the story's format (`{"success": true, "data": {"status": "healthy"}}`), or any
+# body at all with a 200.
+STORY, ANY_BODY = "story", "any"
 
 
 @dataclass
@@ -20,6 +29,10 @@ class Answer:
     where: str                     # "slot green", "host", "public URL"
     status: Optional[int]          # None: nothing answered
     body: str = ""
+    headers: Dict[str, str] = field(default_factory=dict)   # names in lower case
+
+    def header(self, name: str) -> Optional[str]:
+        return self.headers.get(name.lower())
 
 
 @dataclass
@@ -36,24 +49,79 @@ class Verdict:
     reason: str
 
 
-def reported_version(body: str) -> Optional[str]:
+def json_at(body: str, path: str) -> object:
+    """The value at dotted `path` (`data.version`) of a JSON body, or None."""
     try:
-        return json.loads(body)["data"]["version"]
-    except (ValueError, KeyError, TypeError):
+        value = json.loads(body)
+        for key in path.split("."):
+            value = value[key]
+        return value
+    except (ValueError, KeyError, TypeError, IndexError):
         return None
+
+
+@dataclass(frozen=True)
+class HealthContract:
+    """What the app's health answer must say (invoke.yaml `health_body`, `health_version`)."""
+    body: str = STORY
+    version_at: str = ""   # where the app reports its sha: `data.version`, `header:X-Version`
+
+    def body_problem(self, body: str) -> Optional[str]:
+        """Why a 200 answer's body does not say healthy, or None when it does."""
+        if self.body == ANY_BODY:
+            return None
+        if json_at(body, "success") is True and json_at(body, "data.status") == "healthy":
+            return None
+        return (f"health body does not say healthy (success: true, data.status: healthy): "
+                f"{body.strip()[:120] or '(empty)'}")
+
+    def version(self, answer: Answer) -> Optional[str]:
+        """The version the app reported in `answer` (None: it reported none)."""
+        if self.version_at.startswith("header:"):
+            return answer.header(self.version_at[len("header:"):])
+        value = json_at(answer.body, self.version_at)
+        return value if isinstance(value, str) else None
+
+
+@dataclass(frozen=True)
+class Expected:
+    """The release a probe must find: its sha and services (`built`: those built from the sha,
+    whose containers' revision label must be it), what its health answers must say, and on one
+    server the slot the edge must name as the one that answered (None on Swarm)."""
+    sha: str
+    services: Sequence[str]
+    built: Sequence[str] = ()
+    contract: HealthContract = HealthContract()
+    slot: Optional[str] = None
 
 
 def failing_checks(body: str) -> str:
     """` (database: error: ...)` from a health body's failing checks, or ''."""
-    try:
-        checks = json.loads(body)["data"]["checks"]
-    except (ValueError, KeyError, TypeError):
+    checks = json_at(body, "data.checks")
+    if not isinstance(checks, dict):
         return ""
     bad = [f"{k}: {v}" for k, v in checks.items() if v != "ok"]
     return f" ({'; '.join(bad)[:200]})" if bad else ""
 
 
-def assess(probe: Probe, sha: str, services: Sequence[str],
+def who_answered(answer: Answer, expected: Expected) -> Optional[str]:
+    """Why `answer` may not be the expected release's (another slot, another version), or None."""
+    if expected.slot:
+        slot = answer.header(SLOT_HEADER)
+        if slot is None:
+            return (f"{answer.where}: the answer has no {SLOT_HEADER} header (not through the "
+                    "tool's edge proxy?)")
+        if slot != expected.slot:
+            return f"{answer.where}: answered by slot {slot}, not {expected.slot}"
+    if expected.contract.version_at:
+        version = expected.contract.version(answer)
+        if version != expected.sha:
+            return (f"{answer.where}: serving version {(version or '?')[:12]}, "
+                    f"not {expected.sha[:12]}")
+    return None
+
+
+def assess(probe: Probe, expected: Expected,
            restarts_before: Optional[Dict[str, int]] = None) -> Verdict:
     """Pure decision: healthy, still waiting (with why), or failed for good (with why).
 
@@ -61,7 +129,7 @@ def assess(probe: Probe, sha: str, services: Sequence[str],
     that restarted since (or a new one that restarted at all) has crashed."""
     restarts_before = restarts_before or {}
     by_service = {c.get("Service"): c for c in probe.containers}
-    for name in services:
+    for name in expected.services:
         container = by_service.get(name)
         if container is None:
             return Verdict(WAITING, f"{name}: no container yet")
@@ -75,24 +143,32 @@ def assess(probe: Probe, sha: str, services: Sequence[str],
             return Verdict(FAILED, f"{name} container restarted (crashed, last exit code {code})")
         if state != "running":
             return Verdict(WAITING, f"{name}: {state or 'unknown state'}")
+        revision = container.get("Revision") or "an unlabelled image"
+        if name in expected.built and revision != expected.sha:
+            return Verdict(WAITING, f"{name}: runs {revision[:12]}, not {expected.sha[:12]}")
     if probe.error:
         return Verdict(WAITING, probe.error)
     for answer in probe.answers:
         if answer.status != 200:
             return Verdict(WAITING, f"{answer.where}: health answered {answer.status or 'nothing'}"
                                     + failing_checks(answer.body))
-    for name in services:
+        problem = expected.contract.body_problem(answer.body)
+        if problem:
+            return Verdict(WAITING, f"{answer.where}: {problem}")
+    for name in expected.services:
         # "starting": its own healthcheck has not run yet; the HTTP checks above just passed
         # through the whole chain, which is what that healthcheck would find out.
         health = by_service[name].get("Health", "")
         if health not in ("", "healthy", "starting"):
             return Verdict(WAITING, f"{name}: {health}")
     for answer in probe.answers:
-        version = reported_version(answer.body)
-        if version != sha:
-            return Verdict(WAITING, f"{answer.where}: serving version {(version or '?')[:12]}, "
-                                    f"not {sha[:12]}")
-    return Verdict(HEALTHY, "all services running; health 200 with the deployed version")
+        problem = who_answered(answer, expected)
+        if problem:
+            return Verdict(WAITING, problem)
+    proof = (f"answered by slot {expected.slot}" if expected.slot else "")
+    if expected.contract.version_at:
+        proof = ", ".join(filter(None, [proof, "with the deployed version"]))
+    return Verdict(HEALTHY, "all services running; health 200" + (f" {proof}" if proof else ""))
 
 
 @dataclass
@@ -102,8 +178,8 @@ class Outcome:
     waited: float
 
 
-def wait_until_healthy(observe: Callable[[], Probe], sha: str, services: Sequence[str],
-                       timeout: float, interval: float = 1.0, settle: float = 0.0,
+def wait_until_healthy(observe: Callable[[], Probe], expected: Expected, timeout: float,
+                       interval: float = 1.0, settle: float = 0.0,
                        restarts_before: Optional[Dict[str, int]] = None,
                        on_wait: Optional[Callable[[float, Verdict], None]] = None,
                        clock: Callable[[], float] = time.monotonic,
@@ -116,7 +192,7 @@ def wait_until_healthy(observe: Callable[[], Probe], sha: str, services: Sequenc
     while True:
         looked = clock()                 # a look takes time: it counts from when it began
         probe = observe()
-        verdict = assess(probe, sha, services, restarts_before)
+        verdict = assess(probe, expected, restarts_before)
         now = clock()
         waited = now - started
         if verdict.state == FAILED:
@@ -140,7 +216,7 @@ def wait_until_healthy(observe: Callable[[], Probe], sha: str, services: Sequenc
         sleep(max(0.0, pause))
 
 
-def watch_window(observe: Callable[[], Probe], sha: str, services: Sequence[str], seconds: float,
+def watch_window(observe: Callable[[], Probe], expected: Expected, seconds: float,
                  went_live: float, interval: float = 1.0,
                  restarts_before: Optional[Dict[str, int]] = None,
                  clock: Callable[[], float] = time.monotonic,
@@ -154,7 +230,7 @@ def watch_window(observe: Callable[[], Probe], sha: str, services: Sequence[str]
     while True:
         began = clock()
         probe = observe()
-        verdict = assess(probe, sha, services, restarts_before)
+        verdict = assess(probe, expected, restarts_before)
         after = clock() - went_live
         misses = 0 if verdict.state == HEALTHY else misses + 1
         if verdict.state == FAILED or misses >= 2:

@@ -15,29 +15,27 @@ import json
 import posixpath
 import re
 import shlex
-from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from . import swarm
 from .compose import (
-    BASE_FILE,
     EDGE_SERVICE,
-    LIVE_FILE,
     PROJECT_LABEL,
     SLOTS,
-    compose_text,
     edge_dir,
-    live_conf,
-    parse_live_conf,
     running_services,
     slot_project,
     stable_digest,
     stable_digest_path,
+    stable_text,
 )
+from .edge import LIVE_FILE, live_conf, parse_live_conf
+from .health import SLOT_HEADER
 from .images import SHA_LABEL
 from .ledger import ReleaseLedger
 from .report import Reporter
 from .shell import Command, Result, Runner
-from .transport import Action, Plan, Recorder, Script
+from .transport import Action, HttpAnswer, Plan, Recorder, Script
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -90,9 +88,23 @@ class SimulatedHost(Script):
                           "State": {"Status": "running", "Health": {"Status": "healthy"}}})
         return json.dumps(items)
 
-    def _health(self, slot: Optional[str]) -> str:
-        sha = self.stack_sha if self.swarm else self.slots.get(slot or self.live or "")
-        return json.dumps({"data": {"version": sha, "checks": {"database": "ok"}}})
+    def _health(self, slot: Optional[str]) -> Tuple[int, str, Dict[str, str]]:
+        """The app's health answer, in the story's shape; through the edge, it names the slot
+        that gave it; where the app is set to report its version (health_version), it does."""
+        slot = None if self.swarm else slot or self.live
+        sha = self.stack_sha if self.swarm else self.slots.get(slot or "")
+        body: Dict[str, Any] = {"success": True, "data": {"status": "healthy", "timestamp": "<now>"}}
+        headers = {SLOT_HEADER.lower(): slot} if slot else {}
+        version_at = self.settings.health.version_at
+        if version_at.startswith("header:"):
+            headers[version_at[len("header:"):].lower()] = str(sha)
+        elif version_at:                           # a JSON path such as data.version
+            *parents, last = version_at.split(".")
+            node = body
+            for key in parents:
+                node = node.setdefault(key, {})
+            node[last] = sha
+        return 200, json.dumps(body), headers
 
     # -- the Swarm target's manager: the stable stack and the app stack at full strength -----
     def _swarm(self, argv: Sequence[str]) -> Optional[Result]:
@@ -123,9 +135,7 @@ class SimulatedHost(Script):
             self.stack_sha = deployed.group(1)
         if argv == ("cat", posixpath.join(self.settings.STAGING_DIR, swarm.STABLE_DIGEST)):
             env = swarm.release_env(self.settings, RUNNING, {})
-            text = compose_text(self.settings, swarm.STABLE_FILE) + compose_text(
-                self.settings, posixpath.join("edge", swarm.EDGE_CONFIG))
-            return Result(0, swarm.stable_digest(text, env) + "\n", "")
+            return Result(0, swarm.stable_digest(swarm.stable_text(self.settings), env) + "\n", "")
         check = self.settings.migrate_check_command
         if argv[:2] == ("sh", "-c") and check and \
                 argv[2].endswith(" ".join(shlex.quote(a) for a in check)):
@@ -143,7 +153,7 @@ class SimulatedHost(Script):
         if argv[0] == "flock" and "echo locked $$" in text:
             return Result(0, "locked 1\n", "")
         if argv == ("cat", self.live_path):
-            return Result(0, live_conf(self.settings, self.live) if self.live else "", "")
+            return Result(0, live_conf(self.live) if self.live else "", "")
         if argv == ("cat", self.ledger_path):
             return Result(0, "".join(json.dumps(event) + "\n" for event in self.ledger), "")
         if argv == ("tee", "-a", "--", self.ledger_path):
@@ -153,8 +163,8 @@ class SimulatedHost(Script):
             return Result(0, "".join(f"{row[2]}\n" for row in self._rows()
                                      if row[1] == self.settings.project), "")
         if argv == ("cat", stable_digest_path(self.settings)):   # unchanged since the last deploy
-            text = compose_text(self.settings, BASE_FILE)
-            return Result(0, (stable_digest(self.settings, text) or "") + "\n", "")
+            digest = stable_digest(self.settings, stable_text(self.settings))
+            return Result(0, (digest or "") + "\n", "")
         if argv[:2] == ("docker", "ps"):
             return Result(0, "".join(f"{row[0]} {row[1]}\n" for row in self._rows()), "")
         if argv[:2] == ("docker", "inspect"):
@@ -163,8 +173,11 @@ class SimulatedHost(Script):
             self.stopped.update(argv[2:])
             return Result(0, "", "")
         if argv[0] == "curl":
-            slot = next((a.split(": ", 1)[1] for a in argv if a.startswith("X-Deploy-Slot: ")), None)
-            return Result(0, self._health(slot) + "\n200", "")
+            slot = next((a.split(": ", 1)[1] for a in argv
+                         if a.startswith(f"{SLOT_HEADER}: ")), None)
+            status, body, headers = self._health(slot)
+            head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+            return Result(0, f"HTTP/1.1 {status} OK\r\n{head}\r\n{body}\n{status}", "")
         if "up" in argv and "docker" in argv and "--wait" not in argv:
             self._start(argv)
         if "run" in argv and self.settings.migrate_check_command and \
@@ -189,8 +202,8 @@ class SimulatedHost(Script):
         if posixpath.basename(path) == LIVE_FILE:
             self.live = parse_live_conf(data.decode())
 
-    def get(self, url: str) -> Tuple[Optional[int], str]:
-        return 200, self._health(None)
+    def get(self, url: str) -> HttpAnswer:
+        return self._health(None)
 
 
 def render(plan: Plan) -> str:

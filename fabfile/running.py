@@ -13,29 +13,28 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Dict, List, NamedTuple, Optional, Set, Tuple
 
 from .compose import (
-    BASE_FILE,
     EDGE_SERVICE,
-    LIVE_FILE,
     SLOTS,
     all_containers,
-    compose_text,
     edge_dir,
     health_on_host,
     inspect,
     ours,
     parse_http,
     parse_inspect,
-    parse_live_conf,
     running_services,
     slot_project,
     stable_digest,
     stable_digest_path,
     stable_services,
+    stable_text,
 )
+from .edge import LIVE_FILE, parse_live_conf
 from .errors import RemoteCommandError
 from .health import (
     HEALTHY,
     Answer,
+    Expected,
     Outcome,
     Probe,
     Verdict,
@@ -115,21 +114,24 @@ def observe(runner: Runner, settings: Settings, slot: Optional[str],
         for place in via:
             if place != PUBLIC:
                 command = health_on_host(settings, slot if place == SLOT else None)
-                status, body = parse_http(runner.run(command, check=False, timeout=10).stdout)
-                probe.answers.append(Answer(f"slot {slot}" if place == SLOT else "host",
-                                            status, body))
+                answer = parse_http(runner.run(command, check=False, timeout=10).stdout)
+                probe.answers.append(Answer(f"slot {slot}" if place == SLOT else "host", *answer))
     except RemoteCommandError as exc:
         probe.error = str(exc).splitlines()[0]
         return probe
     if PUBLIC in via:
-        status, body = runner.get(settings.STAGING_URL + settings.health_path, timeout=3,
-                                  headers={"X-Request-ID": "deploy-" + uuid.uuid4().hex[:12]})
-        probe.answers.append(Answer("public URL", status, body))
+        answer = runner.get(settings.STAGING_URL + settings.health_path, timeout=3,
+                            headers={"X-Request-ID": "deploy-" + uuid.uuid4().hex[:12]})
+        probe.answers.append(Answer("public URL", *answer))
     return probe
 
 
-def checked_services(settings: Settings) -> List[str]:
-    return [s.name for s in settings.services] + list(settings.data_services) + [EDGE_SERVICE]
+def expected(settings: Settings, sha: str, slot: Optional[str]) -> Expected:
+    """Release `sha` in `slot`, healthy: its app containers and the stable ones running, every
+    answer saying healthy (the app's health contract) and given by `slot` (the edge says so)."""
+    built = [s.name for s in settings.services]
+    return Expected(sha, built + list(settings.data_services) + [EDGE_SERVICE], built,
+                    settings.health, slot)
 
 
 def release_from(probe: Probe, settings: Settings, slot: Optional[str]) -> RunningRelease:
@@ -145,7 +147,7 @@ def release_from(probe: Probe, settings: Settings, slot: Optional[str]) -> Runni
     sha = shas.pop()
     # Restarts are history for this observation (a data service may have restarted long ago)...
     restarts = {c["Id"]: c["RestartCount"] for c in probe.containers}
-    verdict = assess(probe, sha, checked_services(settings), restarts)
+    verdict = assess(probe, expected(settings, sha, slot), restarts)
     healthy, reason = verdict.state == HEALTHY, verdict.reason
     # ...but an app container is new with its release, and the engine counts from its last start
     # (a reboot resets the count): any restart is the release crashing since it went live.
@@ -181,13 +183,14 @@ def read_running(runner: Runner, settings: Settings) -> RunningRelease:
 class StableState(NamedTuple):
     running: Set[str]        # the stable services that have a running container
     unchanged: bool          # all of them run, last brought up with `digest`: no pull, no `up`
-    digest: Optional[str]    # of the tool's compose.yaml and the values it reads (stable_digest)
+    digest: Optional[str]    # of the tool's compose.yaml, the edge's config and the values
+                             # they read (stable_digest)
 
 
 def stable_state(runner: Runner, settings: Settings) -> StableState:
     """The stable services running now, and whether they run exactly what the tool would bring
     up (the digest recorded at their last `up` is the current one)."""
-    digest = stable_digest(settings, compose_text(settings, BASE_FILE))
+    digest = stable_digest(settings, stable_text(settings))
     running = set(runner.run(running_services(settings.project)).stdout.split())
     unchanged = bool(digest) and running >= stable_services(settings) and digest == runner.run(
         cmd("cat", stable_digest_path(settings)), check=False).stdout.strip()
@@ -214,8 +217,8 @@ def wait_for_slot(runner: Runner, settings: Settings, sha: str, slot: str, repor
             reporter.note(f"still waiting ({waited:.0f}s): {verdict.reason}")
 
     return wait_until_healthy(
-        lambda: observe(runner, settings, slot, via), sha,
-        checked_services(settings), timeout or settings.HEALTH_TIMEOUT,
+        lambda: observe(runner, settings, slot, via), expected(settings, sha, slot),
+        timeout or settings.HEALTH_TIMEOUT,
         interval or settings.health_interval,
         settings.HEALTH_SETTLE if settle is None else settle, restarts_before, on_wait,
         clock=runner.clock, sleep=runner.sleep)
@@ -225,7 +228,7 @@ def watch_slot(runner: Runner, settings: Settings, sha: str, slot: str, went_liv
                restarts_before: Dict[str, int]) -> Outcome:
     """The watch window: `sha`, live in `slot`, observed every second (its slot, the public
     port, the public URL) until WATCH_SECONDS after it went live."""
-    return watch_window(lambda: observe(runner, settings, slot, WATCHED), sha,
-                        checked_services(settings), settings.WATCH_SECONDS, went_live,
+    return watch_window(lambda: observe(runner, settings, slot, WATCHED),
+                        expected(settings, sha, slot), settings.WATCH_SECONDS, went_live,
                         settings.health_interval, restarts_before, clock=runner.clock,
                         sleep=runner.sleep)

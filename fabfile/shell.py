@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, List, Optional, Protocol, Seque
 from .errors import ConnectionLost, RemoteCommandError, TimedOut
 
 if TYPE_CHECKING:
-    from .transport import Held, Transport
+    from .transport import Held, HttpAnswer, Transport
 
 # DEPLOY_TRACE=1 prints every action, with its duration and exit code, in the words of the
 # dry-run plan (so a trace and a plan can be compared line by line).
@@ -201,8 +201,9 @@ class Runner:
             self.put(path, handle.read(), mode)
 
     def get(self, url: str, headers: Optional[dict] = None,
-            timeout: float = 3) -> Tuple[Optional[int], str]:
-        """A GET from here (the public URL): (status, body), or (None, "(error kind)")."""
+            timeout: float = 3) -> HttpAnswer:
+        """A GET from here (the public URL): (status, body, headers), or (None, "(error kind)",
+        {})."""
         began = time.monotonic()
         answer = self.transport.get(url, headers or {}, timeout)
         self._trace(began, f"status {answer[0]}", get_text(url), label="local")

@@ -14,29 +14,28 @@ import posixpath
 from typing import TYPE_CHECKING, Callable, Dict, Optional
 
 from .compose import (
-    LIVE_FILE,
     ComposeCommands,
     all_containers,
     edge_dir,
-    live_conf,
     ours,
     release_dir,
     remove_containers,
     slot_project,
     stop_containers,
 )
+from .edge import LIVE_FILE, ROUTES_FILE, live_conf, routes_conf, routes_file
 from .errors import DeployError
 from .health import HEALTHY, Outcome, assess
 from .running import (
     CANDIDATE,
     LIVE,
-    checked_services,
+    expected,
     observe,
     restart_counts,
     wait_for_slot,
     watch_slot,
 )
-from .shell import chain
+from .shell import chain, cmd
 from .undo import Compensation
 
 if TYPE_CHECKING:
@@ -51,11 +50,18 @@ SWITCH_INTERVAL = 0.2
 
 
 def start_in_slot(runner: Runner, settings: Settings, sha: str, slot: str, pull_never: bool = False) -> dict:
-    """`compose up` release `sha` (its kept files) in `slot`; returns restart counts from before.
-    A slot already running exactly this release is left as it is."""
+    """`compose up` release `sha` (its kept files) in `slot`, then the slot's server in the edge
+    takes the release's routes; returns restart counts from before. A slot already running
+    exactly this release is left as it is."""
     before = restart_counts(runner, settings)
+    routes = posixpath.join(edge_dir(settings), routes_file(slot))
+    kept = posixpath.join(release_dir(settings, sha), ROUTES_FILE)
+    if not runner.run(cmd("cp", "--", kept, routes), check=False).ok:
+        # kept by a version before routes: the routes of today's settings
+        runner.put(routes, routes_conf(settings.routes), 0o644)
     compose = ComposeCommands(settings, release_dir(settings, sha), slot)
-    runner.run(compose.up(pull_never), f"docker compose up of {sha[:12]} in slot {slot}")
+    runner.run(chain(compose.up(pull_never), ComposeCommands(settings).reload_edge()),
+               f"docker compose up of {sha[:12]} in slot {slot}")
     return before
 
 
@@ -76,7 +82,7 @@ def standing_by(runner: Runner, settings: Settings, sha: str, slot: str) -> bool
     """Is `sha` running and healthy in `slot` right now (one look, through the candidate port)?"""
     probe = observe(runner, settings, slot, CANDIDATE)
     restarts = {c["Id"]: c["RestartCount"] for c in probe.containers}  # earlier ones are history
-    return assess(probe, sha, checked_services(settings), restarts).state == HEALTHY
+    return assess(probe, expected(settings, sha, slot), restarts).state == HEALTHY
 
 
 def switch_edge(runner: Runner, settings: Settings, sha: str, slot: str, reporter: Reporter,
@@ -99,8 +105,7 @@ def switch_edge(runner: Runner, settings: Settings, sha: str, slot: str, reporte
 
 def point_edge(runner: Runner, settings: Settings, slot: str, fallback: Optional[str] = None) -> None:
     """Write edge/live.conf and reload the edge (graceful: in-flight requests finish)."""
-    runner.put(posixpath.join(edge_dir(settings), LIVE_FILE), live_conf(settings, slot, fallback),
-               0o644)
+    runner.put(posixpath.join(edge_dir(settings), LIVE_FILE), live_conf(slot, fallback), 0o644)
     runner.run(ComposeCommands(settings).reload_edge(), "reloading the edge proxy")
 
 

@@ -20,7 +20,9 @@ import shlex
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence
 
-from .compose import ENV_FILE, edge_reload, release_dir
+from .compose import ENV_FILE, compose_text, edge_reload, release_dir
+from .edge import SWARM_ROUTES_FILE, swarm_routes_conf
+from .health import Answer, Expected, who_answered
 from .images import PROJECT_LABEL, SHA_LABEL
 from .shell import Command, cmd
 
@@ -80,6 +82,17 @@ def release_env(settings: Settings, sha: str, pinned: Mapping[str, str]) -> Dict
     for service, ref in pinned.items():
         env[f"{service.upper()}_IMAGE"] = ref
     return env
+
+
+def edge_files(settings: Settings) -> Dict[str, str]:
+    """The edge's config files (in STAGING_DIR/edge): nginx's own, and the routes."""
+    return {EDGE_CONFIG: compose_text(settings, posixpath.join("edge", EDGE_CONFIG)),
+            SWARM_ROUTES_FILE: swarm_routes_conf(settings)}
+
+
+def stable_text(settings: Settings) -> str:
+    """Everything the stable stack runs from: its stack file and the edge's config."""
+    return compose_text(settings, STABLE_FILE) + "".join(edge_files(settings).values())
 
 
 def stable_digest(stack_text: str, env: Mapping[str, str]) -> str:
@@ -321,17 +334,9 @@ class Look:
     """One look at the app stack: its services, their tasks, and what the public port says."""
     services: Dict[str, Service] = field(default_factory=dict)
     tasks: List[Task] = field(default_factory=list)
-    status: Optional[int] = None
-    version: Optional[str] = None
+    answer: Answer = field(default_factory=lambda: Answer("public port", None))
     error: str = ""
     down: List[str] = field(default_factory=list)   # nodes not Ready
-
-
-def version_of(body: str) -> Optional[str]:
-    try:
-        return json.loads(body)["data"]["version"]
-    except (ValueError, KeyError, TypeError):
-        return None
 
 
 def failed_task_error(look: Look, service: str) -> str:
@@ -358,11 +363,13 @@ def stuck_on_down_node(look: Look, sha: str, services: Sequence[str]) -> Optiona
     return None
 
 
-def judge(look: Look, sha: str, services: Sequence[str]) -> tuple:
-    """(state, reason) of release `sha` in this look: "healthy" (every service runs `sha` at
-    its full replica count on Ready nodes and the public port answers 200 with it), "failed"
-    (Swarm gave up on the update: the task's error), or "waiting". A task on a node that is
-    down is not counted, whatever it last reported: Swarm replaces it on the other nodes."""
+def judge(look: Look, expected: Expected) -> tuple:
+    """(state, reason) of the expected release in this look: "healthy" (every service runs its
+    sha at full replica count on Ready nodes, so whatever answers is that release, and the
+    public port answers healthy, as the app's health contract says), "failed" (Swarm gave up on
+    the update: the task's error), or "waiting". A task on a node that is down is not counted,
+    whatever it last reported: Swarm replaces it on the other nodes."""
+    sha, services = expected.sha, expected.services
     if look.error:
         return "waiting", look.error
     for name in services:
@@ -385,7 +392,11 @@ def judge(look: Look, sha: str, services: Sequence[str]) -> tuple:
             return "waiting", f"{name}: {len(running)} of {service.replicas} tasks of {sha[:12]} running"
         if service.update == "updating":
             return "waiting", f"{name}: update in progress"
-    if look.status != 200 or look.version != sha:
-        return "waiting", f"public port answered {look.status} with version {look.version}"
-    reason = f"{len(services)} services at full strength; health 200 with the version"
+    answer = look.answer
+    problem = (f"{answer.where} answered {answer.status or 'nothing'}" if answer.status != 200
+               else expected.contract.body_problem(answer.body) or who_answered(answer, expected))
+    if problem:
+        return "waiting", problem
+    reason = f"{len(services)} services at full strength; health 200" + (
+        " with the version" if expected.contract.version_at else "")
     return "healthy", "; ".join(filter(None, [reason, nodes_down_note(look.down)]))

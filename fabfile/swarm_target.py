@@ -21,10 +21,11 @@ from . import images, swarm
 from .compose import ENV_FILE, compose_text, edge_dir, health_on_host, parse_http, release_dir
 from .config import render_env
 from .errors import DeployError
+from .health import Answer, Expected
 from .prune import file_reads, kept_and_old_files, remove_paths
 from .running import RunningRelease
 from .shell import Command, chain, cmd
-from .swarm import Look, app_stack, judge, service_name, version_of
+from .swarm import Look, app_stack, judge, service_name
 from .undo import Compensation, Journal
 
 if TYPE_CHECKING:
@@ -58,12 +59,17 @@ class SwarmTarget:
             look.tasks = swarm.parse_tasks(
                 runner.run(swarm.list_tasks(names), "docker service ps").stdout, stack)
             look.down = swarm.parse_down_nodes(runner.run(swarm.list_nodes(), check=False).stdout)
-        status, body = parse_http(runner.run(health_on_host(self.settings), check=False,
-                                             timeout=10).stdout)
-        if status == 200:  # the public URL, from here, must agree
-            status, body = runner.get(self.settings.STAGING_URL + self.settings.health_path)
-        look.status, look.version = status, version_of(body)
+        look.answer = Answer("public port", *parse_http(runner.run(
+            health_on_host(self.settings), check=False, timeout=10).stdout))
+        if look.answer.status == 200:  # the public URL, from here, must agree
+            look.answer = Answer("public URL", *runner.get(
+                self.settings.STAGING_URL + self.settings.health_path))
         return look
+
+    def expected(self, sha: str) -> Expected:
+        """Release `sha`: its services at full strength (so whatever answers is that release),
+        answering healthy as the app's health contract says."""
+        return Expected(sha, self.services, self.services, self.settings.health)
 
     def read_running(self, runner: Runner) -> RunningRelease:
         look = self.look(runner)
@@ -76,7 +82,7 @@ class SwarmTarget:
                                   f"app services disagree on their release: {sorted(shas)}",
                                   containers=rows)
         sha = shas.pop()
-        state, reason = judge(look, sha, self.services)
+        state, reason = judge(look, self.expected(sha))
         images = {n: s.image for n, s in look.services.items() if n in self.services}
         return RunningRelease(sha, state == "healthy", reason, None, images, rows)
 
@@ -107,8 +113,8 @@ class SwarmTarget:
             for name in (swarm.STABLE_FILE, swarm.APP_FILE):
                 runner.put(posixpath.join(directory, name), compose_text(settings, name))
             runner.put(posixpath.join(directory, ENV_FILE), render_env(env))
-            runner.put(posixpath.join(edge_dir(settings), swarm.EDGE_CONFIG),
-                       compose_text(settings, posixpath.join("edge", swarm.EDGE_CONFIG)), 0o644)
+            for name, text in swarm.edge_files(settings).items():
+                runner.put(posixpath.join(edge_dir(settings), name), text, 0o644)
         if settings.REGISTRY_PULL_USER:
             with reporter.step(f"log in to {settings.REGISTRY} on the manager"):
                 runner.run(images.login(settings.REGISTRY, settings.REGISTRY_PULL_USER,
@@ -150,8 +156,7 @@ class SwarmTarget:
         settings = self.settings
         if not runner.run(swarm.network_exists(swarm.network(settings)), check=False).ok:
             runner.run(swarm.create_network(settings), "creating the overlay network")
-        digest = swarm.stable_digest(compose_text(settings, swarm.STABLE_FILE) + compose_text(
-            settings, posixpath.join("edge", swarm.EDGE_CONFIG)), env)
+        digest = swarm.stable_digest(swarm.stable_text(settings), env)
         digest_path = posixpath.join(settings.STAGING_DIR, swarm.STABLE_DIGEST)
         stable = ["edge", *settings.data_services]
         names = set(runner.run(swarm.list_services(settings.project), check=False).stdout.split())
@@ -263,7 +268,7 @@ class SwarmTarget:
         restarted: Set[str] = set()
         while True:
             look = self.look(runner)
-            state, reason = judge(look, sha, self.services)
+            state, reason = judge(look, self.expected(sha))
             waited = runner.clock() - started
             if look.down and look.down != down:
                 reporter.note(swarm.nodes_down_note(look.down))
@@ -304,7 +309,7 @@ class SwarmTarget:
         failures = 0
         while runner.clock() < end:
             look = self.look(runner)
-            state, reason = judge(look, sha, self.services)
+            state, reason = judge(look, self.expected(sha))
             crashed = [t for t in look.tasks if t.service in look.services and t.error
                        and t.current.startswith(("Failed", "Rejected"))
                        and t.image == look.services[t.service].image]

@@ -20,7 +20,7 @@ import posixpath
 import subprocess
 import time
 from dataclasses import dataclass, field
-from typing import List, Optional, Protocol, Tuple, Union
+from typing import Dict, List, Optional, Protocol, Tuple, Union
 
 import paramiko
 import requests
@@ -28,6 +28,9 @@ from fabric import Connection
 
 from .errors import TimedOut
 from .shell import HELD_MARK, STDIN_MARK, Command, Result, TextSink, get_text, joined, put_text
+
+# What a GET answered: (status or None, body, response headers with lower-case names).
+HttpAnswer = Tuple[Optional[int], str, Dict[str, str]]
 
 
 class Held:
@@ -50,13 +53,15 @@ class HttpFromHere:
     def __init__(self) -> None:
         self.session = requests.Session()
 
-    def get(self, url: str, headers: dict, timeout: float) -> Tuple[Optional[int], str]:
-        """(status, body), or (None, "(<error kind>)") when nothing answered."""
+    def get(self, url: str, headers: dict, timeout: float) -> HttpAnswer:
+        """(status, body, response headers with lower-case names), or (None, "(<error kind>)",
+        {}) when nothing answered."""
         try:
             response = self.session.get(url, headers=headers, timeout=timeout)
-            return response.status_code, response.text
+            return (response.status_code, response.text,
+                    {name.lower(): value for name, value in response.headers.items()})
         except requests.RequestException as exc:
-            return None, f"({type(exc).__name__})"
+            return None, f"({type(exc).__name__})", {}
 
 
 class SSHTransport(HttpFromHere):
@@ -255,8 +260,8 @@ class Script:
     def put(self, path: str, data: bytes) -> None:
         pass
 
-    def get(self, url: str) -> Tuple[Optional[int], str]:
-        return 200, ""
+    def get(self, url: str) -> HttpAnswer:
+        return 200, "", {}
 
 
 class Recorder:
@@ -298,7 +303,7 @@ class Recorder:
         self._record(command.render())
         return self.script.answer(command).exited
 
-    def get(self, url: str, headers: dict, timeout: float) -> Tuple[Optional[int], str]:
+    def get(self, url: str, headers: dict, timeout: float) -> HttpAnswer:
         self._record(get_text(url), label="local")
         return self.script.get(url)
 
@@ -317,4 +322,4 @@ class Transport(Protocol):
     def hold(self, command: Command, timeout: Optional[float]) -> Held: ...
     def put(self, path: str, data: bytes, mode: int) -> None: ...
     def stream(self, command: Command, out: TextSink, pty: bool, keys: bool) -> int: ...
-    def get(self, url: str, headers: dict, timeout: float) -> Tuple[Optional[int], str]: ...
+    def get(self, url: str, headers: dict, timeout: float) -> HttpAnswer: ...

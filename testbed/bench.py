@@ -6,9 +6,10 @@ a crash CRASH_AFTER seconds after start (after our candidate check, inside our w
 Same testbed host, same images, in one run, median of N runs each. The baseline is
 `testbed/baseline/deploy.sh` (pull, up --remove-orphans, system prune, sleep 30, curl -f) in its
 own compose project `baseline` on the host, published on 127.0.0.1:8081; ours is the real CLI
-against the real project on 127.0.0.1:8080. Each gets its own steady 50 requests/s on
-/api/health. To fit in a quarter of an hour, ours runs while the baseline sleeps its 30 s: the
-baseline's pull, up and prune have the host to themselves, and ours overlaps only its idle wait.
+against the real project on 127.0.0.1:8080. Each gets its own steady 50 requests/s, taking the
+story's two routes in turn: the API (/api/health) and the frontend (/). To fit in a quarter of an
+hour, ours runs while the baseline sleeps its 30 s: the baseline's pull, up and prune have the
+host to themselves, and ours overlaps only its idle wait.
 
 Then the same scenarios on the Swarm target (`inv testbed.up --swarm`: three nodes, the app on
 127.0.0.1:8082, same releases, same load) for `--swarm-runs` runs: a third column.
@@ -30,14 +31,14 @@ from dotenv import dotenv_values
 import testbed
 from testbed import swarm
 from testbed.commits import make_commit
-from testbed.load import SteadyLoad, first_serving
+from testbed.load import STORY_ROUTES, SteadyLoad, first_serving
 from testbed.timeline import Timeline, draw
 
 ROOT = testbed.ROOT
 DEFAULTS = yaml.safe_load((ROOT / "invoke.yaml").read_text())["deploy"]
-OURS_URL = f"http://127.0.0.1:{testbed.HTTP_PORT}/api/health"
-BASELINE_URL = f"http://127.0.0.1:{testbed.BASELINE_HTTP_PORT}/api/health"
-SWARM_URL = f"http://127.0.0.1:{swarm.HTTP_PORT}/api/health"
+OURS_URL = f"http://127.0.0.1:{testbed.HTTP_PORT}"
+BASELINE_URL = f"http://127.0.0.1:{testbed.BASELINE_HTTP_PORT}"
+SWARM_URL = f"http://127.0.0.1:{swarm.HTTP_PORT}"
 SIDES = {"baseline": "baseline (story's pipeline)", "ours": "ours (`inv deploy.staging`)",
          "swarm": "ours on Swarm, 3 nodes (`DEPLOY_TARGET=swarm`)"}
 BASELINE_DIR = "/opt/baseline"
@@ -102,7 +103,7 @@ BROKEN = ("broken: health-500", "broken: crash", LATE_CRASH)
 
 def under_load(url: str, action) -> tuple:
     """Run `action()` under steady load; return (its result, wall seconds, load results, stats)."""
-    with SteadyLoad(url, rate=50, max_seconds=240) as load:
+    with SteadyLoad(url, rate=50, max_seconds=240, paths=STORY_ROUTES) as load:
         time.sleep(STEADY)
         started = time.time()
         result = action()
@@ -330,7 +331,8 @@ class Bench:
             f"`inv bench --runs {self.runs}` on {time.strftime('%Y-%m-%d')}: {cores} cores, "
             f"{memory:.0f} GiB memory, {platform.system()} {platform.release()}; the local testbed "
             f"(registry and staging host on this machine). Medians of {self.runs} runs each. Each "
-            f"side gets its own steady 50 requests/s on `/api/health`; ours runs while the baseline "
+            f"side gets its own steady 50 requests/s, the story's two routes in turn (the API's "
+            f"`/api/health`, the frontend's `/`); ours runs while the baseline "
             f"sleeps its 30 s (the baseline's pull, up and prune have the host to themselves). "
             f"Took {took / 60:.1f} min.", "",
         ]

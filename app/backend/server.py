@@ -5,6 +5,13 @@ Commands: `serve` (default), `migrate`, `migrate-check` (exit 0 when no migratio
 plus `migrations/<version>-<name>.sql` beside this file.
 Only the standard library plus Debian's python3-psycopg2 and python3-redis.
 
+`/api/health` answers in the story's shape (story 0-5): `{"success": true, "data": {"status":
+"healthy", "timestamp": "..."}}`, 503 with `success: false` and status "unhealthy" (the failing
+checks go to the log). With APP_SHAPE=one-entry the body also reports `data.version` and
+`data.checks`, as this stand-in did before it took the story's shape. Every answer names the
+release in an `X-App-Version` header: the tests and the bench tell releases apart by it; the
+deploy tool does not read it unless told to (invoke.yaml health_version).
+
 A file named FAULT beside this one, present at image build time, makes the service
 misbehave on purpose so the deploy pipeline's failure handling can be tested:
   health-500       /api/health always answers 503
@@ -31,6 +38,7 @@ import psycopg2
 import redis
 
 VERSION = os.environ.get("APP_VERSION", "unknown")
+SHAPE = os.environ.get("APP_SHAPE", "story")     # or "one-entry" (see above)
 PORT = int(os.environ.get("PORT", "4000"))
 CHECK_TIMEOUT = 2.0
 STARTED = time.monotonic()
@@ -145,10 +153,12 @@ def health_report():
     elif FAULT == "slow-start" and uptime < FAULT_SECONDS:
         checks["startup"] = "warming up (%.0fs of %.0fs)" % (uptime, FAULT_SECONDS)
     healthy = all(value == "ok" for value in checks.values())
-    body = {"success": healthy, "data": {"status": "healthy" if healthy else "unhealthy",
-                                         "timestamp": now_iso(), "version": VERSION,
-                                         "checks": checks}}
-    return (200 if healthy else 503), body
+    data = {"status": "healthy" if healthy else "unhealthy", "timestamp": now_iso()}
+    if SHAPE == "one-entry":
+        data.update(version=VERSION, checks=checks)
+    elif not healthy:
+        log("warn", "unhealthy", checks=checks)
+    return (200 if healthy else 503), {"success": healthy, "data": data}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -204,6 +214,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        self.send_header("X-App-Version", VERSION)
         request_id = self.headers.get("X-Request-ID")
         if request_id:
             self.send_header("X-Request-ID", request_id)

@@ -13,9 +13,9 @@ def test_deploy_a_then_b_serves_b_and_keeps_data(testbed_env):
     a = release("A")
     result = deploy(testbed_env, a)
     assert result.returncode == 0, result.output
-    status, body = health()
-    assert status == 200 and body["data"]["version"] == a
-    assert body["data"]["checks"] == {"database": "ok", "redis": "ok"}
+    assert health() == (200, a)
+    body = requests.get(APP_URL + "/api/health", timeout=5).json()    # the story's shape
+    assert body["success"] is True and set(body["data"]) == {"status", "timestamp"}
     assert f"deploy SUCCEEDED: {a}" in result.stdout
     assert re.search(r"backend +\S+:staging-" + a + r"@sha256:[0-9a-f]{64}", result.stdout)
 
@@ -26,8 +26,7 @@ def test_deploy_a_then_b_serves_b_and_keeps_data(testbed_env):
     b = release("B", parent=a)
     result = deploy(testbed_env, b)
     assert result.returncode == 0, result.output
-    status, body = health()
-    assert status == 200 and body["data"]["version"] == b
+    assert health() == (200, b)
     rows = requests.get(APP_URL + "/api/items", timeout=5).json()["data"]
     assert name in [row["name"] for row in rows]
 
@@ -39,7 +38,7 @@ def test_redeploying_a_published_sha_skips_the_build(testbed_env):
     assert result.returncode == 0, result.output
     assert "skipping the build" in result.stdout
     assert "--> build" not in result.stdout
-    assert health()[1]["data"]["version"] == sha
+    assert health()[1] == sha
 
 
 def test_health_500_release_fails_loudly_within_the_deadline(testbed_env):
@@ -48,7 +47,7 @@ def test_health_500_release_fails_loudly_within_the_deadline(testbed_env):
     assert result.returncode == 1
     assert "Traceback" not in result.output
     assert re.search(f"error: release {bad[:12]} is not healthy: not healthy after 8s: "
-                     r"slot (blue|green): health answered 503 \(fault: health-500\)", result.stderr)
+                     r"slot (blue|green): health answered 503", result.stderr)
     assert 'last health body: {"success": false' in result.stdout
     assert "deploy FAILED" in result.stdout and "last backend log lines" in result.stdout
     waited = re.search(r"!!! check slot \w+ before it gets traffic \(deadline 8s\) FAILED after ([\d.]+)s",

@@ -27,6 +27,7 @@ def live(testbed_env):
 def test_logs_show_the_live_release(testbed_env, live):
     marker = "logs-" + uuid.uuid4().hex
     requests.get(APP_URL + "/api/health", headers={"X-Request-ID": marker}, timeout=5)
+    requests.get(APP_URL + "/?" + marker, timeout=5)          # the frontend logs it too
     both = inv(testbed_env, "deploy.logs", "--tail", "20")
     assert both.returncode == 0, both.output
     assert f'"version": "{live}"' in both.stdout and marker in both.stdout

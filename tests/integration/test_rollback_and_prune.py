@@ -41,7 +41,7 @@ def test_rollback_restores_the_previous_release_with_the_registry_down(testbed_e
         testbed.up()
     assert result.returncode == 0, result.output
     assert f"rollback SUCCEEDED: {a}" in result.stdout
-    assert health()[1]["data"]["version"] == a
+    assert health()[1] == a
     history = json.loads(inv(testbed_env, "deploy.history", "--json").stdout)
     assert (history[0]["action"], history[0]["sha"], history[0]["result"]) == ("rollback", a, "succeeded")
     assert history[0]["previous"] == b
@@ -66,7 +66,7 @@ def test_rollback_with_restore_db_brings_back_the_data_from_before_the_release(t
     assert after in rows()
     result = inv(testbed_env, "deploy.rollback", "--to", a, "--restore-db", "--yes")
     assert result.returncode == 0, result.output
-    assert health()[1]["data"]["version"] == a
+    assert health()[1] == a
     assert before in rows() and after not in rows()
 
 
@@ -82,7 +82,7 @@ def test_first_deploy_failure_says_so_and_removes_the_failed_release(testbed_env
     assert staging_host("docker", "ps", "-a", "-q", "--filter",
                         "label=com.docker.compose.service=backend") == ""
     good = deploy_ok(testbed_env, release("first-good"))
-    assert health()[1]["data"]["version"] == good
+    assert health()[1] == good
 
 
 def test_prune_keeps_other_projects_and_only_the_expected_images(testbed_env):

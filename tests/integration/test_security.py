@@ -131,7 +131,7 @@ def test_a_slow_webhook_does_not_hold_up_or_fail_the_deploy(testbed_env, webhook
     result = deploy(testbed_env, release("hook-slow"), STAGING_WEBHOOK_URL=webhook)
     assert result.returncode == 0, result.output
     assert "warning: the webhook notification failed (ReadTimeout)" in result.stdout
-    assert health()[1]["data"]["version"] in result.stdout
+    assert health()[1] in result.stdout
 
 
 def test_changed_host_key_is_refused_before_any_remote_command(testbed_env):

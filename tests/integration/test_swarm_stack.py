@@ -9,7 +9,7 @@ import requests
 
 import testbed
 from testbed import swarm as nodes
-from testbed.load import SteadyLoad
+from testbed.load import STORY_ROUTES, SteadyLoad, health_of
 from tests.integration.conftest import DeployProcess, deploy, inv, release
 
 SWARM_URL = f"http://127.0.0.1:{nodes.HTTP_PORT}"
@@ -25,11 +25,7 @@ def swarm_env(testbed_env):
 
 
 def health():
-    try:
-        answer = requests.get(SWARM_URL + "/api/health", timeout=5)
-        return answer.status_code, answer.json()["data"]["version"]
-    except (requests.RequestException, ValueError, KeyError):
-        return None, None
+    return health_of(SWARM_URL + "/api/health")
 
 
 def manager(*argv):
@@ -64,7 +60,7 @@ def first(swarm_env):
 
 
 def under_load(action):
-    with SteadyLoad(SWARM_URL + "/api/health", rate=20, max_seconds=600) as load:
+    with SteadyLoad(SWARM_URL, paths=STORY_ROUTES, rate=20, max_seconds=600) as load:
         result = action()
         stats = load.stop()
     print(f"\nLOAD {stats.line()}")

@@ -12,7 +12,6 @@ from fabfile.compose import (
 )
 from fabfile.config import render_env
 from fabfile.shell import chain, cmd, pipe
-from tests.conftest import ROOT
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
@@ -73,35 +72,10 @@ def test_a_slot_is_its_own_project_with_the_release_files(settings):
     assert "http://127.0.0.1:8099/api/health" in probe and "X-Deploy-Slot: green" in probe
 
 
-def test_slots_alternate_and_the_live_file_names_one(settings):
-    from fabfile.compose import live_conf, other_slot, parse_live_conf
+def test_slots_alternate():
+    from fabfile.compose import other_slot
     assert other_slot(None) == "blue" and other_slot("blue") == "green"
     assert other_slot("green") == "blue"
-    assert parse_live_conf(live_conf(settings, "green")) == "green"
-    assert parse_live_conf("") is None and parse_live_conf("set $app nothing;") is None
-
-
-def test_during_the_watch_window_the_edge_hands_failed_requests_to_the_previous_slot(settings):
-    from fabfile.compose import live_conf, parse_live_conf
-    assert live_conf(settings, "green") == "set $app frontend-green:80;\n"
-    watched = live_conf(settings, "green", fallback="blue")
-    assert parse_live_conf(watched) == "green"
-    assert "set $fallback frontend-blue:80;" in watched
-    assert "error_page 502 503 504 = @fallback;" in watched
-    edge = (ROOT / "compose" / "edge" / "nginx.conf").read_text()
-    assert "location @fallback" in edge and "proxy_pass http://$fallback;" in edge
-
-
-def test_the_edge_sends_users_to_the_configured_entry_service(defaults, environ):
-    """An app whose entry is `web` on port 3000 needs no change to the tool."""
-    from fabfile.compose import entry_conf, live_conf, parse_live_conf
-    from fabfile.config import load_settings
-    settings = load_settings(dict(defaults, entry_service="web", entry_port=3000), environ)
-    assert live_conf(settings, "blue", "green") .startswith(
-        "set $app web-blue:3000;\nset $fallback web-green:3000;\n")
-    assert parse_live_conf(live_conf(settings, "green")) == "green"
-    assert entry_conf(settings) == ("map $http_x_deploy_slot $candidate {\n    blue web-blue:3000;\n"
-                                    "    green web-green:3000;\n    default \"\";\n}\n")
 
 
 def test_only_our_projects_containers_are_picked():
@@ -140,9 +114,12 @@ def test_parse_inspect_reads_service_state_health_restarts_and_sha():
                      "ImageRef": "r/x:staging-s", "Revision": "s" * 40}]
 
 
-def test_parse_http_splits_body_and_status():
-    assert parse_http('{"ok":1}\n200') == (200, '{"ok":1}')
-    assert parse_http("curl: (7) refused\n000") == (None, "curl: (7) refused")
+def test_parse_http_splits_headers_body_and_status():
+    answer = ('HTTP/1.1 200 OK\r\nServer: nginx\r\nX-Deploy-Slot: green\r\n\r\n'
+              '{"ok":1}\n200')
+    assert parse_http(answer) == (200, '{"ok":1}', {"server": "nginx", "x-deploy-slot": "green"})
+    assert parse_http('{"ok":1}\n200') == (200, '{"ok":1}', {})
+    assert parse_http("curl: (7) refused\n000") == (None, "curl: (7) refused", {})
 
 
 def test_terminal_codes_are_stripped_from_logs():

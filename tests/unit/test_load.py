@@ -51,6 +51,24 @@ def test_steady_load_is_bounded_and_counts_answers():
     assert 40 <= summary.sent <= 51 and summary.failed == 0
 
 
+def test_several_routes_are_asked_in_turn_and_counted_apart():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Ok)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        load = SteadyLoad(f"http://127.0.0.1:{server.server_address[1]}", rate=40,
+                          max_seconds=0.5, paths=("/api/health", "/"))
+        with load:
+            load.thread.join(5)
+        summary = load.stop()
+    finally:
+        server.shutdown()
+    asked = [a.path for a in sorted(load.results, key=lambda a: a.sent)]
+    assert asked[:4] == ["/api/health", "/", "/api/health", "/"]
+    assert summary.routes.startswith("/ 0 of ") and ", /api/health 0 of " in summary.routes
+    results = [Answer(0, 1, True, path="/"), Answer(1, 2, False, status="502", path="/api/health")]
+    assert "failed per route: / 0 of 1, /api/health 1 of 1" in stats(results, 0, 3).line()
+
+
 def test_load_only_goes_to_loopback():
     with pytest.raises(ValueError, match="loopback"):
         SteadyLoad("http://10.0.0.1/")

@@ -10,13 +10,16 @@ import re
 import pytest
 
 from fabfile.compose_target import ComposeTarget
+from fabfile.config import Route
 from fabfile.deploy import deploy
+from fabfile.edge import live_conf, routes_conf
 from fabfile.errors import DeployError
 from fabfile.plan import RUNNING, PlannedSession, PlanReporter, SimulatedHost
 from fabfile.report import Reporter, Summary
 from fabfile.rollback import rollback_on_host
 from fabfile.shell import Result, Runner
 from fabfile.transport import Action, Plan, Recorder
+from tests.conftest import ROOT
 
 SHA = "a" * 40
 OLDER = "b" * 40
@@ -270,16 +273,54 @@ def test_the_stable_services_are_pulled_and_brought_up_only_when_they_changed(se
         plan, error = deploy_to(settings, host)
         ran = remote_commands(plan)
         assert error is None
-        stable_up = any(c.endswith("up -d --wait --remove-orphans") for c in ran)
+        # the edge re-reads its config after the `up` (its routes may have changed)
+        stable_up = any("up -d --wait --remove-orphans && docker exec classroom-manager-edge-1"
+                        in c for c in ran)
         stable_pull = any(c.startswith("docker compose -p classroom-manager -f") and
                           c.endswith("pull --quiet") for c in ran)
         recorded = any(c.startswith("sftp put /opt/classroom-manager/stable.digest") for c in ran)
         assert stable_up == stable_pull == recorded == changed
 
 
+def test_a_release_brings_its_own_routes_to_its_slot_and_the_live_one_keeps_its_own(settings):
+    """Routes belong to a release: a routes change reaches users with the release it came with."""
+    plan, error = deploy_to(settings, SimulatedHost(settings))
+    ran = remote_commands(plan)
+    assert error is None
+    kept, slot_routes = (f"/opt/classroom-manager/releases/{SHA}/routes.conf",
+                         "/opt/classroom-manager/edge/routes-blue.conf")
+    put = next(i for i, c in enumerate(ran) if c.startswith(f"sftp put {kept} "))
+    copied = ran.index(f"cp -- {kept} {slot_routes}")
+    started = next(i for i, c in enumerate(ran) if "classroom-manager-blue" in c and " up -d" in c)
+    assert put < copied < started and "nginx -s reload" in ran[started]
+    assert not any("routes-green" in c for c in ran)          # the live slot's stay as they are
+
+
+def test_a_live_release_from_before_routes_keeps_its_one_entry_route(settings):
+    class BeforeRoutes(SimulatedHost):
+        def answer(self, command):
+            if command.argv == ("cat", "/opt/classroom-manager/edge/live.conf") and \
+                    self.live == "green":
+                return Result(0, "set $app web-green:3000;\n", "")
+            return super().answer(command)
+
+    plan, error = deploy_to(settings, BeforeRoutes(settings))
+    ran = remote_commands(plan)
+    assert error is None
+    first_put = [c for c in ran if c.startswith("sftp put /opt/classroom-manager/edge/")][:3]
+    one_route = routes_conf([Route("/", "web", 3000)])        # everything to web, as before
+    assert first_put == ["sftp put /opt/classroom-manager/edge/routes-green.conf (mode 0644, "
+                         f"{len(one_route)} bytes)",
+                         "sftp put /opt/classroom-manager/edge/live.conf (mode 0644, "
+                         f"{len(live_conf('green'))} bytes)",
+                         "sftp put /opt/classroom-manager/edge/nginx.conf (mode 0644, "
+                         f"{len((ROOT / 'compose/edge/nginx.conf').read_bytes())} bytes)"]
+
+
 # ---- recovery as data: the exact undo of each step (fabfile/undo.py) ----------------------------
 
 MAKE_SURE = "make sure <running-sha serves, healthy (restore it if not)"
+SWITCH = "^docker exec classroom-manager-edge-1 sh -c 'nginx -t"   # the reload that switches
 REMOVE_BLUE = "remove slot blue"
 SWITCH_BACK = "switch the edge back to <running-sha in slot green"
 MIGRATIONS = ("the migrations of aaaaaaaaaaaa (forward-only; `inv deploy.rollback --restore-db` "
@@ -292,7 +333,10 @@ MIGRATIONS = ("the migrations of aaaaaaaaaaaa (forward-only; `inv deploy.rollbac
     ("backend migrate$", [MAKE_SURE], [MIGRATIONS], "kept serving"),
     (f"blue -f /opt/classroom-manager/releases/{SHA}/app.yaml .* up -d", [REMOVE_BLUE, MAKE_SURE],
      [MIGRATIONS], "kept serving"),
-    ("nginx -t", [SWITCH_BACK, REMOVE_BLUE, MAKE_SURE], [MIGRATIONS], "rolled back to"),
+    # the edge cannot take the new slot's routes (after its `up`): it never got traffic
+    ("up -d --remove-orphans && docker exec classroom-manager-edge-1 sh -c 'nginx -t",
+     [REMOVE_BLUE, MAKE_SURE], [MIGRATIONS], "kept serving"),
+    (SWITCH, [SWITCH_BACK, REMOVE_BLUE, MAKE_SURE], [MIGRATIONS], "rolled back to"),
 ])
 def test_a_failed_deploy_undoes_the_steps_that_ran_last_first(settings, fails, undone, kept, said):
     host = FailingHost(settings, 0, fail_on=fails)
@@ -308,7 +352,7 @@ def test_a_failed_deploy_undoes_the_steps_that_ran_last_first(settings, fails, u
 
 @pytest.mark.parametrize("fails, undone", [
     (f"blue -f /opt/classroom-manager/releases/{OLDER}/app.yaml .* up -d", ["remove slot blue"]),
-    ("nginx -t", [SWITCH_BACK, "remove slot blue"]),
+    (SWITCH, [SWITCH_BACK, "remove slot blue"]),
 ])
 def test_a_failed_rollback_undoes_its_steps_and_what_ran_serves_again(settings, fails, undone):
     host = FailingHost(settings, 0, ledger_with_two_good_releases(), fail_on=fails)

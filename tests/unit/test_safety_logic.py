@@ -4,7 +4,7 @@ import os
 from unittest import mock
 
 from fabfile import ledger, prune
-from fabfile.health import FAILED, HEALTHY, Answer, Probe, wait_until_healthy
+from fabfile.health import FAILED, HEALTHY, Answer, Expected, Probe, wait_until_healthy
 from fabfile.lock import acquire_command, describe_holder, file_identity, holder_pids, is_stale
 from tests.conftest import FakeClock
 
@@ -101,32 +101,35 @@ def test_lock_holder_is_found_in_proc_locks_by_device_and_inode():
     assert file_identity("") is None   # no lock file yet: nothing to end
 
 
+APP = Expected(A, ["frontend", "backend"])
+
+
 def running(restarts=0, state="running"):
     rows = [{"Id": n, "Service": n, "State": state if n == "backend" else "running",
              "Health": "healthy", "RestartCount": restarts if n == "backend" else 0}
             for n in ("frontend", "backend")]
-    body = json.dumps({"data": {"version": A}})
+    body = json.dumps({"success": True, "data": {"status": "healthy"}})
     return Probe(rows, [Answer("host", 200, body), Answer("public URL", 200, body)])
 
 
 def test_release_must_stay_healthy_for_the_settle_window():
     clock = FakeClock()
     probes = iter([running(), running(), running(restarts=1)])
-    outcome = wait_until_healthy(lambda: next(probes), A, ["frontend", "backend"], timeout=30,
+    outcome = wait_until_healthy(lambda: next(probes), APP, timeout=30,
                                  settle=5, clock=clock, sleep=clock.sleep)
     assert outcome.verdict.state == FAILED and "restarted" in outcome.verdict.reason
 
 
 def test_healthy_through_the_settle_window_succeeds():
     clock = FakeClock()
-    outcome = wait_until_healthy(running, A, ["frontend", "backend"], timeout=30, settle=3,
+    outcome = wait_until_healthy(running, APP, timeout=30, settle=3,
                                  clock=clock, sleep=clock.sleep)
     assert outcome.verdict.state == HEALTHY and clock.now == 3
 
 
 def test_restarts_from_before_the_switch_do_not_count():
     clock = FakeClock()
-    outcome = wait_until_healthy(lambda: running(restarts=2), A, ["frontend", "backend"], timeout=30,
+    outcome = wait_until_healthy(lambda: running(restarts=2), APP, timeout=30,
                                  restarts_before={"backend": 2}, clock=clock, sleep=clock.sleep)
     assert outcome.verdict.state == HEALTHY
 

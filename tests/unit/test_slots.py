@@ -27,10 +27,11 @@ def both_slots():
 
 
 def live_probe(sha, slot, rows):
-    body = '{"data": {"version": "%s"}}' % sha
+    body = '{"success": true, "data": {"status": "healthy"}}'
     wanted = {"classroom-manager", f"classroom-manager-{slot}"}
+    edge = {"x-deploy-slot": slot}
     return Probe([c for c in rows if c["Project"] in wanted],
-                 [Answer("host", 200, body), Answer("public URL", 200, body)])
+                 [Answer("host", 200, body, edge), Answer("public URL", 200, body, edge)])
 
 
 def test_the_running_release_is_the_live_slot_whatever_the_other_holds(settings):

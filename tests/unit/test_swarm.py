@@ -4,6 +4,7 @@ release counts as converged, still updating, or given up on by Swarm."""
 import json
 
 from fabfile import swarm
+from fabfile.health import Answer, Expected, HealthContract
 from fabfile.swarm import Look, Service, Task, judge
 
 SHA = "a" * 40
@@ -78,8 +79,18 @@ def test_service_and_task_output_is_read():
     assert tasks[0].running and not tasks[1].running and tasks[1].error.endswith("(3)")
 
 
-def look(services, tasks, status=200, version=SHA):
-    return Look({s.name: s for s in services}, tasks, status, version)
+STORY_BODY = '{"success": true, "data": {"status": "healthy", "timestamp": "2026-01-21T10:00:00Z"}}'
+
+
+def look(services, tasks, status=200, body=STORY_BODY):
+    return Look({s.name: s for s in services}, tasks, Answer("public URL", status, body))
+
+
+STORY = HealthContract()
+
+
+def expect(*services, contract=STORY):
+    return Expected(SHA, services, contract=contract)
 
 
 def running(service, image, node="swarm-1"):
@@ -90,13 +101,20 @@ def test_a_release_is_healthy_only_at_full_strength_and_with_the_public_port_agr
     services = [Service("frontend", SHA, "f@1", 2, "completed"), Service("backend", SHA, "b@1", 2)]
     full = [running("frontend", "f@1"), running("frontend", "f@1", "swarm-2"),
             running("backend", "b@1"), running("backend", "b@1", "swarm-3")]
-    assert judge(look(services, full), SHA, ["frontend", "backend"])[0] == "healthy"
+    assert judge(look(services, full), expect("frontend", "backend"))[0] == "healthy"
     # start-first: an old task still runs beside the new ones
-    assert judge(look(services, full + [running("backend", "b@0")]), SHA,
-                 ["frontend", "backend"])[0] == "waiting"
-    assert judge(look(services, full[:3]), SHA, ["frontend", "backend"])[0] == "waiting"
-    assert judge(look(services, full, version=OLD), SHA, ["frontend", "backend"])[0] == "waiting"
-    assert judge(look(services, full, status=None), SHA, ["frontend", "backend"])[0] == "waiting"
+    both = expect("frontend", "backend")
+    assert judge(look(services, full + [running("backend", "b@0")]), both)[0] == "waiting"
+    assert judge(look(services, full[:3]), expect("frontend", "backend"))[0] == "waiting"
+    assert judge(look(services, full, status=None), expect("frontend", "backend"))[0] == "waiting"
+    assert judge(look(services, full, 200, "<html>"), expect("frontend", "backend"))[0] == "waiting"
+    # an app that reports its version (health_version) must report this one
+    reports = HealthContract(version_at="data.version")
+    old = json.dumps({"success": True, "data": {"status": "healthy", "version": OLD}})
+    assert judge(look(services, full, 200, old), expect("frontend", contract=reports)) == (
+        "waiting", f"public URL: serving version {OLD[:12]}, not {SHA[:12]}")
+    new = old.replace(OLD, SHA)
+    assert judge(look(services, full, 200, new), expect("frontend", contract=reports))[0] == "healthy"
 
 
 def test_tasks_on_a_node_that_is_down_are_not_counted_and_the_node_is_named():
@@ -109,27 +127,27 @@ def test_tasks_on_a_node_that_is_down_are_not_counted_and_the_node_is_named():
     tasks = [running("backend", "b@1"), running("backend", "b@1", "swarm-3")]
     seen = look(services, tasks)
     seen.down = ["swarm-3"]
-    assert judge(seen, SHA, ["backend"]) == ("waiting", f"backend: 1 of 2 tasks of {SHA[:12]} running")
+    assert judge(seen, expect("backend")) == ("waiting", f"backend: 1 of 2 tasks of {SHA[:12]} running")
     seen.tasks.append(running("backend", "b@1", "swarm-2"))
-    state, reason = judge(seen, SHA, ["backend"])
+    state, reason = judge(seen, expect("backend"))
     assert state == "healthy" and "node swarm-3 is down" in reason
-    assert judge(look(services, seen.tasks), SHA, ["backend"])[0] == "waiting"   # 3 of 2
+    assert judge(look(services, seen.tasks), expect("backend"))[0] == "waiting"   # 3 of 2
 
 
 def test_swarm_giving_up_is_a_failure_with_the_tasks_error_but_an_earlier_updates_is_not():
     rolled_back = Service("backend", OLD, "b@0", 2, "rollback_completed", "rollback completed")
     failed_task = Task("backend", "b@1", "swarm-2", "Shutdown", "Failed 5 seconds ago",
                        "task: non-zero exit (3)")
-    state, reason = judge(look([rolled_back], [failed_task]), SHA, ["backend"])
+    state, reason = judge(look([rolled_back], [failed_task]), expect("backend"))
     assert state == "failed" and "task: non-zero exit (3) (failed on swarm-2)" in reason
     # right after `stack deploy`, the label is ours and the status still the last update's
     stale = Service("backend", SHA, "b@1", 2, "rollback_completed")
-    assert judge(look([stale], []), SHA, ["backend"])[0] == "waiting"
+    assert judge(look([stale], []), expect("backend"))[0] == "waiting"
 
 
 def test_a_missing_service_or_an_unreadable_look_is_waiting():
-    assert judge(Look(), SHA, ["backend"]) == ("waiting", "service backend does not exist (yet)")
-    assert judge(Look(error="engine down"), SHA, ["backend"]) == ("waiting", "engine down")
+    assert judge(Look(), expect("backend")) == ("waiting", "service backend does not exist (yet)")
+    assert judge(Look(error="engine down"), expect("backend")) == ("waiting", "engine down")
 
 
 def swarm_settings(defaults, environ):

@@ -85,7 +85,7 @@ def test_the_recorder_runs_nothing_and_keeps_time_virtual(tmp_path):
     assert tmp_path.exists() and runner.clock() == 30 and runner.dry_run
     assert plan.actions == [Action("remote", f"rm -rf {tmp_path}"),
                             Action("remote", "sftp put /srv/x/.env (mode 0600, 4 bytes)")]
-    assert runner.get("https://x.example/health") == (200, "")
+    assert runner.get("https://x.example/health") == (200, "", {})
     assert plan.actions[-1] == Action("local", "GET https://x.example/health (from here)")
 
 
