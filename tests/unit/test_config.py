@@ -164,3 +164,39 @@ def test_every_setting_is_declared_with_the_type_its_parser_returns():
         kind = typing.get_type_hints(s.parse).get("return", str)
         required = bool(s.yaml_key) or s.group != ""
         assert hints[s.env] == typing.ClassVar[kind if required else typing.Optional[kind]], s.env
+
+
+def test_routes_and_the_health_contract_come_from_invoke_yaml(settings):
+    from fabfile.config import Route
+    from fabfile.health import HealthContract
+    assert settings.routes == (Route("/api/", "backend", 4000), Route("/", "frontend", 80))
+    assert settings.health == HealthContract("story", "")
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({"routes": []}, "deploy.routes must list where requests go"),
+    ({"routes": [{"path": "/", "service": "web"}]}, "must be {path: /api/, service: backend, port: 4000}"),
+    ({"routes": [{"path": "/x; }", "service": "web", "port": 80}]}, "a path of letters, digits"),
+    ({"routes": [{"path": "/", "service": "web;", "port": 80}]}, "a service name in lower case"),
+    ({"routes": [{"path": "/", "service": "web", "port": 70000}]}, "a port number"),
+    ({"routes": ["/ web:80"]}, "must be {path: /api/"),
+    ({"routes": [{"path": "/", "service": "a", "port": 1}, {"path": "/", "service": "b", "port": 2}]},
+     "path / is routed twice"),
+    ({"routes": [{"path": "/app/", "service": "web", "port": 80}]},
+     "no route serves health_path /api/health"),
+    ({"entry_service": "web", "entry_port": 3000},
+     "replaced by deploy.routes: write `routes: [{path: /, service: web, port: 3000}]`"),
+    ({"health_path": "@evil.example/x"}, "deploy.health_path '@evil.example/x' must be a path"),
+    ({"health_body": "maybe"}, "deploy.health_body 'maybe' must be `story`"),
+    ({"health_version": "data.version; rm"}, "deploy.health_version 'data.version; rm' must be"),
+])
+def test_routes_and_health_settings_are_checked_before_anything_runs(defaults, environ, changes,
+                                                                     expected):
+    with pytest.raises(ConfigError) as caught:
+        load_settings(dict(defaults, **changes), environ)
+    assert any(expected in problem for problem in caught.value.problems), caught.value.problems
+
+
+def test_an_app_that_reports_its_version_can_have_it_checked(defaults, environ):
+    for where in ("data.version", "header:X-App-Version"):
+        assert load_settings(dict(defaults, health_version=where), environ).health.version_at == where
