@@ -260,20 +260,35 @@ def setup(c: Context, compose_deb: Optional[str] = None, nodes: str = "") -> Non
                  f"(STAGING_KNOWN_HOSTS), after checking its fingerprint on the server:\n{line}")
 
 
-@task(name="up", help={"swarm": "also a three-node Docker Swarm (manager ssh 127.0.0.1:2224, app "
-                                 "127.0.0.1:8082) and .env.testbed-swarm"})
+INSTANCE_HELP = ("which testbed (0-60; default 0): each has its own names, ports and "
+                 ".env.testbed-<N>, so several run side by side")
+
+
+def testbed_instance(instance: str) -> None:
+    """Select testbed instance N for the testbed package (it reads TESTBED_INSTANCE)."""
+    if not instance.isdigit() or int(instance) > 60:
+        raise DeployError(f"--instance {instance!r} must be a whole number from 0 to 60")
+    os.environ["TESTBED_INSTANCE"] = str(int(instance))
+
+
+@task(name="up", help={"swarm": "also a three-node Docker Swarm (instance 0: manager ssh "
+                                 "127.0.0.1:2224, app 127.0.0.1:8082) and .env.testbed-swarm",
+                       "instance": INSTANCE_HELP})
 @user_errors
-def testbed_up(c: Context, swarm: bool = False) -> None:
+def testbed_up(c: Context, swarm: bool = False, instance: str = "0") -> None:
     """Start the local testbed (engine, registry, SSH staging host) and write .env.testbed."""
+    testbed_instance(instance)
     from testbed import up
     path = up(swarm=swarm)
     print(f"next: DEPLOY_ENV_FILE={path.name} inv deploy.staging --sha $(git rev-parse HEAD)")
 
 
-@task(name="down", help={"images": "also remove the images the testbed built"})
+@task(name="down", help={"images": "also remove the images the testbed built",
+                         "instance": INSTANCE_HELP})
 @user_errors
-def testbed_down(c: Context, images: bool = False) -> None:
-    """Remove everything the testbed made: containers, network, volumes, keys, .env.testbed."""
+def testbed_down(c: Context, images: bool = False, instance: str = "0") -> None:
+    """Remove a testbed: its containers, network, volumes and env files (the keys with the last)."""
+    testbed_instance(instance)
     from testbed import down
     down(remove_images=images)
 

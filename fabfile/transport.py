@@ -17,6 +17,7 @@ caller; nothing else opens a channel or a subprocess.
 import codecs
 import os
 import posixpath
+import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -136,24 +137,37 @@ class SSHTransport(HttpFromHere):
         sftp.posix_rename(temporary, path)
 
     def stream(self, command: Command, out: TextSink, pty: bool, keys: bool) -> int:
-        if pty:
+        """With `keys` (a shell), Fabric forwards every key typed here. Otherwise the output is
+        read here, a look every half second; on a pty (following logs), Ctrl-C closes the
+        channel, whose pty then hangs the remote command up (SIGHUP): it ends, and so does this,
+        with 0 (the user ended it, as intended). No key has to travel through the pty for it."""
+        if keys:
             return self.conn.run(command.render(), pty=True, warn=True, hide=False,
-                                 in_stream=None if keys else False,
                                  out_stream=out, err_stream=out).exited
         channel = self._channel()
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         try:
+            if pty:
+                channel.get_pty()
             channel.set_combine_stderr(True)
             channel.exec_command(command.render())
             if command.stdin:
                 channel.sendall(command.stdin.encode())
             channel.shutdown_write()
+            channel.settimeout(0.5)
             while True:
-                chunk = channel.recv(32768)
+                try:
+                    chunk = channel.recv(32768)
+                except socket.timeout:     # nothing new yet
+                    continue
                 if not chunk:
                     break
                 out.write(decoder.decode(chunk))
             return channel.recv_exit_status()
+        except KeyboardInterrupt:
+            if not pty:
+                raise
+            return 0
         finally:
             channel.close()
 

@@ -10,7 +10,15 @@
   app's port are published on 127.0.0.1 only.
 
 `up` is idempotent and writes `.env.testbed`; `down` removes everything it made.
+
+Several testbeds can run side by side (the parallel test suite runs one per worker): instance N
+(TESTBED_INSTANCE, `inv testbed.up --instance N`) derives every name, label, subnet and port
+from N; instance 0 is the one the README's commands use. The images are built once and shared
+(under a lock); each instance has its own registry, staging host, network, volumes, Docker
+client config and env file, and `down` removes only its own.
 """
+import contextlib
+import fcntl
 import os
 import secrets
 import shutil
@@ -27,20 +35,38 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 STATE = HERE / ".state"
 CACHE = HERE / ".cache"
-ENV_FILE = ROOT / ".env.testbed"
 
-LABEL = "cm-testbed=1"
-NETWORK = "cm-testbed"
-SUBNET = "10.213.0.0/24"
-REGISTRY = "cm-testbed-registry"
-HOST = "cm-testbed-staging"
-VOLUMES = ("cm-testbed-registry-data", "cm-testbed-staging-docker")
-REGISTRY_PORT = 5000
-SSH_PORT = int(os.environ.get("TESTBED_SSH_PORT", "2222"))
-HTTP_PORT = int(os.environ.get("TESTBED_HTTP_PORT", "8080"))
-BASELINE_HTTP_PORT = int(os.environ.get("TESTBED_BASELINE_HTTP_PORT", "8081"))  # `inv bench`
+INSTANCE = int(os.environ.get("TESTBED_INSTANCE", "0"))
+if not 0 <= INSTANCE <= 60:
+    raise DeployError(f"TESTBED_INSTANCE={INSTANCE} must be a number from 0 to 60")
+PREFIX = "cm-testbed" if INSTANCE == 0 else f"cm-testbed{INSTANCE}"
+ENV_FILE = ROOT / (".env.testbed" if INSTANCE == 0 else f".env.testbed-{INSTANCE}")
+
+LABEL = "cm-testbed=1"                          # every testbed's (the images: shared)
+INSTANCE_LABEL = f"cm-testbed.instance={INSTANCE}"
+NETWORK = PREFIX
+SUBNET = f"10.213.{INSTANCE}.0/24"              # the staging hosts' own ranges: 10.213.64.0/18 up
+REGISTRY = f"{PREFIX}-registry"
+HOST = f"{PREFIX}-staging"
+VOLUMES = (f"{PREFIX}-registry-data", f"{PREFIX}-staging-docker")
+
+
+def port(default: int, offset: int, variable: str = "") -> int:
+    """Instance 0: today's port (or its TESTBED_* variable); instance N: 20000 + 100 N + offset."""
+    if INSTANCE == 0:
+        return int(os.environ.get(variable, default)) if variable else default
+    return 20000 + 100 * INSTANCE + offset
+
+
+REGISTRY_PORT = port(5000, 50)
+SSH_PORT = port(2222, 22, "TESTBED_SSH_PORT")
+HTTP_PORT = port(8080, 80, "TESTBED_HTTP_PORT")
+BASELINE_HTTP_PORT = port(8081, 81, "TESTBED_BASELINE_HTTP_PORT")  # `inv bench`
+# The docker client's logins: an instance's own, so that parallel instances never write one file.
+if INSTANCE:
+    os.environ.setdefault("DOCKER_CONFIG", str(STATE / f"docker-{INSTANCE}"))
 # Bumped when the containers' run arguments change, so `up` replaces older ones.
-LAYOUT = "3"
+LAYOUT = "4"
 BASE_IMAGE = "cm-testbed/bookworm"
 # Built here, pushed to the testbed registry: stand-ins for postgres:16-alpine, redis:7-alpine
 # and nginx:1.27-alpine (the edge proxy).
@@ -87,9 +113,10 @@ def up(swarm=False):
     Swarm nodes of testbed/swarm.py and .env.testbed-swarm). Returns the env file path."""
     started = time.monotonic()
     ensure_engine()
-    ensure_base_image()
-    build_images()
-    creds = ensure_secrets()
+    with shared_work():
+        ensure_base_image()
+        build_images()
+        creds = ensure_secrets()
     replace_foreign_testbed(creds["TESTBED_ID"])
     ensure_network()
     ensure_registry(creds["TESTBED_ID"])
@@ -106,6 +133,15 @@ def up(swarm=False):
     log(f"ready in {time.monotonic() - started:.0f}s: registry 127.0.0.1:{REGISTRY_PORT}, "
         f"ssh deploy@127.0.0.1:{SSH_PORT}, app http://127.0.0.1:{HTTP_PORT}; wrote {ENV_FILE.name}")
     return ENV_FILE
+
+
+@contextlib.contextmanager
+def shared_work():
+    """What every instance shares (the images, the credentials), made by one at a time."""
+    CACHE.mkdir(exist_ok=True)
+    with open(CACHE / "shared.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def ensure_engine():
@@ -191,7 +227,8 @@ def replace_foreign_testbed(testbed_id):
 
 def ensure_network():
     if not ok("docker", "network", "inspect", NETWORK):
-        sh("docker", "network", "create", "--label", LABEL, "--subnet", SUBNET, NETWORK)
+        sh("docker", "network", "create", "--label", LABEL, "--label", INSTANCE_LABEL,
+           "--subnet", SUBNET, NETWORK)
 
 
 def container_running(name) -> bool:
@@ -206,28 +243,45 @@ def ensure_container(name, run_args, testbed_id):
     if ok("docker", "inspect", name):
         sh("docker", "start", name)
         return
-    sh("docker", "run", "-d", "--name", name, "--label", LABEL,
+    sh("docker", "run", "-d", "--name", name, "--label", LABEL, "--label", INSTANCE_LABEL,
        "--label", f"cm-testbed.id={testbed_id}-{LAYOUT}",
-       "--network", NETWORK, *run_args)
+       "--network", NETWORK, "-e", f"REGISTRY_PORT={REGISTRY_PORT}", *run_args)
+
+
+def ensure_volume(name):
+    if not ok("docker", "volume", "inspect", name):
+        sh("docker", "volume", "create", "--label", LABEL, "--label", INSTANCE_LABEL, name)
+
+
+def registry_answers() -> bool:
+    try:
+        return requests.get(f"http://127.0.0.1:{REGISTRY_PORT}/v2/", timeout=1).status_code == 401
+    except requests.RequestException:
+        return False
+
+
+def start_registry():
+    """The registry again, after a test stopped or killed it (its data kept in its volume)."""
+    sh("docker", "start", REGISTRY)
+    wait_for("registry", registry_answers)
+
+
+def pin_host_key():
+    """The staging host's key as it is now, pinned in the env file (after a test changed it)."""
+    with shared_work():
+        write_env_file(ensure_secrets(), known_hosts_line())
 
 
 def ensure_registry(testbed_id):
     for volume in VOLUMES:
-        if not ok("docker", "volume", "inspect", volume):
-            sh("docker", "volume", "create", "--label", LABEL, volume)
+        ensure_volume(volume)
     ensure_container(REGISTRY, [
         "--network-alias", "registry", "--restart", "unless-stopped",
         "-p", f"127.0.0.1:{REGISTRY_PORT}:5000",
         "-v", f"{VOLUMES[0]}:/var/lib/docker-registry",
         "-v", f"{STATE / 'htpasswd'}:/auth/htpasswd:ro",
         "cm-testbed/registry"], testbed_id)
-
-    def answers():
-        try:
-            return requests.get(f"http://127.0.0.1:{REGISTRY_PORT}/v2/", timeout=1).status_code == 401
-        except requests.RequestException:
-            return False
-    wait_for("registry", answers)
+    wait_for("registry", registry_answers)
 
 
 def ensure_staging_host(testbed_id):
@@ -261,6 +315,8 @@ def ssh_banner(port=SSH_PORT) -> bool:
 
 
 def push_stand_ins(creds):
+    if INSTANCE:
+        Path(os.environ["DOCKER_CONFIG"]).mkdir(mode=0o700, parents=True, exist_ok=True)
     sh("docker", "login", f"localhost:{REGISTRY_PORT}", "--username", "pusher", "--password-stdin",
        stdin=creds["REGISTRY_PASSWORD"])
     for local in STAND_INS.values():
@@ -279,8 +335,8 @@ def known_hosts_line(container=HOST, port=SSH_PORT) -> str:
     return f"[127.0.0.1]:{port} {key[0]} {key[1]}"
 
 
-BARE_HOST = "cm-testbed-bare"
-BARE_SSH_PORT = int(os.environ.get("TESTBED_BARE_SSH_PORT", "2223"))
+BARE_HOST = f"{PREFIX}-bare"
+BARE_SSH_PORT = port(2223, 23, "TESTBED_BARE_SSH_PORT")
 
 
 def start_bare_host() -> dict:
@@ -292,7 +348,8 @@ def start_bare_host() -> dict:
     if not key.exists():
         sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "testbed-admin", "-f", key)
     sh("docker", "rm", "-f", BARE_HOST, check=False)
-    sh("docker", "run", "-d", "--name", BARE_HOST, "--label", LABEL, "--network", NETWORK,
+    sh("docker", "run", "-d", "--name", BARE_HOST, "--label", LABEL, "--label", INSTANCE_LABEL,
+       "--network", NETWORK, "-e", f"REGISTRY_PORT={REGISTRY_PORT}",
        "--init", "-p", f"127.0.0.1:{BARE_SSH_PORT}:22",
        "-v", f"{key}.pub:/home/admin/.ssh/authorized_keys:ro", *DIND_FLAGS, "cm-testbed/bare-host")
     wait_for("bare host sshd", lambda: ssh_banner(BARE_SSH_PORT), 30)
@@ -328,29 +385,48 @@ def write_env_file(creds, known_hosts):
     }
     text = "# Written by `inv testbed.up`: the local testbed's settings. Do not commit.\n"
     text += "".join(f"{k}='{v}'\n" for k, v in values.items())
-    ENV_FILE.write_text(text)
-    ENV_FILE.chmod(0o600)
+    write_atomically(ENV_FILE, text)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Written beside it (mode 0600), then renamed: a reader sees the old file or the new one."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
+    os.replace(temporary, path)
 
 
 def down(remove_images=False):
-    """Remove every container, network, volume and key the testbed made."""
+    """Remove every container, network and volume of this instance, and its env files; the
+    keys too once no other instance runs."""
     remove_resources()
-    shutil.rmtree(STATE, ignore_errors=True)
     ENV_FILE.unlink(missing_ok=True)
-    (ROOT / ".env.testbed-swarm").unlink(missing_ok=True)
+    ENV_FILE.with_name(ENV_FILE.name + "-swarm").unlink(missing_ok=True)
+    if INSTANCE:
+        shutil.rmtree(STATE / f"docker-{INSTANCE}", ignore_errors=True)
+    if not sh("docker", "ps", "-aq", "--filter", f"label={LABEL}").split():
+        shutil.rmtree(STATE, ignore_errors=True)
     if remove_images:
         images = sh("docker", "images", "-q", "--filter", f"label={LABEL}").split()
         if images:
             sh("docker", "rmi", "-f", *set(images), check=False)
-    log("down: containers, network, volumes, keys and .env.testbed removed")
+    log(f"down: instance {INSTANCE}'s containers, network, volumes and {ENV_FILE.name} removed")
 
 
 def remove_resources():
-    """Containers, volumes and the network labelled as the testbed's (nothing else)."""
-    containers = sh("docker", "ps", "-aq", "--filter", f"label={LABEL}").split()
+    """Containers, volumes and the network of this instance (labelled so, or, from a testbed of
+    before instances, named so), nothing else."""
+    from .swarm import NODES
+    names = [REGISTRY, HOST, BARE_HOST, *NODES]
+    containers = sh("docker", "ps", "-aq", "--filter", f"label={INSTANCE_LABEL}").split()
+    containers += [name for name in names if ok("docker", "inspect", "--type", "container", name)]
     if containers:
         sh("docker", "rm", "-f", "-v", *containers)
-    for volume in sh("docker", "volume", "ls", "-q", "--filter", f"label={LABEL}").split():
+    volumes = sh("docker", "volume", "ls", "-q", "--filter", f"label={INSTANCE_LABEL}").split()
+    volumes += [v for v in (*VOLUMES, *(f"{n}-docker" for n in NODES))
+                if v not in volumes and ok("docker", "volume", "inspect", v)]
+    for volume in volumes:
         sh("docker", "volume", "rm", volume)
     if ok("docker", "network", "inspect", NETWORK):
         sh("docker", "network", "rm", NETWORK)

@@ -1,33 +1,38 @@
 """The Swarm part of the testbed (`inv testbed.up --swarm`): three more staging-host containers
 beside the compose testbed, each with its own Docker engine, joined as one Swarm (a manager and
 two workers) on the testbed network. They pull from the same registry (each has the
-`localhost:5000` forwarder). Only the manager is reachable from here: SSH on 127.0.0.1:2224, the
-app on 127.0.0.1:8082. The manager is also the node labelled for data (postgres, redis).
-Writes `.env.testbed-swarm`; `inv testbed.down` removes it with the rest.
+`localhost:<registry port>` forwarder). Only the manager is reachable from here: SSH on
+127.0.0.1:2224, the app on 127.0.0.1:8082 (instance 0; other instances: testbed.port). The
+manager is also the node labelled for data (postgres, redis).
+Writes `.env.testbed-swarm` (`.env.testbed-<N>-swarm`); `inv testbed.down` removes it with the rest.
 """
-import os
 import subprocess
 
 from . import (
     DIND_FLAGS,
-    LABEL,
     NETWORK,
-    ROOT,
+    PREFIX,
     STATE,
     container_running,
     ensure_container,
+    ensure_volume,
     log,
     ok,
+    port,
     sh,
     ssh_banner,
     wait_for,
+    write_atomically,
+)
+from . import (
+    ENV_FILE as COMPOSE_ENV_FILE,
 )
 
-NODES = ("cm-testbed-swarm-1", "cm-testbed-swarm-2", "cm-testbed-swarm-3")
+NODES = tuple(f"{PREFIX}-swarm-{n}" for n in (1, 2, 3))
 MANAGER = NODES[0]
-SSH_PORT = int(os.environ.get("TESTBED_SWARM_SSH_PORT", "2224"))
-HTTP_PORT = int(os.environ.get("TESTBED_SWARM_HTTP_PORT", "8082"))
-ENV_FILE = ROOT / ".env.testbed-swarm"
+SSH_PORT = port(2224, 24, "TESTBED_SWARM_SSH_PORT")
+HTTP_PORT = port(8082, 82, "TESTBED_SWARM_HTTP_PORT")
+ENV_FILE = COMPOSE_ENV_FILE.with_name(COMPOSE_ENV_FILE.name + "-swarm")
 # Overlay networks' addresses: apart from the testbed network and every engine's own ranges.
 ADDRESS_POOL = "10.214.0.0/16"
 
@@ -40,8 +45,7 @@ def up(testbed_id: str) -> None:
                 "-v", f"{STATE / 'deploy_key.pub'}:/home/deploy/.ssh/authorized_keys:ro"]
         if name == MANAGER:
             args += ["-p", f"127.0.0.1:{SSH_PORT}:22", "-p", f"127.0.0.1:{HTTP_PORT}:80"]
-        if not ok("docker", "volume", "inspect", f"{name}-docker"):
-            sh("docker", "volume", "create", "--label", LABEL, f"{name}-docker")
+        ensure_volume(f"{name}-docker")
         if not container_running(name):
             ensure_container(name, [*DIND_FLAGS, *args, "cm-testbed/staging-host"], testbed_id)
     for name in NODES:
@@ -56,10 +60,15 @@ def up(testbed_id: str) -> None:
         if swarm_state(name) != "active":
             sh("docker", "exec", name, "docker", "swarm", "join", "--token", token,
                "--advertise-addr", address(name), f"{manager_ip}:2377")
-    wait_for("three Ready nodes", lambda: ready_nodes() == 3, 60)
+    wait_until_ready()
     sh("docker", "exec", MANAGER, "docker", "node", "update", "--label-add",
        "classroom-manager.data=true", "swarm-1")
     wait_for("swarm manager sshd", lambda: ssh_banner(SSH_PORT), 30)
+
+
+def wait_until_ready() -> None:
+    """Until the three nodes are Ready (a node that was stopped rejoins by itself once started)."""
+    wait_for("three Ready nodes", lambda: ready_nodes() == 3, 60)
 
 
 def address(name: str) -> str:
@@ -86,5 +95,4 @@ def write_env_file(compose_env: str, known_hosts: str) -> None:
              "DEPLOY_TARGET='swarm'", f"STAGING_PORT='{SSH_PORT}'",
              f"STAGING_KNOWN_HOSTS='{known_hosts}'", f"STAGING_URL='http://127.0.0.1:{HTTP_PORT}'",
              *lines]
-    ENV_FILE.write_text("\n".join(lines) + "\n")
-    ENV_FILE.chmod(0o600)
+    write_atomically(ENV_FILE, "\n".join(lines) + "\n")

@@ -1,10 +1,27 @@
-"""Shared fixtures: the project's own invoke.yaml defaults and a complete, valid environment."""
+"""Shared fixtures: the project's own invoke.yaml defaults and a complete, valid environment.
+
+Under pytest-xdist (`-n N`), worker gwK drives testbed instance K+1 (TESTBED_INSTANCE, read by
+the testbed package when it is first imported, which is after this file): its own registry,
+staging host, ports and env file. Without xdist the tests use instance 0, the README's testbed.
+"""
+import os
 from pathlib import Path
 
 import pytest
 from invoke import Config
 
 ROOT = Path(__file__).resolve().parent.parent
+if os.environ.get("PYTEST_XDIST_WORKER", "").startswith("gw"):
+    os.environ["TESTBED_INSTANCE"] = str(int(os.environ["PYTEST_XDIST_WORKER"][2:]) + 1)
+
+
+def pytest_collection_modifyitems(items):
+    """The longest first, so that parallel workers end together: the Swarm module, the other
+    integration modules, then the unit tests (seconds each) to fill the gaps."""
+    def weight(item):
+        path = str(item.fspath)
+        return 2 if "tests/unit" in path else 0 if "swarm" in path else 1
+    items.sort(key=weight)
 
 
 @pytest.fixture

@@ -3,6 +3,9 @@
 `testbed.up()` is idempotent, so the first integration test on a fresh machine brings the
 testbed up (installing the engine if needed) and later runs reuse it.
 """
+import contextlib
+import fcntl
+import json
 import os
 import queue
 import re
@@ -29,6 +32,31 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.integration)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """An integration test shares the machine with the other workers' tests; one marked
+    `serial` has it to itself (the fixtures its setup brings up included)."""
+    if "tests/integration" not in str(item.fspath):
+        yield
+        return
+    with machine(exclusive=item.get_closest_marker("serial") is not None):
+        yield
+
+
+@contextlib.contextmanager
+def machine(exclusive):
+    """A readers-writer lock across the workers, the writer first: every test passes the
+    turnstile on its way in; a `serial` one holds it while it waits for the tests running now
+    to end, so that none starts meanwhile."""
+    testbed.CACHE.mkdir(exist_ok=True)
+    with open(testbed.CACHE / "machine.turnstile", "w") as turnstile, \
+            open(testbed.CACHE / "machine.lock", "w") as lock:
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        fcntl.flock(turnstile, fcntl.LOCK_UN)
+        yield
+
+
 @pytest.fixture(scope="session")
 def testbed_env():
     testbed.up()
@@ -48,13 +76,33 @@ def default_window_env(testbed_env):
     return {k: v for k, v in testbed_env.items() if k != "WATCH_SECONDS"}
 
 
+# Releases of this session that are good (no fault) and were deployed as such.
+GOOD = set()
+
+
 @pytest.fixture
 def good(testbed_env):
-    """A healthy release running on staging, with a row written to its database."""
-    sha = release("good")
-    result = deploy(testbed_env, sha)
+    """A healthy release live on staging (live_good), with a row written to its database."""
+    return live_good(testbed_env), write_row()
+
+
+def live_good(env):
+    """The release live now if it is a good release of this session and `deploy.status` finds
+    it healthy (a deploy saved), else a new good release, deployed."""
+    status = inv(env, "deploy.status", "--json")
+    live = json.loads(status.stdout or "{}") if status.returncode == 0 else {}
+    if live.get("sha") in GOOD and live.get("healthy"):
+        return live["sha"]
+    return deployed_good(env)
+
+
+def deployed_good(env, label="good", parent="HEAD"):
+    """A new good release, deployed; it may serve later tests' `good`."""
+    sha = release(label, parent=parent)
+    result = deploy(env, sha)
     assert result.returncode == 0, result.output
-    return sha, write_row()
+    GOOD.add(sha)
+    return sha
 
 
 def make_commit(files: dict, parent: str = "HEAD", message: str = "test release") -> str:
@@ -88,16 +136,16 @@ def health(url=APP_URL):
     return health_of(url + "/api/health")
 
 
-class DeployProcess:
-    """`inv deploy.staging` running in the background, its output read line by line.
+class BackgroundTask:
+    """`inv <args>` running in the background, its output read line by line.
 
-    A reader thread moves output lines into a queue, so a deploy that hangs without printing
+    A reader thread moves output lines into a queue, so a task that hangs without printing
     fails the wait at its deadline instead of blocking the test.
     """
 
-    def __init__(self, env, sha, *extra, **settings):
+    def __init__(self, env, *args, **settings):
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "invoke", "deploy.staging", "--sha", sha, *extra], cwd=ROOT,
+            [sys.executable, "-m", "invoke", *args], cwd=ROOT,
             env=dict(env, **settings), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.lines = []
         self._queue = queue.Queue()
@@ -118,30 +166,37 @@ class DeployProcess:
         return line
 
     def wait_for_line(self, text, timeout=300):
-        """Read output until a line contains `text`; fail if the deploy ends or the time is up."""
+        """Read output until a line contains `text`; fail if the task ends or the time is up."""
         deadline = time.monotonic() + timeout
         while True:
             line = self._next_line(deadline)
             if line is None:
-                raise AssertionError(f"deploy ended without a line containing {text!r}:\n{self.output}")
+                raise AssertionError(f"task ended without a line containing {text!r}:\n{self.output}")
             if text in line:
                 return line
             assert time.monotonic() < deadline, (f"no line with {text!r} within {timeout}s:\n"
                                                  f"{self.output}")
 
     def finish(self, timeout=300):
-        """Wait for the deploy to exit and collect the rest of its output."""
+        """Wait for the task to exit and collect the rest of its output."""
         deadline = time.monotonic() + timeout
         while self._next_line(deadline) is not None:
             if time.monotonic() >= deadline:
                 self.process.kill()
-                raise AssertionError(f"deploy did not end within {timeout}s:\n{self.output}")
+                raise AssertionError(f"task did not end within {timeout}s:\n{self.output}")
         self.process.wait(timeout)
         return self.process.returncode
 
     @property
     def output(self):
         return "".join(self.lines)
+
+
+class DeployProcess(BackgroundTask):
+    """`inv deploy.staging --sha SHA` in the background."""
+
+    def __init__(self, env, sha, *extra, **settings):
+        super().__init__(env, "deploy.staging", "--sha", sha, *extra, **settings)
 
 
 def inv(env, *args, timeout=300, **settings):

@@ -5,8 +5,9 @@ import uuid
 
 import requests
 
+import testbed
 from fabfile.plan import fold_repeats
-from tests.integration.conftest import APP_URL, deploy, health, make_commit, release
+from tests.integration.conftest import APP_URL, deploy, health, live_good, make_commit, release
 
 
 def test_deploy_a_then_b_serves_b_and_keeps_data(testbed_env):
@@ -32,8 +33,7 @@ def test_deploy_a_then_b_serves_b_and_keeps_data(testbed_env):
 
 
 def test_redeploying_a_published_sha_skips_the_build(testbed_env):
-    sha = release("again")
-    assert deploy(testbed_env, sha).returncode == 0
+    sha = live_good(testbed_env)          # built and pushed when it was deployed
     result = deploy(testbed_env, sha)
     assert result.returncode == 0, result.output
     assert "skipping the build" in result.stdout
@@ -58,7 +58,7 @@ def test_health_500_release_fails_loudly_within_the_deadline(testbed_env):
 def test_wrong_host_key_pin_refuses_before_any_remote_command(testbed_env):
     sha = release("pinned")
     wrong = "[127.0.0.1]:%s ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
-    result = deploy(testbed_env, sha, STAGING_KNOWN_HOSTS=wrong % testbed_env.get("TESTBED_SSH_PORT", "2222"))
+    result = deploy(testbed_env, sha, STAGING_KNOWN_HOSTS=wrong % testbed.SSH_PORT)
     assert result.returncode == 1
     assert "does NOT match STAGING_KNOWN_HOSTS" in result.stderr
     assert "ssh-keyscan -p" in result.stderr

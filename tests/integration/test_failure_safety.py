@@ -102,7 +102,7 @@ def test_registry_stopped_before_the_pull(testbed_env, good):
     try:
         code = running.finish()
     finally:
-        testbed.up()
+        testbed.start_registry()
     assert re.search(r"!!! (pull images|log in to \S+ on the host) FAILED", running.output), \
         running.output
     assert_recovered(testbed_env, code, running.output, previous, row)

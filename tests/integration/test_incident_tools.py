@@ -4,6 +4,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
@@ -13,15 +14,20 @@ from dotenv import dotenv_values
 
 import testbed
 from tests.conftest import ROOT
-from tests.integration.conftest import APP_URL, DeployProcess, deploy, inv, release, staging_host
+from tests.integration.conftest import (
+    APP_URL,
+    BackgroundTask,
+    DeployProcess,
+    inv,
+    live_good,
+    release,
+    staging_host,
+)
 
 
 @pytest.fixture(scope="module")
 def live(testbed_env):
-    sha = release("incident")
-    result = deploy(testbed_env, sha)
-    assert result.returncode == 0, result.output
-    return sha
+    return live_good(testbed_env)
 
 
 def test_logs_show_the_live_release(testbed_env, live):
@@ -41,20 +47,22 @@ def test_logs_show_the_live_release(testbed_env, live):
 
 
 def test_following_logs_ends_cleanly_on_ctrl_c(testbed_env, live):
-    follow = subprocess.Popen([sys.executable, "-m", "invoke", "deploy.logs", "-s", "backend",
-                               "--follow", "--tail", "0"], cwd=ROOT, env=testbed_env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    follow = BackgroundTask(testbed_env, "deploy.logs", "-s", "backend", "--follow", "--tail", "0")
     marker = "follow-" + uuid.uuid4().hex
-    deadline = time.monotonic() + 60
-    seen = ""
-    while marker not in seen:    # new lines arrive while it follows
-        assert time.monotonic() < deadline, seen
-        requests.get(APP_URL + "/api/health", headers={"X-Request-ID": marker}, timeout=5)
-        seen += follow.stdout.readline()
-    follow.send_signal(signal.SIGINT)
-    output = follow.communicate(timeout=20)[0]
-    assert follow.returncode == 0, output
-    assert "Traceback" not in output
+    asked = threading.Event()
+
+    def ask():                   # new lines arrive while it follows
+        while not asked.wait(0.5):
+            requests.get(APP_URL + "/api/health", headers={"X-Request-ID": marker}, timeout=5)
+
+    threading.Thread(target=ask, daemon=True).start()
+    try:
+        follow.wait_for_line(marker, timeout=60)
+    finally:
+        asked.set()
+    follow.process.send_signal(signal.SIGINT)
+    assert follow.finish(timeout=20) == 0, follow.output
+    assert "Traceback" not in follow.output
     deadline = time.monotonic() + 20   # the remote `compose logs --follow` ended with us
     while "logs" in staging_host("sh", "-c", "ps -eo args | grep '[c]ompose.*logs' || true"):
         assert time.monotonic() < deadline, "compose logs still runs on the host"

@@ -7,6 +7,7 @@ import time
 import testbed
 from tests.integration.conftest import (
     deploy,
+    deployed_good,
     health,
     inv,
     make_commit,
@@ -16,12 +17,14 @@ from tests.integration.conftest import (
     write_row,
 )
 
-OTHER_COMPOSE = """services:
+# Another team's project on the same host, on the testbed's Redis stand-in.
+REDIS = f"localhost:{testbed.REGISTRY_PORT}/testbed/redis:7"
+OTHER_COMPOSE = f"""services:
   cache:
-    image: localhost:5000/testbed/redis:7
+    image: {REDIS}
     volumes: [otherdata:/data]
 volumes:
-  otherdata: {}
+  otherdata: {{}}
 """
 
 
@@ -31,14 +34,14 @@ def deploy_ok(env, sha, **settings):
     return sha
 
 
-def test_rollback_restores_the_previous_release_with_the_registry_down(testbed_env):
-    a = deploy_ok(testbed_env, release("rb-a"))
-    b = deploy_ok(testbed_env, release("rb-b", parent=a))
+def test_rollback_restores_the_previous_release_with_the_registry_down(testbed_env, good):
+    a, _ = good
+    b = deployed_good(testbed_env, "rb-b", parent=a)
     subprocess.run(["docker", "kill", testbed.REGISTRY], check=True, capture_output=True)
     try:   # exactly what the rollback workflow runs when no sha is given
         result = inv(testbed_env, "deploy.rollback", "--to", "")
     finally:
-        testbed.up()
+        testbed.start_registry()
     assert result.returncode == 0, result.output
     assert f"rollback SUCCEEDED: {a}" in result.stdout
     assert health()[1] == a
@@ -85,6 +88,9 @@ def test_first_deploy_failure_says_so_and_removes_the_failed_release(testbed_env
     assert health()[1] == good
 
 
+KEEP = 2   # KEEP_RELEASES for the prune test: KEEP + 3 deploys leave 3 releases to prune
+
+
 def test_prune_keeps_other_projects_and_only_the_expected_images(testbed_env):
     staging_host("sh", "-c", "mkdir -p /tmp/other && cat > /tmp/other/compose.yaml", check=True)
     subprocess.run(["docker", "exec", "-i", "-u", "deploy", testbed.HOST, "sh", "-c",
@@ -94,17 +100,16 @@ def test_prune_keeps_other_projects_and_only_the_expected_images(testbed_env):
     staging_host(*other, "exec", "-T", "cache", "redis-cli", "set", "marker", "42")
     subprocess.run(["docker", "exec", "-i", "-u", "deploy", testbed.HOST, "docker", "build", "-q",
                     "-t", "otherapp/tool:1", "--label", "deploy.project=otherapp", "-"],
-                   input="FROM localhost:5000/testbed/redis:7\n", text=True, check=True,
+                   input=f"FROM {REDIS}\n", text=True, check=True,
                    capture_output=True)
-    staging_host("docker", "create", "--name", "otherapp-stopped", "localhost:5000/testbed/redis:7",
-                 "true", check=False)
+    staging_host("docker", "create", "--name", "otherapp-stopped", REDIS, "true", check=False)
     try:
         shas, parent = [], "HEAD"
-        for i in range(10):
+        for i in range(KEEP + 3):
             shas.append(deploy_ok(testbed_env, release(f"prune-{i}", parent=parent),
-                                  KEEP_RELEASES="3"))
+                                  KEEP_RELEASES=str(KEEP)))
             parent = shas[-1]
-        rolled = inv(testbed_env, "deploy.rollback", "--to", shas[-3])
+        rolled = inv(testbed_env, "deploy.rollback", "--to", shas[-KEEP])
         assert rolled.returncode == 0, rolled.output
         gone = inv(testbed_env, "deploy.rollback", "--to", shas[0])
         assert gone.returncode == 1 and "not retained on the host" in gone.stderr
@@ -118,12 +123,12 @@ def test_prune_keeps_other_projects_and_only_the_expected_images(testbed_env):
                             "label=deploy.project=classroom-manager", "--format",
                             "{{.Repository}}:{{.Tag}}").split()
         kept = {m.group(1) for t in tags if (m := re.search(r":(?:staging|release)-([0-9a-f]{40})$", t))}
-        # the last 3 good releases (one of them restored by the rollback) and the rollback set
-        assert kept <= set(shas[-4:]), kept
-        assert shas[-3] in kept and shas[-1] in kept
+        # the last KEEP good releases (one of them restored by the rollback) and the rollback set
+        assert kept <= set(shas[-KEEP - 1:]), kept
+        assert shas[-KEEP] in kept and shas[-1] in kept
         assert all(re.search(r":(staging-|release-)[0-9a-f]{40}$|:rollback$", t) for t in tags), tags
         dirs = staging_host("ls", "/opt/classroom-manager/releases").split()
-        assert set(dirs) <= set(shas[-4:])
+        assert set(dirs) <= set(shas[-KEEP - 1:])
     finally:
         staging_host(*other, "down", check=False)
         staging_host("docker", "rm", "-f", "otherapp-stopped", check=False)

@@ -33,7 +33,7 @@ def test_setup_provisions_a_fresh_server_idempotently(fresh_server):
     assert "docker" in on_server("id", "-nG", "deploy").split()
     assert on_server("stat", "-c", "%a %U", "/opt/classroom-manager") == "700 deploy"
     assert on_server("passwd", "-S", "deploy").split()[1] in ("L", "NP")   # no password login
-    assert "localhost:5000" in on_server("cat", "/home/deploy/.docker/config.json")
+    assert f"localhost:{testbed.REGISTRY_PORT}" in on_server("cat", "/home/deploy/.docker/config.json")
     # the deploy user now logs in by key and drives Docker and Compose v2
     status = inv(fresh_server, "deploy.status", "--json")
     assert json.loads(status.stdout)["sha"] is None, status.output

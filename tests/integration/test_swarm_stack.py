@@ -88,9 +88,12 @@ def test_a_broken_release_is_rolled_back_with_no_failed_request(swarm_env, first
     assert result.returncode == 1, result.output
     assert "Swarm gave up on the update" in result.output, result.output
     assert stats.failed == 0, stats.line()
-    # a release that crashes after it started served (successfully) until it crashed
-    seen = {a.version for a in answers}
-    assert seen == {good} if "after" not in fault else seen <= {good, bad}, seen
+    # The API never answered from the broken backend (a release that crashes after it started
+    # served, successfully, until it crashed). Swarm updates each service on its own: the new
+    # frontend's tasks, healthy, may have served pages until the deploy put the release back.
+    api = {a.version for a in answers if a.path == "/api/health"}
+    assert api == {good} if "after" not in fault else api <= {good, bad}, api
+    assert {a.version for a in answers} <= {good, bad}
     assert answers[-1].version == good and health() == (200, good)
     history = json.loads(inv(swarm_env, "deploy.history", "--json").stdout)
     assert history[0]["sha"] == bad and history[0]["result"] == "rolled_back"
@@ -110,9 +113,7 @@ def test_rollback_and_rollback_to_work_with_the_registry_stopped_and_older_is_re
         assert forward.returncode == 0, forward.output
         assert health() == (200, b)
     finally:
-        subprocess.run(["docker", "start", testbed.REGISTRY], check=True, capture_output=True)
-        testbed.wait_for("registry", lambda: testbed.ok("curl", "-s", "-o", "/dev/null",
-                                                        f"http://127.0.0.1:{testbed.REGISTRY_PORT}/v2/"))
+        testbed.start_registry()
     # as on the compose target: an older sha than the running one is refused (--force)
     refused = deploy(swarm_env, a)
     assert refused.returncode == 1 and "older than the running" in refused.stderr, refused.output
@@ -163,7 +164,7 @@ def test_a_worker_node_stopping_mid_deploy_leaves_the_url_answering(swarm_env, f
         assert health() == (200, sha) and answers[-1].version == sha, output
     finally:
         subprocess.run(["docker", "start", worker], check=True, capture_output=True)
-        testbed.up(swarm=True)   # the node rejoins; the next test finds three Ready nodes
+        nodes.wait_until_ready()   # the node rejoins; the next test finds three Ready nodes
 
 
 def test_setup_on_the_manager_checks_the_nodes_it_is_given(swarm_env, first):

@@ -13,7 +13,9 @@ from testbed.load import STORY_ROUTES, SteadyLoad
 from tests.conftest import ROOT
 from tests.integration.conftest import (
     APP_URL,
+    GOOD,
     deploy,
+    deployed_good,
     health,
     inv,
     make_commit,
@@ -45,19 +47,13 @@ def under_load(action):
     return result, stats, load.results
 
 
-def deployed(env, label, parent="HEAD", **settings):
-    sha = release(label, parent=parent)
-    result = deploy(env, sha, **settings)
-    assert result.returncode == 0, result.output
-    return sha
-
-
-def test_good_release_fails_no_request_and_keeps_the_stable_containers(testbed_env):
-    a = deployed(testbed_env, "zd-a")
+def test_good_release_fails_no_request_and_keeps_the_stable_containers(testbed_env, good):
+    a, _ = good
     before = stable_containers()
     b = release("zd-b", parent=a)
     result, stats, answers = under_load(lambda: deploy(testbed_env, b))
     assert result.returncode == 0, result.output
+    GOOD.add(b)
     assert stats.failed == 0, stats.line()
     assert {x.version for x in answers} <= {a, b}
     assert [x.version for x in answers][-1] == b
@@ -67,8 +63,8 @@ def test_good_release_fails_no_request_and_keeps_the_stable_containers(testbed_e
 
 @pytest.mark.parametrize("fault,settings", [("health-500", {"HEALTH_TIMEOUT": "8"}),
                                             ("crash", {})])
-def test_broken_release_never_answers_a_user(testbed_env, fault, settings):
-    good = deployed(testbed_env, "zd-good")
+def test_broken_release_never_answers_a_user(testbed_env, good, fault, settings):
+    good, _ = good
     bad = release("zd-bad", fault=fault)
     result, stats, answers = under_load(lambda: deploy(testbed_env, bad, **settings))
     assert result.returncode == 1, result.output
@@ -79,13 +75,13 @@ def test_broken_release_never_answers_a_user(testbed_env, fault, settings):
                         f"label=org.opencontainers.image.revision={bad}") == ""
 
 
-def test_a_routes_change_reaches_users_with_its_release_and_fails_no_request(testbed_env):
+def test_a_routes_change_reaches_users_with_its_release_and_fails_no_request(testbed_env, good):
     """The stand-in as an app with one entry service (testbed/one-entry.yaml: its frontend
     proxies the API, its health body reports the sha, which the deploy then checks), and back
     to the story's shape: each switch of routes under load, each route answering throughout,
     the release that is live served by its own routes until the switch."""
     one_entry = dict(testbed_env, INVOKE_RUNTIME_CONFIG=str(ROOT / "testbed" / "one-entry.yaml"))
-    a = deployed(testbed_env, "shape-story")
+    a, _ = good
     b = release("shape-one-entry", parent=a)
     result, stats, answers = under_load(lambda: deploy(one_entry, b))
     assert result.returncode == 0, result.output
@@ -96,15 +92,16 @@ def test_a_routes_change_reaches_users_with_its_release_and_fails_no_request(tes
     c = release("shape-story-again", parent=b)
     result, stats, answers = under_load(lambda: deploy(testbed_env, c))
     assert result.returncode == 0, result.output
+    GOOD.add(c)
     assert stats.failed == 0, stats.line()
     assert {x.version for x in answers} <= {b, c}
     assert set(requests.get(APP_URL + "/api/health", timeout=5).json()["data"]) == {"status",
                                                                                    "timestamp"}
 
 
-def test_rollback_fails_no_request(testbed_env):
-    a = deployed(testbed_env, "zd-rollback-a")
-    b = deployed(testbed_env, "zd-rollback-b", parent=a)
+def test_rollback_fails_no_request(testbed_env, good):
+    a, _ = good
+    b = deployed_good(testbed_env, "zd-rollback-b", parent=a)
     result, stats, answers = under_load(lambda: inv(testbed_env, "deploy.rollback"))
     assert result.returncode == 0, result.output
     assert stats.failed == 0, stats.line()
@@ -128,11 +125,12 @@ def busy_host(hogs=2):
             proc.wait(timeout=30)
 
 
-def test_a_deploy_on_a_busy_host_fails_no_request(testbed_env):
+@pytest.mark.serial       # its busy cores are the whole machine's: other workers' tests wait
+def test_a_deploy_on_a_busy_host_fails_no_request(testbed_env, good):
     """With both cores busy and a release that has a migration (so the dump runs too), the live
     release keeps answering every request: the dump runs niced, the candidate is checked beside
     it, the switch is a graceful reload."""
-    a = deployed(testbed_env, "zd-busy-a")
+    a, _ = good
     version = int(time.time())
     b = make_commit({"app/backend/RELEASE": f"busy {version}\n",
                      f"app/backend/migrations/{version}-busy.sql":
