@@ -284,12 +284,14 @@ def testbed_up(c: Context, swarm: bool = False, instance: str = "0") -> None:
 
 
 @task(name="down", help={"images": "also remove the images the testbed built",
-                         "instance": INSTANCE_HELP})
+                         "instance": INSTANCE_HELP, "all": "every instance (what the tests made)"})
 @user_errors
-def testbed_down(c: Context, images: bool = False, instance: str = "0") -> None:
+def testbed_down(c: Context, images: bool = False, instance: str = "0", all: bool = False) -> None:
     """Remove a testbed: its containers, network, volumes and env files (the keys with the last)."""
     testbed_instance(instance)
-    from testbed import down
+    from testbed import down, down_all
+    if all:
+        down_all()
     down(remove_images=images)
 
 

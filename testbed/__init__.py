@@ -414,15 +414,35 @@ def down(remove_images=False):
     log(f"down: instance {INSTANCE}'s containers, network, volumes and {ENV_FILE.name} removed")
 
 
+def down_all():
+    """Every instance's containers, networks and volumes (all labelled as a testbed's), their
+    env files and the keys: what `.ci/run` leaves behind, nothing."""
+    containers = sh("docker", "ps", "-aq", "--filter", f"label={LABEL}").split()
+    if containers:
+        sh("docker", "rm", "-f", "-v", *containers)
+    for volume in sh("docker", "volume", "ls", "-q", "--filter", f"label={LABEL}").split():
+        sh("docker", "volume", "rm", volume)
+    for network in sh("docker", "network", "ls", "-q", "--filter", f"label={LABEL}").split():
+        sh("docker", "network", "rm", network)
+    for env_file in ROOT.glob(".env.testbed*"):
+        env_file.unlink()
+    shutil.rmtree(STATE, ignore_errors=True)
+    log("down: every testbed instance removed")
+
+
 def remove_resources():
     """Containers, volumes and the network of this instance (labelled so, or, from a testbed of
     before instances, named so), nothing else."""
     from .swarm import NODES
     names = [REGISTRY, HOST, BARE_HOST, *NODES]
-    containers = sh("docker", "ps", "-aq", "--filter", f"label={INSTANCE_LABEL}").split()
-    containers += [name for name in names if ok("docker", "inspect", "--type", "container", name)]
+    containers = set(sh("docker", "ps", "-aq", "--no-trunc", "--filter",
+                        f"label={INSTANCE_LABEL}").split())
+    for name in names:
+        found = subprocess.run(["docker", "inspect", "--type", "container", "--format", "{{.Id}}",
+                                name], capture_output=True, text=True)
+        containers |= {found.stdout.strip()} if found.returncode == 0 else set()
     if containers:
-        sh("docker", "rm", "-f", "-v", *containers)
+        sh("docker", "rm", "-f", "-v", *sorted(containers))
     volumes = sh("docker", "volume", "ls", "-q", "--filter", f"label={INSTANCE_LABEL}").split()
     volumes += [v for v in (*VOLUMES, *(f"{n}-docker" for n in NODES))
                 if v not in volumes and ok("docker", "volume", "inspect", v)]

@@ -10,17 +10,27 @@ import requests
 import testbed
 from testbed import swarm as nodes
 from testbed.load import STORY_ROUTES, SteadyLoad, health_of
-from tests.integration.conftest import DeployProcess, deploy, inv, release
+from tests.integration.conftest import (
+    GOOD,
+    DeployProcess,
+    deploy,
+    deployed_good,
+    inv,
+    live_good,
+    release,
+)
 
 SWARM_URL = f"http://127.0.0.1:{nodes.HTTP_PORT}"
 
 
 @pytest.fixture(scope="module")
 def swarm_env(testbed_env):
+    """The swarm's settings. Its update window (WATCH_SECONDS + 5 s: each task's `monitor` and
+    the `delay` before the next) is 6 s for the tests that are not about it."""
     testbed.up(swarm=True)
     env = {k: v for k, v in testbed_env.items() if k != "WATCH_SECONDS"}
     env["DEPLOY_ENV_FILE"] = str(nodes.ENV_FILE)
-    env["WATCH_SECONDS"] = "5"
+    env["WATCH_SECONDS"] = "1"
     return env
 
 
@@ -53,10 +63,7 @@ def rows():
 @pytest.fixture(scope="module")
 def first(swarm_env):
     """A first release on the swarm (the stable stack comes up with it) and a row in its data."""
-    sha = release("swarm-first")
-    result = deploy(swarm_env, sha)
-    assert result.returncode == 0, result.output
-    return sha, write_row()
+    return deployed_good(swarm_env, "swarm-first"), write_row()
 
 
 def under_load(action):
@@ -72,6 +79,7 @@ def test_a_good_release_rolls_out_with_no_failed_request_and_keeps_the_data(swar
     sha = release("swarm-good", parent=previous)
     result, stats, answers = under_load(lambda: deploy(swarm_env, sha))
     assert result.returncode == 0, result.output
+    GOOD.add(sha)
     assert stats.failed == 0, stats.line()
     assert {a.version for a in answers} <= {previous, sha} and answers[-1].version == sha
     assert health() == (200, sha) and row in rows()
@@ -79,12 +87,13 @@ def test_a_good_release_rolls_out_with_no_failed_request_and_keeps_the_data(swar
     assert "deploy SUCCEEDED" in result.stdout
 
 
-@pytest.mark.parametrize("fault", ["crash", "health-500", "hang", "crash-after:8"])
-def test_a_broken_release_is_rolled_back_with_no_failed_request(swarm_env, first, fault):
-    good = release("swarm-good-before-" + fault)
-    assert deploy(swarm_env, good).returncode == 0
+@pytest.mark.parametrize("fault,window", [("crash", "1"), ("health-500", "1"), ("hang", "1"),
+                                          # a crash 8 s after start: inside a 10 s window
+                                          ("crash-after:8", "5")])
+def test_a_broken_release_is_rolled_back_with_no_failed_request(swarm_env, first, fault, window):
+    good = live_good(swarm_env)
     bad = release("swarm-bad-" + fault, fault=fault)
-    result, stats, answers = under_load(lambda: deploy(swarm_env, bad))
+    result, stats, answers = under_load(lambda: deploy(swarm_env, bad, WATCH_SECONDS=window))
     assert result.returncode == 1, result.output
     assert "Swarm gave up on the update" in result.output, result.output
     assert stats.failed == 0, stats.line()
@@ -100,10 +109,8 @@ def test_a_broken_release_is_rolled_back_with_no_failed_request(swarm_env, first
 
 
 def test_rollback_and_rollback_to_work_with_the_registry_stopped_and_older_is_refused(swarm_env, first):
-    a = release("swarm-rb-a")
-    assert deploy(swarm_env, a).returncode == 0
-    b = release("swarm-rb-b", parent=a)
-    assert deploy(swarm_env, b).returncode == 0
+    a = live_good(swarm_env)
+    b = deployed_good(swarm_env, "swarm-rb-b", parent=a)
     subprocess.run(["docker", "stop", testbed.REGISTRY], check=True, capture_output=True)
     try:
         back, stats, _ = under_load(lambda: inv(swarm_env, "deploy.rollback"))
@@ -145,8 +152,7 @@ def test_a_worker_node_stopping_mid_deploy_leaves_the_url_answering(swarm_env, f
     The deploy converges on the nodes that remain (an update Swarm would leave waiting for a task
     placed on the stopped node is started again) and says the node is down; the public URL
     answers throughout."""
-    good = release("swarm-before-node-stop")
-    assert deploy(swarm_env, good).returncode == 0
+    good = live_good(swarm_env)
     sha = release("swarm-node-stop", parent=good)
     worker = nodes.NODES[2]
 
@@ -222,8 +228,7 @@ def test_prune_removes_on_every_node_only_this_projects_images_of_releases_not_k
     subprocess.run(["docker", "exec", "-i", worker, "docker", "build", "-q", "--label",
                     "deploy.project=other", "-t", "other/app:1", "-"], input=f"FROM {base}\n",
                    text=True, check=True, capture_output=True)
-    older = release("swarm-prune-older")
-    assert deploy(swarm_env, older, KEEP_RELEASES="1").returncode == 0
+    older = live_good(swarm_env)
     newest = release("swarm-prune-newest", parent=older)
     result = deploy(swarm_env, newest, KEEP_RELEASES="1")
     assert result.returncode == 0, result.output
