@@ -1,7 +1,7 @@
 """Stand-in backend for the classroom-manager app: health, a small table, migrations.
 
 Commands: `serve` (default), `migrate`, `migrate-check` (exit 0 when no migration is pending,
-1 otherwise), `healthcheck` (used by the compose healthcheck). Migrations are the built-in ones
+1 otherwise); the container's healthcheck is healthcheck.py. Migrations are the built-in ones
 plus `migrations/<version>-<name>.sql` beside this file.
 Only the standard library plus Debian's python3-psycopg2 and python3-redis.
 
@@ -31,7 +31,6 @@ import signal
 import sys
 import threading
 import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psycopg2
@@ -310,21 +309,10 @@ def serve():
     log("info", "stopped", unfinished_requests=IN_FLIGHT[0])
 
 
-def healthcheck():
-    """Exit 0 when /api/health answers 200 (for the container healthcheck)."""
-    url = "http://127.0.0.1:%d/api/health" % PORT
-    try:
-        with urllib.request.urlopen(url, timeout=CHECK_TIMEOUT + 1) as response:
-            sys.exit(0 if response.status == 200 else 1)
-    except Exception:
-        sys.exit(1)
-
-
 if __name__ == "__main__":
     command = sys.argv[1] if len(sys.argv) > 1 else "serve"
     try:
-        {"serve": serve, "migrate": migrate, "migrate-check": migrate_check,
-         "healthcheck": healthcheck}[command]()
+        {"serve": serve, "migrate": migrate, "migrate-check": migrate_check}[command]()
     except (psycopg2.Error, redis.RedisError) as exc:
         log("error", command + " failed", error=str(exc).strip())
         sys.exit(1)

@@ -67,7 +67,7 @@ def testbed_env():
     env["DEPLOY_ENV_FILE"] = str(testbed.ENV_FILE)
     # A short watch window for the many tests that are about something else; the window's own
     # tests (test_staying_up.py) run with the default from invoke.yaml.
-    env["WATCH_SECONDS"] = "3"
+    env["WATCH_SECONDS"] = "1"
     return env
 
 
