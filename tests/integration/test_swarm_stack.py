@@ -74,19 +74,6 @@ def under_load(action):
     return result, stats, load.results
 
 
-def test_a_good_release_rolls_out_with_no_failed_request_and_keeps_the_data(swarm_env, first):
-    previous, row = first
-    sha = release("swarm-good", parent=previous)
-    result, stats, answers = under_load(lambda: deploy(swarm_env, sha))
-    assert result.returncode == 0, result.output
-    GOOD.add(sha)
-    assert stats.failed == 0, stats.line()
-    assert {a.version for a in answers} <= {previous, sha} and answers[-1].version == sha
-    assert health() == (200, sha) and row in rows()
-    assert len(nodes_running("backend")) >= 2 and len(nodes_running("frontend")) >= 2
-    assert "deploy SUCCEEDED" in result.stdout
-
-
 @pytest.mark.parametrize("fault,window", [("crash", "1"), ("health-500", "1"), ("hang", "1"),
                                           # a crash 8 s after start: inside a 10 s window
                                           ("crash-after:8", "5")])
@@ -106,6 +93,57 @@ def test_a_broken_release_is_rolled_back_with_no_failed_request(swarm_env, first
     assert answers[-1].version == good and health() == (200, good)
     history = json.loads(inv(swarm_env, "deploy.history", "--json").stdout)
     assert history[0]["sha"] == bad and history[0]["result"] == "rolled_back"
+
+
+def test_a_good_release_rolls_out_with_no_failed_request_keeps_the_data_and_prunes_every_node(
+        swarm_env, first):
+    """Under load, the update fails no request and spreads the tasks over the nodes; the data
+    stays. With KEEP_RELEASES=1, its prune leaves no node an image of this project built from a
+    release other than the two last, unless a container uses it (the broken releases above
+    left theirs); another project's image on a worker stays. (One deploy, every assertion.)"""
+    _, row = first
+    previous = live_good(swarm_env)
+    worker = nodes.NODES[1]
+    base = on_node(worker, "docker", "image", "ls", "-q", "--filter",
+                   "label=deploy.project=classroom-manager").split()[0]
+    subprocess.run(["docker", "exec", "-i", worker, "docker", "build", "-q", "--label",
+                    "deploy.project=other", "-t", "other/app:1", "-"], input=f"FROM {base}\n",
+                   text=True, check=True, capture_output=True)
+    sha = release("swarm-good", parent=previous)
+    result, stats, answers = under_load(lambda: deploy(swarm_env, sha, KEEP_RELEASES="1"))
+    assert result.returncode == 0, result.output
+    GOOD.add(sha)
+    assert stats.failed == 0, stats.line()
+    assert {a.version for a in answers} <= {previous, sha} and answers[-1].version == sha
+    assert health() == (200, sha) and row in rows()
+    assert len(nodes_running("backend")) >= 2 and len(nodes_running("frontend")) >= 2
+    assert "deploy SUCCEEDED" in result.stdout
+    removed = int(result.stdout.split(" image references on the nodes")[0].split()[-1])
+    assert removed > 0, result.output
+    for node in nodes.NODES:
+        built_from, used = release_images(node)
+        stale = {image_sha for image, image_sha in built_from.items() if image not in used}
+        assert stale <= {previous, sha}, (node, stale)
+    assert on_node(worker, "docker", "image", "ls", "-q", "other/app:1").strip()
+
+
+def on_node(node, *argv):
+    return subprocess.run(["docker", "exec", node, *argv], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def release_images(node):
+    """{image id: the release it was built from} of this project's images on `node`, and the
+    ids of the images its containers use."""
+    ids = set(on_node(node, "docker", "image", "ls", "-q", "--no-trunc", "--filter",
+                      "label=deploy.project=classroom-manager").split())
+    built_from = {i: on_node(node, "docker", "image", "inspect", "--format",
+                             '{{index .Config.Labels "org.opencontainers.image.revision"}}',
+                             i).strip() for i in ids}
+    containers = on_node(node, "docker", "ps", "-aq").split()
+    used = set(on_node(node, "docker", "inspect", "--format", "{{.Image}}",
+                       *containers).split()) if containers else set()
+    return built_from, used
 
 
 def test_rollback_and_rollback_to_work_with_the_registry_stopped_and_older_is_refused(swarm_env, first):
@@ -195,48 +233,3 @@ def test_setup_on_the_manager_checks_the_nodes_it_is_given(swarm_env, first):
         assert health()[0] == 200                      # the app was not touched
     finally:
         subprocess.run(["docker", "exec", nodes.MANAGER, "rm", "-f", grant], check=True)
-
-
-def on_node(node, *argv):
-    return subprocess.run(["docker", "exec", node, *argv], capture_output=True, text=True,
-                          check=True).stdout
-
-
-def release_images(node):
-    """{image id: the release it was built from} of this project's images on `node`, and the
-    ids of the images its containers use."""
-    ids = set(on_node(node, "docker", "image", "ls", "-q", "--no-trunc", "--filter",
-                      "label=deploy.project=classroom-manager").split())
-    built_from = {i: on_node(node, "docker", "image", "inspect", "--format",
-                             '{{index .Config.Labels "org.opencontainers.image.revision"}}',
-                             i).strip() for i in ids}
-    containers = on_node(node, "docker", "ps", "-aq").split()
-    used = set(on_node(node, "docker", "inspect", "--format", "{{.Image}}",
-                       *containers).split()) if containers else set()
-    return built_from, used
-
-
-def test_prune_removes_on_every_node_only_this_projects_images_of_releases_not_kept(swarm_env,
-                                                                                     first):
-    """With KEEP_RELEASES=1, after two deploys no node keeps an image of this project built from
-    a release other than those two, unless a container uses it; another project's image on a
-    worker and the data stay."""
-    _, row = first
-    worker = nodes.NODES[1]
-    base = on_node(worker, "docker", "image", "ls", "-q", "--filter",
-                   "label=deploy.project=classroom-manager").split()[0]
-    subprocess.run(["docker", "exec", "-i", worker, "docker", "build", "-q", "--label",
-                    "deploy.project=other", "-t", "other/app:1", "-"], input=f"FROM {base}\n",
-                   text=True, check=True, capture_output=True)
-    older = live_good(swarm_env)
-    newest = release("swarm-prune-newest", parent=older)
-    result = deploy(swarm_env, newest, KEEP_RELEASES="1")
-    assert result.returncode == 0, result.output
-    removed = int(result.stdout.split(" image references on the nodes")[0].split()[-1])
-    assert removed > 0, result.output
-    for node in nodes.NODES:
-        built_from, used = release_images(node)
-        stale = {sha for image, sha in built_from.items() if image not in used}
-        assert stale <= {older, newest}, (node, stale)
-    assert on_node(worker, "docker", "image", "ls", "-q", "other/app:1").strip()
-    assert row in rows() and health() == (200, newest)
