@@ -224,6 +224,19 @@ def rows():
     return [r["name"] for r in requests.get(APP_URL + "/api/items", timeout=5).json()["data"]]
 
 
+def assert_recovered(env, result_code, output, previous, row):
+    """The four checks after any fault."""
+    assert result_code == 1, output
+    assert "Traceback" not in output
+    # the previous release kept serving (failed before the switch), or was switched back to
+    assert (f"rolled back to {previous[:12]}" in output
+            or f"{previous[:12]} kept serving (the failed release never took traffic" in output)
+    assert health() == (200, previous)
+    assert row in rows()
+    lock = json.loads(inv(env, "deploy.status", "--json").stdout)["lock"]
+    assert lock["held"] is False
+
+
 def step_seconds(output, step):
     """Duration the deploy printed for a step (ok or FAILED), or None."""
     match = re.search(re.escape(step) + r".*?(?:FAILED after |\()([\d.]+)s", output)

@@ -2,6 +2,7 @@
 rollback fail no request; a broken release never answers a user; postgres, redis and the edge
 proxy keep their containers across app releases."""
 import contextlib
+import re
 import subprocess
 import time
 
@@ -14,6 +15,7 @@ from tests.conftest import ROOT
 from tests.integration.conftest import (
     APP_URL,
     GOOD,
+    assert_recovered,
     deploy,
     deployed_good,
     health,
@@ -21,6 +23,7 @@ from tests.integration.conftest import (
     make_commit,
     release,
     staging_host,
+    step_seconds,
 )
 
 RATE = 20  # requests per second: small, but a gap of 0.1 s would already fail one
@@ -62,17 +65,30 @@ def test_good_release_fails_no_request_and_keeps_the_stable_containers(testbed_e
 
 
 @pytest.mark.parametrize("fault,settings", [("health-500", {"HEALTH_TIMEOUT": "8"}),
-                                            ("crash", {})])
-def test_broken_release_never_answers_a_user(testbed_env, good, fault, settings):
-    good, _ = good
+                                            ("crash", {"HEALTH_TIMEOUT": "60"})])
+def test_a_broken_release_never_answers_a_user_and_fails_loudly(testbed_env, good, fault,
+                                                                settings):
+    """One deploy of each, every assertion about it: no user request fails and none is answered
+    by the broken release; the deploy fails loudly with the cause, within the deadline (a crash
+    without waiting for it); the previous release serves, the data is there, the lock is free."""
+    previous, row = good
     bad = release("zd-bad", fault=fault)
     result, stats, answers = under_load(lambda: deploy(testbed_env, bad, **settings))
-    assert result.returncode == 1, result.output
-    assert f"{good[:12]} kept serving (the failed release never took traffic" in result.output
+    assert f"{previous[:12]} kept serving (the failed release never took traffic" in result.output
     assert stats.failed == 0, stats.line()
-    assert {x.version for x in answers} == {good}
+    assert {x.version for x in answers} == {previous}
     assert staging_host("docker", "ps", "-a", "-q", "--filter",
                         f"label=org.opencontainers.image.revision={bad}") == ""
+    assert "deploy FAILED" in result.stdout and "last backend log lines" in result.stdout
+    checked = step_seconds(result.output, "before it gets traffic")
+    if fault == "health-500":
+        assert re.search(f"error: release {bad[:12]} is not healthy: not healthy after 8s: "
+                         r"slot (blue|green): health answered 503", result.stderr), result.output
+        assert 'last health body: {"success": false' in result.stdout
+        assert checked < 8 + 5
+    else:
+        assert "backend container" in result.stderr and checked < 20, result.output
+    assert_recovered(testbed_env, result.returncode, result.output, previous, row)
 
 
 def test_a_routes_change_reaches_users_with_its_release_and_fails_no_request(testbed_env, good):
