@@ -76,7 +76,8 @@ def default_window_env(testbed_env):
     return {k: v for k, v in testbed_env.items() if k != "WATCH_SECONDS"}
 
 
-# Releases of this session that are good (no fault) and were deployed as such.
+# The releases of this session made without a fault: once deployed, a later test may start
+# from one of them (live_good) instead of deploying its own.
 GOOD = set()
 
 
@@ -87,8 +88,8 @@ def good(testbed_env):
 
 
 def live_good(env):
-    """The release live now if it is a good release of this session and `deploy.status` finds
-    it healthy (a deploy saved), else a new good release, deployed."""
+    """The release live now if it is a release of this session made without a fault and
+    `deploy.status` finds it healthy (a deploy saved), else a new good release, deployed."""
     status = inv(env, "deploy.status", "--json")
     live = json.loads(status.stdout or "{}") if status.returncode == 0 else {}
     if live.get("sha") in GOOD and live.get("healthy"):
@@ -101,7 +102,6 @@ def deployed_good(env, label="good", parent="HEAD"):
     sha = release(label, parent=parent)
     result = deploy(env, sha)
     assert result.returncode == 0, result.output
-    GOOD.add(sha)
     return sha
 
 
@@ -115,7 +115,10 @@ def release(label: str, fault: str = None, parent: str = "HEAD") -> str:
     files = {"app/backend/RELEASE": f"{label} {uuid.uuid4().hex}\n"}
     if fault:
         files["app/backend/FAULT"] = fault + "\n"
-    return make_commit(files, parent, f"test release {label}")
+    sha = make_commit(files, parent, f"test release {label}")
+    if not fault:
+        GOOD.add(sha)
+    return sha
 
 
 def deploy(env, sha, *extra, timeout=600, **settings):
