@@ -5,6 +5,7 @@ import contextlib
 import re
 import subprocess
 import time
+from typing import NamedTuple
 
 import pytest
 import requests
@@ -19,10 +20,12 @@ from tests.integration.conftest import (
     deployed_good,
     health,
     inv,
+    live_good,
     make_commit,
     release,
     staging_host,
     step_seconds,
+    write_row,
 )
 
 RATE = 20  # requests per second: small, but a gap of 0.1 s would already fail one
@@ -62,31 +65,58 @@ def test_good_release_fails_no_request_and_keeps_the_stable_containers(testbed_e
     assert health()[1] == b
 
 
-@pytest.mark.parametrize("fault,settings", [("health-500", {"HEALTH_TIMEOUT": "8"}),
-                                            ("crash", {"HEALTH_TIMEOUT": "60"})])
-def test_a_broken_release_never_answers_a_user_and_fails_loudly(testbed_env, good, fault,
-                                                                settings):
-    """One deploy of each, every assertion about it: no user request fails and none is answered
-    by the broken release; the deploy fails loudly with the cause, within the deadline (a crash
-    without waiting for it); the previous release serves, the data is there, the lock is free."""
-    previous, row = good
+class Broken(NamedTuple):
+    """A broken release deployed under load, and what the deploy and the load saw."""
+    fault: str
+    previous: str           # the good release live before it
+    row: str                # written to the database before it
+    sha: str
+    result: object          # the deploy's CompletedProcess
+    stats: object           # the load's LoadStats
+    answers: list
+
+
+@pytest.fixture(scope="module", params=[("health-500", {"HEALTH_TIMEOUT": "8"}),
+                                        ("crash", {"HEALTH_TIMEOUT": "60"})],
+                ids=["health-500", "crash"])
+def broken(request, testbed_env):
+    """One deploy of each broken kind under load; the three tests below each assert one side of
+    it (they were three deploys of the same release, in three modules)."""
+    fault, settings = request.param
+    previous, row = live_good(testbed_env), write_row()
     bad = release("zd-bad", fault=fault)
     result, stats, answers = under_load(lambda: deploy(testbed_env, bad, **settings))
-    assert f"{previous[:12]} kept serving (the failed release never took traffic" in result.output
-    assert stats.failed == 0, stats.line()
-    assert {x.version for x in answers} == {previous}
+    return Broken(fault, previous, row, bad, result, stats, answers)
+
+
+def test_a_broken_release_never_answers_a_user(broken):
+    assert (f"{broken.previous[:12]} kept serving (the failed release never took traffic"
+            in broken.result.output)
+    assert broken.stats.failed == 0, broken.stats.line()
+    assert {x.version for x in broken.answers} == {broken.previous}
     assert staging_host("docker", "ps", "-a", "-q", "--filter",
-                        f"label=org.opencontainers.image.revision={bad}") == ""
-    assert "deploy FAILED" in result.stdout and "last backend log lines" in result.stdout
-    checked = step_seconds(result.output, "before it gets traffic")
-    if fault == "health-500":
-        assert re.search(f"error: release {bad[:12]} is not healthy: not healthy after 8s: "
-                         r"slot (blue|green): health answered 503", result.stderr), result.output
-        assert 'last health body: {"success": false' in result.stdout
+                        f"label=org.opencontainers.image.revision={broken.sha}") == ""
+
+
+def test_a_broken_release_fails_loudly_with_its_cause_within_the_deadline(broken):
+    """A release that never gets healthy is given up at the deadline; one that crashes at once,
+    without waiting for it."""
+    output, errors = broken.result.stdout, broken.result.stderr
+    assert "deploy FAILED" in output and "last backend log lines" in output
+    checked = step_seconds(broken.result.output, "before it gets traffic")
+    if broken.fault == "health-500":
+        assert re.search(f"error: release {broken.sha[:12]} is not healthy: not healthy after 8s: "
+                         r"slot (blue|green): health answered 503", errors), broken.result.output
+        assert 'last health body: {"success": false' in output
         assert checked < 8 + 5
     else:
-        assert "backend container" in result.stderr and checked < 20, result.output
-    assert_recovered(testbed_env, result.returncode, result.output, previous, row)
+        assert "backend container" in errors and checked < 20, broken.result.output
+
+
+def test_after_a_broken_release_the_previous_serves_with_its_data_and_the_lock_is_free(
+        testbed_env, broken):
+    assert_recovered(testbed_env, broken.result.returncode, broken.result.output,
+                     broken.previous, broken.row)
 
 
 def test_a_routes_change_reaches_users_with_its_release_and_fails_no_request(testbed_env, good):
