@@ -15,12 +15,21 @@ if os.environ.get("PYTEST_XDIST_WORKER", "").startswith("gw"):
     os.environ["TESTBED_INSTANCE"] = str(int(os.environ["PYTEST_XDIST_WORKER"][2:]) + 1)
 
 
+# The integration modules, longest first (docs/TESTING.md has their measured times): each runs
+# on one worker, so handing the long ones out first lets the workers end together.
+LONGEST_FIRST = ["test_swarm_stack", "test_failure_safety", "test_staying_up", "test_zero_downtime",
+                 "test_rollback_and_prune", "test_security", "test_deploy", "test_incident_tools",
+                 "test_setup"]
+
+
 def pytest_collection_modifyitems(items):
-    """The longest first, so that parallel workers end together: the Swarm module, the other
-    integration modules, then the unit tests (seconds each) to fill the gaps."""
+    """The integration modules longest first, then any new one, then the unit tests (seconds
+    each), which fill the gaps."""
     def weight(item):
-        path = str(item.fspath)
-        return 2 if "tests/unit" in path else 0 if "swarm" in path else 1
+        path = Path(str(item.fspath))
+        if "unit" in path.parts:
+            return len(LONGEST_FIRST) + 1
+        return LONGEST_FIRST.index(path.stem) if path.stem in LONGEST_FIRST else len(LONGEST_FIRST)
     items.sort(key=weight)
 
 
