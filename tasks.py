@@ -7,9 +7,11 @@ traceback. The `testbed.*` and `bench*` tasks drive this repository's own test e
 """
 import functools
 import io
+import math
 import os
 import subprocess
 import sys
+import traceback
 from json import dumps
 from pathlib import Path
 from typing import Any, Callable, List, Optional, Sequence, TypeVar, Union
@@ -17,7 +19,14 @@ from typing import Any, Callable, List, Optional, Sequence, TypeVar, Union
 from invoke import Collection, Context, Exit, task
 
 from fabfile.ci_gate import is_required
-from fabfile.config import SHA_RE, Settings, load_settings, read_environment, validate_sha
+from fabfile.config import (
+    SHA_RE,
+    Settings,
+    environment_secrets,
+    load_settings,
+    read_environment,
+    validate_sha,
+)
 from fabfile.deploy import deploy_staging
 from fabfile.errors import ConfigError, DeployError
 from fabfile.host import HostSession
@@ -25,7 +34,7 @@ from fabfile.images import commit_exists
 from fabfile.incident import exec_in_live, exec_problems, log_problems, show_logs
 from fabfile.lock import break_lock
 from fabfile.provision import setup_host
-from fabfile.report import RedactingStream, Reporter, redact
+from fabfile.report import KNOWN_SECRETS, RedactingStream, Reporter, redact, secret_forms
 from fabfile.rollback import rollback_staging
 from fabfile.status import history, read_status, render_history, render_status
 
@@ -33,8 +42,36 @@ ROOT = Path(__file__).resolve().parent
 T = TypeVar("T")
 
 
+def crash_line(exc: BaseException) -> str:
+    """Any exception no task turned into a user error, as one redacted line (and, with
+    DEPLOY_DEBUG=1, its traceback first, redacted too, on stderr)."""
+    secrets = secret_forms(set(KNOWN_SECRETS) | set(environment_secrets(os.environ)))
+    if os.environ.get("DEPLOY_DEBUG") == "1":
+        trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        print(redact(trace, secrets), file=sys.stderr)
+    text = " ".join(str(exc).split()) or "no details"
+    if "yaml" in type(exc).__module__:   # Invoke reading invoke.yaml (or inv -f FILE)
+        return redact(f"error: a config file is not plain YAML (no tags such as !!python): "
+                      f"{text[:500]}", secrets)
+    return redact(f"error: {type(exc).__name__}: {text[:500]} (DEPLOY_DEBUG=1 shows where; "
+                  "please report it)", secrets)
+
+
+def last_resort(kind: type, exc: BaseException, trace: Any) -> None:
+    """sys.excepthook: what fails before a task runs (Invoke reading invoke.yaml) ends the same
+    way, in one line."""
+    if issubclass(kind, KeyboardInterrupt):
+        print("interrupted", file=sys.stderr)
+        return
+    print(crash_line(exc), file=sys.stderr)
+
+
+sys.excepthook = last_resort
+
+
 def user_errors(function: Callable[..., T]) -> Callable[..., T]:
-    """Turn DeployError into `error: <message>` and exit 1; Ctrl-C into exit 130."""
+    """Turn DeployError into `error: <message>` and exit 1; Ctrl-C into exit 130; anything else
+    into one redacted line and exit 1, never a raw traceback."""
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> T:
         try:
@@ -43,6 +80,10 @@ def user_errors(function: Callable[..., T]) -> Callable[..., T]:
             raise Exit(redact(f"error: {exc}"), code=1) from None
         except KeyboardInterrupt:
             raise Exit("interrupted", code=130) from None
+        except Exit:
+            raise
+        except Exception as exc:
+            raise Exit(crash_line(exc), code=1) from None
     return wrapper
 
 
@@ -77,16 +118,22 @@ def lock_wait(value: Union[None, bool, str]) -> Optional[float]:
     if value is True:
         return 600.0
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
-        raise ConfigError([f"--wait-lock={value!r} must be a number of seconds"]) from None
+        seconds = math.nan
+    if not (math.isfinite(seconds) and 1 <= seconds <= 86400):
+        raise ConfigError([f"--wait-lock={str(value)[:40]!r} must be a number of seconds from 1 "
+                           "to 86400"])
+    return seconds
 
 
-def whole_number(flag: str, value: Union[int, str]) -> int:
-    """A flag that counts something (Invoke's own cast would end in a traceback)."""
-    if not str(value).isdigit() or int(value) < 1:
-        raise DeployError(f"{flag} {value!r} must be a whole number, 1 or more")
-    return int(value)
+def whole_number(flag: str, value: Union[int, str], most: int = 100000) -> int:
+    """A flag that counts something (Invoke's own cast would end in a traceback): ASCII digits
+    only (`²` is a digit to Python, not to int())."""
+    text = str(value)
+    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= most):
+        raise DeployError(f"{flag} {text[:40]!r} must be a whole number from 1 to {most}")
+    return int(text)
 
 
 def reporter_for(settings: Settings) -> Reporter:
@@ -266,7 +313,7 @@ INSTANCE_HELP = ("which testbed (0-60; default 0): each has its own names, ports
 
 def testbed_instance(instance: str) -> None:
     """Select testbed instance N for the testbed package (it reads TESTBED_INSTANCE)."""
-    if not instance.isdigit() or int(instance) > 60:
+    if not (instance.isascii() and instance.isdigit()) or int(instance) > 60:
         raise DeployError(f"--instance {instance!r} must be a whole number from 0 to 60")
     os.environ["TESTBED_INSTANCE"] = str(int(instance))
 

@@ -11,6 +11,7 @@ Read `deploy.py` first: it tells a deploy's story top to bottom. Then, by concer
 - compose.py    compose commands on the host (stable project, blue/green slots), parsing docker
 - running.py    what runs now, read from the containers; waiting for a slot to be healthy
 - slots.py      blue/green: start in the idle slot, check, switch the edge, retire the old slot
+- declared.py   what invoke.yaml declares (images, routes, roles, commands, checks): typed, checked
 - edge.py       the edge proxy's routes (invoke.yaml `routes`): live slot, candidate, Swarm
 - health.py     the app's health contract; deciding healthy / waiting / failed; the polling loop
 - lock.py       the deploy lock (flock held open by a process on the host, through the transport)
@@ -31,5 +32,6 @@ Read `deploy.py` first: it tells a deploy's story top to bottom. Then, by concer
 - notify.py     the webhook after a deploy
 - report.py     step lines, the summary, secret redaction
 - interrupts.py Ctrl-C / SIGTERM as a recoverable exception
+- envfile.py    dotenv files: the user's read literally, the host's written as Compose reads them
 - errors.py     errors a user can act on
 """

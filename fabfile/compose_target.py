@@ -29,8 +29,8 @@ from .compose import (
     stable_digest_path,
     strip_terminal_codes,
 )
-from .config import render_env
 from .edge import LIVE_FILE, ROUTES_FILE, entry_before_routes, live_conf, routes_conf, routes_file
+from .envfile import render_env
 from .errors import DeployError, RemoteCommandError
 from .health import Outcome
 from .images import local_digests

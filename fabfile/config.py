@@ -4,6 +4,8 @@ Sources, later wins: `invoke.yaml` (non-secret defaults, under `deploy:`), a dot
 (`.env`, or the file named by DEPLOY_ENV_FILE), the process environment.
 Every problem is collected and reported in one message before anything runs.
 """
+import base64
+import contextlib
 import math
 import os
 import posixpath
@@ -13,21 +15,23 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import quote, urlparse
 
-from dotenv import dotenv_values
-
+from .declared import Service, check_keys, plain, read_health_contract, read_routes
+from .envfile import UNWRITABLE, read_dotenv, unwritable_names
 from .errors import ConfigError
-from .health import ANY_BODY, STORY, HealthContract
+from .health import HealthContract
 from .host import known_hosts_entries
 
 SHA_RE = re.compile(r"[0-9a-f]{40}")      # always with fullmatch: `$` lets a final newline in
 
-# Values that reach the host's .env are written single-quoted (literal, no interpolation):
-# these characters cannot be written that way.
-UNWRITABLE = "'\n\r\0"
 # Top-level directories of the system (and parents of many): never a deploy directory.
 SYSTEM_DIRS = {"bin", "boot", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "root",
                "run", "sbin", "sys", "usr", "var"}
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+# A secret shorter than this is refused: too short to be one, and the redactor would mask its
+# few characters wherever they appear (`took 11.1s` with a secret of "1").
+SECRET_MIN = 8
+SHORT_SECRET = (f"is shorter than {SECRET_MIN} characters: too short to be a secret (and it "
+                "would be masked in ordinary text); use a longer, random value")
 
 
 def _text(value: str) -> str:
@@ -247,83 +251,6 @@ def settings_table(defaults: Mapping) -> str:
 
 
 @dataclass(frozen=True)
-class Service:
-    """An image this repository builds: its build context and Dockerfile, relative to the repo."""
-    name: str
-    context: str
-    dockerfile: str
-
-
-@dataclass(frozen=True)
-class Route:
-    """Requests whose path starts with `path` go to `service` of the release, on `port` (the
-    longest matching prefix wins, as nginx chooses); invoke.yaml `routes`."""
-    path: str
-    service: str
-    port: int
-
-
-ROUTE_PATH = re.compile(r"/[A-Za-z0-9._~/-]*")
-ROUTE_SERVICE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
-HEALTH_PATH = re.compile(r"/[A-Za-z0-9._~/%-]*(\?[A-Za-z0-9._~=&%-]*)?")
-HEALTH_VERSION = re.compile(r"header:[A-Za-z0-9-]{1,64}|[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+){0,7}")
-ROUTE_EXAMPLE = "{path: /api/, service: backend, port: 4000}"
-
-
-def read_routes(declared: Mapping, health_path: str, problems: List[str]) -> tuple:
-    """invoke.yaml `routes`: a list of {path, service, port}, each path used once, one of them
-    serving the health path. Each value is written into the edge's nginx config, so only plain
-    names are accepted."""
-    if "entry_service" in declared or "entry_port" in declared:
-        problems.append("invoke.yaml deploy.entry_service and entry_port are replaced by "
-                        f"deploy.routes: write `routes: [{{path: /, service: "
-                        f"{declared.get('entry_service', 'web')}, port: "
-                        f"{declared.get('entry_port', 80)}}}]`")
-        return ()
-    routes = declared.get("routes")
-    if not isinstance(routes, list) or not routes:
-        problems.append(f"invoke.yaml deploy.routes must list where requests go, such as "
-                        f"[{ROUTE_EXAMPLE}, {{path: /, service: frontend, port: 80}}]")
-        return ()
-    found: List[Route] = []
-    for route in routes:
-        spec = route if isinstance(route, Mapping) else {}
-        path, service, port = (str(spec.get(k, "")) for k in ("path", "service", "port"))
-        if set(spec) != {"path", "service", "port"} or not ROUTE_PATH.fullmatch(path) \
-                or not ROUTE_SERVICE.fullmatch(service) or not port.isdigit() \
-                or not 0 < int(port) < 65536:
-            problems.append(f"invoke.yaml deploy.routes: {str(route)[:80]!r} must be "
-                            f"{ROUTE_EXAMPLE}: a path of letters, digits and ._~/-, a service "
-                            "name in lower case, a port number")
-        elif any(r.path == path for r in found):
-            problems.append(f"invoke.yaml deploy.routes: path {path} is routed twice")
-        else:
-            found.append(Route(path, service, int(port)))
-    if found and not any(health_path.startswith(r.path) for r in found):
-        problems.append(f"invoke.yaml deploy.routes: no route serves health_path {health_path} "
-                        "(add one whose path it starts with)")
-    return tuple(found)
-
-
-def read_health_contract(declared: Mapping, path: str, problems: List[str]) -> HealthContract:
-    """invoke.yaml `health_path`, `health_body` and `health_version`."""
-    body = str(declared.get("health_body") or STORY)
-    version_at = str(declared.get("health_version") or "")
-    if not HEALTH_PATH.fullmatch(path):
-        problems.append(f"invoke.yaml deploy.health_path {path[:60]!r} must be a path such as "
-                        "/api/health")
-    if body not in (STORY, ANY_BODY):
-        problems.append(f"invoke.yaml deploy.health_body {body[:40]!r} must be `{STORY}` (the "
-                        f"body says success: true, data.status: healthy) or `{ANY_BODY}` (a 200 "
-                        "is enough)")
-    if version_at and not HEALTH_VERSION.fullmatch(version_at):
-        problems.append(f"invoke.yaml deploy.health_version {version_at[:60]!r} must be where the "
-                        "app reports its sha: a JSON path such as data.version, or "
-                        "header:X-App-Version (empty: the app need not report it)")
-    return HealthContract(body, version_at)
-
-
-@dataclass(frozen=True)
 class Settings:
     """Everything a deploy needs, validated. Built by `load_settings`."""
     project: str
@@ -461,10 +388,13 @@ def read_app_env(declared: Mapping, environ: Mapping[str, str], groups: Sequence
             if "app" in groups:
                 missing.append(name)
             continue
+        if is_secret and len(value) < SECRET_MIN:
+            problems.append(f"{name} {SHORT_SECRET}")
+            continue
         if any(c in value for c in UNWRITABLE) or len(value) > APP_VALUE_MAX:
-            problems.append(f"{name} must be one line of at most {APP_VALUE_MAX} characters "
-                            "without a single quote (it is written to the host's .env as a "
-                            "literal value)" + ("" if is_secret else f"; got {value[:40]!r}"))
+            problems.append(f"{name} must be at most {APP_VALUE_MAX} characters, without a NUL "
+                            "(it is written to the host's .env)"
+                            + ("" if is_secret else f"; got {value[:40]!r}"))
             continue
         variables[name] = AppVariable(name, value, is_secret)
     return variables
@@ -481,7 +411,7 @@ def read_environment(environ: Mapping[str, str], cwd: Path) -> dict:
         raise ConfigError([f"DEPLOY_ENV_FILE: {path} does not exist "
                            "(unset it to use .env, or run `inv testbed.up` to make .env.testbed)"])
     if path.is_file():
-        merged.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+        merged.update(read_dotenv(path))
     merged.update(environ)
     return merged
 
@@ -490,7 +420,15 @@ def load_settings(defaults: Mapping, environ: Mapping[str, str],
                   groups: Sequence[str] = ("host", "build", "app"),
                   cwd: Path = Path(".")) -> Settings:
     """Validate every setting the given groups need; raise ConfigError listing all problems."""
-    problems: List[str] = []
+    defaults = plain(defaults)
+    problems: List[str] = [
+        f"{name}: invoke.yaml keys are not read from INVOKE_DEPLOY_* variables (Invoke would "
+        "apply them unchecked); set the key in invoke.yaml or a runtime config (inv -f FILE), "
+        "or use its own variable where it has one (README, Configuration)"
+        for name in sorted(environ) if name.startswith("INVOKE_DEPLOY_")]
+    declared = check_keys(defaults, [s.yaml_key for s in SETTINGS if s.yaml_key])
+    if declared:   # the rest reads these keys: stop here, with every problem found so far
+        raise ConfigError(problems + declared)
     missing: List[str] = []
     values: Dict[str, Any] = {}
     for setting in SETTINGS:
@@ -502,6 +440,9 @@ def load_settings(defaults: Mapping, environ: Mapping[str, str],
             if setting.group in groups:
                 missing.append(setting.env)
             values[setting.env] = None
+            continue
+        if setting.secret and len(raw) < SECRET_MIN:
+            problems.append(f"{setting.env} {SHORT_SECRET}")
             continue
         try:
             values[setting.env] = setting.parse(raw)
@@ -525,6 +466,11 @@ def load_settings(defaults: Mapping, environ: Mapping[str, str],
         values["DATABASE_URL"] = "postgresql://{}:{}@postgres:5432/{}".format(
             quote(values["DB_USER"], safe=""), quote(values["DB_PASSWORD"], safe=""),
             values["DB_NAME"])
+    floor = lock_floor(values, float(defaults.get("command_timeout", 600)))
+    if values.get("LOCK_MAX_AGE") is not None and values["LOCK_MAX_AGE"] < floor:
+        problems.append(f"LOCK_MAX_AGE={values['LOCK_MAX_AGE']:g} must be at least {floor:g} "
+                        "seconds (one command's timeout, the health wait and the watch window): "
+                        "a younger lock may belong to a deploy still at work")
     app = read_app_env(defaults.get("app_env") or {}, environ, groups, problems, missing)
     if missing:
         problems[:] = ["missing: " + ", ".join(missing)] + [p for p in problems
@@ -561,38 +507,47 @@ def load_settings(defaults: Mapping, environ: Mapping[str, str],
     )
     unwritable = unwritable_names(settings.app_env("0" * 40))
     if unwritable:
-        raise ConfigError([f"{name} must not contain a single quote, a line break or a NUL "
-                           "(it is written to the host's .env as a literal value)"
+        raise ConfigError([f"{name} must not contain a NUL (it is written to the host's .env)"
                            for name in unwritable])
     return settings
 
 
-def unwritable_names(env: Mapping[str, str]) -> list:
-    """The variables whose values the host's .env cannot hold literally (see render_env)."""
-    return [name for name, value in sorted(env.items())
-            if any(c in str(value) for c in UNWRITABLE)]
+def lock_floor(values: Mapping[str, Any], command_timeout: float) -> float:
+    """The least LOCK_MAX_AGE may be: what one deploy step may take (a command's timeout) plus
+    the health wait, its settling and the watch window, during which the lock is held too."""
+    return command_timeout + sum(float(values.get(name) or 0) for name in
+                                 ("HEALTH_TIMEOUT", "HEALTH_SETTLE", "WATCH_SECONDS"))
 
 
-def render_env(env: Mapping[str, str]) -> str:
-    """A compose .env: values single-quoted so compose takes them literally (no interpolation).
-    The one writer of the host's .env; refuses what it cannot write literally."""
-    bad = unwritable_names(env)
-    if bad:
-        raise ConfigError([f"{name} cannot be written to the host's .env literally" for name in bad])
-    return "".join(f"{name}='{value}'\n" for name, value in sorted(env.items()))
+def environment_secrets(environ: Mapping[str, str]) -> List[str]:
+    """The values of every secret setting in `environ`, and of any variable named like one
+    (…PASSWORD, …SECRET, …TOKEN, …KEY): what an unexpected error's line must not show, even
+    before the settings could be read."""
+    looks_secret = re.compile(r".*(PASSWORD|SECRET|TOKEN|_KEY)$")
+    return [value for name, value in environ.items() if len(value) >= 4 and (
+        (name in SETTINGS_BY_ENV and SETTINGS_BY_ENV[name].secret) or looks_secret.match(name))]
 
 
 def _resolve_key(value: str, cwd: Path, name: str) -> Tuple[Optional[str], Optional[str]]:
-    """An SSH key setting holds the key itself or a path to it; return (key text, problem)."""
+    """An SSH key setting holds the key itself (as is, or base64-wrapped as some CI secrets
+    hold it) or a path to it; return (key text, problem). The value is never shown."""
     if "PRIVATE KEY-----" in value:
         return value.strip() + "\n", None
+    with contextlib.suppress(ValueError):
+        decoded = base64.b64decode("".join(value.split()), validate=True).decode()
+        if "PRIVATE KEY-----" in decoded:
+            return decoded.strip() + "\n", None
+    problem = (f"{name} is neither a private key (-----BEGIN ... PRIVATE KEY-----, as is or "
+               "base64) nor a readable file")
+    if len(value) > 1024 or "\n" in value.strip() or "\0" in value:
+        return None, problem   # not a path: asking the filesystem would echo it in an error
     path = Path(os.path.expanduser(value.strip()))
     if not path.is_absolute():
         path = cwd / path
-    if not path.is_file():
-        return None, (f"{name} is neither a private key (-----BEGIN ... PRIVATE KEY-----) "
-                      "nor a readable file")
-    return path.read_text(), None
+    try:
+        return (path.read_text(), None) if path.is_file() else (None, problem)
+    except (OSError, UnicodeDecodeError):
+        return None, problem
 
 
 def _pair(values: Mapping[str, Any], problems: List[str], user: str, password: str) -> None:

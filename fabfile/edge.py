@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Optional, Sequence, Tuple
 
-from .config import Route
+from .declared import Route
 
 if TYPE_CHECKING:
     from .config import Settings

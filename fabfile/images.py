@@ -14,7 +14,8 @@ from .errors import RemoteCommandError
 from .shell import Command, cmd, pipe
 
 if TYPE_CHECKING:
-    from .config import Service, Settings
+    from .config import Settings
+    from .declared import Service
     from .report import Reporter
     from .shell import Runner
 

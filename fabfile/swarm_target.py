@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Set, Tuple
 
 from . import images, swarm
 from .compose import ENV_FILE, compose_text, edge_dir, health_on_host, parse_http, release_dir
-from .config import render_env
+from .envfile import render_env
 from .errors import DeployError
 from .health import Answer, Expected
 from .prune import file_reads, kept_and_old_files, remove_paths

@@ -18,7 +18,8 @@ def make_commit(files: dict, parent: str = "HEAD", message: str = "test release"
                 keep_as: str = "testbed", env_extra: Optional[dict] = None) -> str:
     """A real commit (parent + changed files) via a private index, kept under refs/<keep_as>/
     so garbage collection leaves it alone."""
-    index = os.path.join(ROOT, ".git", f"test-index-{uuid.uuid4().hex}")
+    # in git's own directory (`.git` is a file in a worktree: ask where it is)
+    index = os.path.join(git("rev-parse", "--absolute-git-dir"), f"test-index-{uuid.uuid4().hex}")
     env = dict(os.environ, GIT_INDEX_FILE=index, **AUTHOR, **(env_extra or {}))
     try:
         git("read-tree", parent, env=env)

@@ -49,17 +49,20 @@ class LoadStats:
     last_failure: Optional[float] = None   # seconds from the start to the last failed answer
     kinds: str = ""                        # what the failures were, e.g. "502 x1, ReadTimeout x2"
     routes: str = ""                       # per path when there were several: "/api/health 0 of 50"
+    failed_sent: str = ""                  # when the first failed ones were sent: "17.7s /api/health"
 
     def line(self) -> str:
         kinds = f" ({self.kinds})" if self.kinds else ""
         routes = f"; failed per route: {self.routes}" if self.routes else ""
+        sent = f"; failed ones sent at {self.failed_sent} from the start" if self.failed_sent else ""
         return (f"{self.sent} requests, {self.failed} failed{kinds}, "
-                f"longest gap {self.longest_gap:.2f}s{routes}")
+                f"longest gap {self.longest_gap:.2f}s{routes}{sent}")
 
 
 def stats(results: List[Answer], started: float, stopped: float) -> LoadStats:
     successes = sorted(a.done for a in results if a.ok)
-    failures = [a.done for a in results if not a.ok]
+    failed = sorted((a for a in results if not a.ok), key=lambda a: a.sent)
+    failures = [a.done for a in failed]
     edges = [started] + successes + [stopped]
     gap = max(b - a for a, b in zip(edges, edges[1:]))
     kinds = collections.Counter(a.status for a in results if not a.ok)
@@ -69,7 +72,8 @@ def stats(results: List[Answer], started: float, stopped: float) -> LoadStats:
     return LoadStats(len(results), len(failures), gap,
                      (max(failures) - started) if failures else None,
                      ", ".join(f"{kind} x{count}" for kind, count in sorted(kinds.items())),
-                     routes if len(paths) > 1 else "")
+                     routes if len(paths) > 1 else "",
+                     ", ".join(f"{a.sent - started:.1f}s {a.path}".rstrip() for a in failed[:5]))
 
 
 def first_serving(results: List[Answer], version: str, after: float) -> Optional[float]:

@@ -177,7 +177,14 @@ def test_lock_of_a_frozen_deploy_is_stale_after_max_age_and_unlock_frees_it(test
         assert status["held"] and "deploy of" in status["description"]
         refused = deploy(testbed_env, release("blocked"))
         assert refused.returncode == 1 and "inv deploy.unlock" in refused.stderr
-        taken = deploy(testbed_env, release("takes-over"), LOCK_MAX_AGE="1")
+        # Frozen for an hour, as its note on the host now says: older than LOCK_MAX_AGE (1800 s;
+        # the least it may be is one command's timeout plus the health wait and the window).
+        note = "/opt/classroom-manager/deploy.lock.json"
+        info = json.loads(staging_host("cat", note))
+        info["since_epoch"] -= 3600
+        subprocess.run(["docker", "exec", "-i", "-u", "deploy", testbed.HOST, "tee", note],
+                       input=json.dumps(info), text=True, check=True, capture_output=True)
+        taken = deploy(testbed_env, release("takes-over"))
         assert taken.returncode == 0, taken.output
         assert "taking over a stale lock" in taken.output
 

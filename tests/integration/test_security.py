@@ -166,7 +166,8 @@ def test_a_variable_declared_in_invoke_yaml_reaches_the_backend_and_a_secret_one
         "compose_dir": str(compose),
         "app_env": {"clear": {"ERROR_TRACKER_DSN": "https://key@o1.example/7"},
                     "secret": ["JWT_SECRET", "MAIL_PASSWORD"]}}}))
-    secret = f"mail-canary-{uuid.uuid4().hex}"
+    # What a random password can hold, the .env's quoting and interpolation characters among them
+    secret = f"mail-canary-{uuid.uuid4().hex} it's \"$HOME\" ${{X}} #x\\"
     env = dict(testbed_env, MAIL_PASSWORD=secret)
 
     def inv_with(*args):
@@ -183,3 +184,32 @@ def test_a_variable_declared_in_invoke_yaml_reaches_the_backend_and_a_secret_one
     assert f"mail={hashlib.sha256(secret.encode()).hexdigest()}" in seen.stdout
     everything = deployed.stdout + deployed.stderr + seen.stdout + seen.stderr
     assert secret not in everything
+
+
+# Values the host's .env must give back exactly: quotes, backslashes (one ending a value), `$`
+# and `${` (Compose interpolates double-quoted values), `#`, line breaks, non-ASCII.
+ENV_VALUES = ["plain", "pw\\", "a\\\\b", "x'y", "it's\"", "\"quoted\"", "$HOME", "${HOME}", "$$",
+              "a${b", "#hash", "a #b", "x\ny", "\r", "é ünï 日本", " lead", "trail ", "'", "\"",
+              "\\'", "\\\"", "a\\nb", "\\$x", "end\\\\", "$(touch x)", "x'\\", "'\"", "${HOME:-x}",
+              "tab\there", "a=b", "`cmd`", "it's a \\\\ \"test\" $HOME #x\n",
+              # the review's pair: a value ending in a backslash, then one holding a variable
+              "x\\", "DATABASE_URL=postgresql://elsewhere#"]
+
+
+def test_the_hosts_env_file_reads_back_exactly_through_compose(testbed_env, tmp_path):
+    """render_env against Compose's own parser (compose-go), on the staging host."""
+    from fabfile.envfile import render_env
+    env = {f"V{i}": value for i, value in enumerate(ENV_VALUES)}
+    compose = "services:\n  s:\n    image: x\n    environment:\n" + \
+        "".join(f"      {name}: ${{{name}}}\n" for name in env)
+    folder = f"/tmp/envfile-{uuid.uuid4().hex}"
+    staging_host("mkdir", folder)
+    for name, text in (("t.env", render_env(env)), ("c.yaml", compose)):
+        subprocess.run(["docker", "exec", "-i", "-u", "deploy", testbed.HOST, "sh", "-c",
+                        f"cat > {folder}/{name}"], input=text, text=True, check=True)
+    printed = staging_host("docker", "compose", "--env-file", f"{folder}/t.env", "-f",
+                           f"{folder}/c.yaml", "config", "--format", "json")
+    staging_host("rm", "-r", folder)
+    seen = json.loads(printed)["services"]["s"]["environment"]
+    # `compose config` prints a `$` as `$$` (its output is a compose file again)
+    assert {name: value.replace("$$", "$") for name, value in seen.items()} == env

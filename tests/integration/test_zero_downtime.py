@@ -49,6 +49,8 @@ def under_load(action):
         result = action()
         stats = load.stop()
     print(f"\nLOAD {stats.line()}")
+    if stats.failed:   # when, in the deploy's own timeline, the failed requests were sent
+        print(f"the deploy (its times count from about the load's start):\n{result.output}")
     return result, stats, load.results
 
 

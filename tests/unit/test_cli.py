@@ -81,7 +81,7 @@ def test_incident_tools_refuse_bad_arguments_in_one_line_before_connecting(envir
 def test_hostile_settings_stop_a_dry_run_with_one_line_naming_them(environ):
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
                           text=True).stdout.strip()
-    for name, value in (("STAGING_DIR", "/"), ("LOG_LEVEL", "info'\nJWT_SECRET='pwned"),
+    for name, value in (("STAGING_DIR", "/"), ("DB_PASSWORD", "short"),
                         ("REGISTRY", "--help"), ("STAGING_USER", "-ou0"),
                         ("HEALTH_TIMEOUT", "nan"), ("JWT_SECRET", "x'y")):
         result = inv("deploy.staging", "--sha", head, "--dry-run", env=dict(environ, **{name: value}))
@@ -103,3 +103,85 @@ def test_the_tool_without_this_repositorys_testbed_has_no_testbed_tasks(tmp_path
     assert result.returncode == 0, result.stderr
     assert "deploy.staging" in result.stdout
     assert "testbed" not in result.stdout and "bench" not in result.stdout
+
+
+def one_line(result):
+    output = (result.stdout + result.stderr).strip()
+    assert result.returncode != 0 and len(output.splitlines()) == 1, output
+    assert "Traceback" not in output, output
+    return output
+
+
+def test_hostile_flags_and_inputs_end_in_one_line_never_a_traceback(environ):
+    """The review's doors beside the settings: flags, a key that is no key, Invoke's variables."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                          text=True).stdout.strip()
+    key_like = "QUJD" * 2000   # base64 of no key, too long to be a path
+    for args, env, expected in (
+            (("deploy.history", "--limit", "²"), {}, "--limit '²' must be a whole number"),
+            (("deploy.history", "--limit", "99999999999"), {}, "must be a whole number from 1"),
+            (("deploy.staging", "--sha", head, "--dry-run", "--wait-lock=nan"), {},
+             "--wait-lock='nan' must be a number of seconds from 1"),
+            (("deploy.staging", "--sha", head, "--dry-run", "--wait-lock=1e309"), {},
+             "--wait-lock='1e309' must be"),
+            (("deploy.staging", "--sha", head, "--dry-run", "--wait-lock=-5"), {},
+             "--wait-lock='-5' must be"),
+            (("deploy.rollback", "--wait-lock=0"), {}, "--wait-lock='0' must be"),
+            (("deploy.staging", "--sha", head, "--dry-run"), {"STAGING_SSH_KEY": key_like},
+             "STAGING_SSH_KEY is neither a private key"),
+            (("deploy.staging", "--sha", head, "--dry-run"), {"INVOKE_DEPLOY_HEALTH_INTERVAL": "0"},
+             "INVOKE_DEPLOY_HEALTH_INTERVAL: invoke.yaml keys are not read"),
+            (("testbed.up", "--instance", "¹"), {}, "--instance '¹' must be a whole number")):
+        output = one_line(inv(*args, env=dict(environ, **env)))
+        assert expected in output and key_like[:40] not in output, output
+
+
+def test_a_base64_wrapped_key_is_read_as_the_key(defaults, environ):
+    import base64
+
+    from fabfile.config import load_settings
+    key = environ["STAGING_SSH_KEY"]
+    environ["STAGING_SSH_KEY"] = base64.b64encode(key.encode()).decode()
+    assert load_settings(defaults, environ).STAGING_SSH_KEY == key + "\n"
+
+
+def copy_of_the_tool(tmp_path, invoke_yaml_tail=""):
+    import shutil
+    tmp_path.mkdir(exist_ok=True)
+    for name in ("tasks.py", "invoke.yaml"):
+        shutil.copy(ROOT / name, tmp_path)
+    shutil.copytree(ROOT / "fabfile", tmp_path / "fabfile")
+    with open(tmp_path / "invoke.yaml", "a") as config:
+        config.write(invoke_yaml_tail)
+    return tmp_path
+
+
+def test_a_broken_invoke_yaml_ends_in_one_redacted_line(tmp_path, environ):
+    """Invoke reads invoke.yaml before any task runs: a YAML error or a `!!python` tag ends in
+    one line too (tasks.py's excepthook), with every secret of the environment masked."""
+    for tail in ("  project: !!python/name:os.system\n", "  project: [unclosed\n"):
+        folder = copy_of_the_tool(tmp_path / str(len(tail)), tail)
+        env = dict(os.environ, DB_PASSWORD="pw-canary-123456")
+        result = subprocess.run([sys.executable, "-m", "invoke", "deploy.status"], cwd=folder,
+                                env=env, capture_output=True, text=True, timeout=60)
+        output = one_line(result)
+        assert output.startswith("error: ") and "invoke.yaml" in output, output
+
+
+def test_an_unexpected_error_is_one_redacted_line_and_deploy_debug_shows_where(tmp_path, environ):
+    """A bug (here: a settings loader that raises with a secret in its message) never prints a
+    raw traceback or the secret; DEPLOY_DEBUG=1 adds the traceback, redacted."""
+    folder = copy_of_the_tool(tmp_path)
+    config = folder / "fabfile" / "config.py"
+    config.write_text(config.read_text() + "\n\ndef load_settings(*args, **kwargs):\n"
+                      "    raise RuntimeError('boom ' + __import__('os').environ['JWT_SECRET'])\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STAGING_")}
+    env.update(environ)
+    for debug in ("0", "1"):
+        result = subprocess.run([sys.executable, "-m", "invoke", "deploy.status"], cwd=folder,
+                                env=dict(env, DEPLOY_DEBUG=debug), capture_output=True,
+                                text=True, timeout=60)
+        output = result.stdout + result.stderr
+        assert result.returncode == 1 and environ["JWT_SECRET"] not in output, output
+        assert "error: RuntimeError: boom ***" in output
+        assert ("Traceback" in output) == (debug == "1"), output

@@ -10,7 +10,7 @@ from fabfile.compose import (
     parse_inspect,
     strip_terminal_codes,
 )
-from fabfile.config import render_env
+from fabfile.envfile import render_env
 from fabfile.shell import chain, cmd, pipe
 
 SHA = "0123456789abcdef0123456789abcdef01234567"

@@ -3,7 +3,8 @@ window), each slot's server routing by path to the slot's services with the rout
 release in it, Swarm's routes to the services' tasks; and the live slot read back."""
 import re
 
-from fabfile.config import Route, load_settings
+from fabfile.config import load_settings
+from fabfile.declared import Route
 from fabfile.edge import (
     entry_before_routes,
     live_conf,

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from fabfile.compose_target import ComposeTarget
-from fabfile.config import Route
+from fabfile.declared import Route
 from fabfile.deploy import deploy
 from fabfile.edge import live_conf, routes_conf
 from fabfile.errors import DeployError

@@ -1,0 +1,49 @@
+"""Dotenv files: the host's written as Compose reads them (the real parser's round trip is
+tests/integration/test_security.py), the user's read literally."""
+import io
+
+import pytest
+from dotenv import dotenv_values
+
+from fabfile.config import load_settings
+from fabfile.envfile import quoted, read_dotenv, render_env
+from fabfile.errors import ConfigError
+
+
+@pytest.mark.parametrize("value,line", [
+    ("plain", "'plain'"),
+    ("$HOME ${X} #x", "'$HOME ${X} #x'"),              # single quotes: literal for Compose
+    ("pw\\", '"pw\\\\"'),                             # `'pw\'` would run on into the next line
+    ("it's", "\"it's\""),
+    ("it's $HOME", "\"it's $$HOME\""),                 # double quotes interpolate: `$$` is `$`
+    ("a\nb", '"a\\nb"'),
+    ('x\'"', '"x\'\\""'),
+])
+def test_a_value_is_quoted_the_way_compose_reads_it_back(value, line):
+    assert quoted(value) == line
+
+
+def test_the_reviews_pair_cannot_add_or_change_a_variable():
+    text = render_env({"LOG_LEVEL": "x\\", "NODE_ENV": "DATABASE_URL=postgresql://elsewhere#"})
+    assert text.splitlines() == ['LOG_LEVEL="x\\\\"', "NODE_ENV='DATABASE_URL=postgresql://elsewhere#'"]
+    # python-dotenv agrees where it reads `\\` as compose-go does (double quotes)
+    assert dotenv_values(stream=io.StringIO(text), interpolate=False) == {
+        "LOG_LEVEL": "x\\", "NODE_ENV": "DATABASE_URL=postgresql://elsewhere#"}
+
+
+def test_a_nul_is_refused_naming_the_variable():
+    with pytest.raises(ConfigError, match="JWT_SECRET cannot be written"):
+        render_env({"JWT_SECRET": "a\0b"})
+
+
+def test_the_users_env_file_is_read_literally(tmp_path, defaults, environ):
+    """A secret holding `${` or `$NAME` reaches the host as written, not expanded."""
+    path = tmp_path / ".env"
+    path.write_text("DB_PASSWORD='pa${HOME}ss$USER'\nJWT_SECRET=\"jw${PATH}t-secret\"\n")
+    assert read_dotenv(path) == {"DB_PASSWORD": "pa${HOME}ss$USER",
+                                 "JWT_SECRET": "jw${PATH}t-secret"}
+    del environ["DB_PASSWORD"], environ["JWT_SECRET"]
+    from fabfile.config import read_environment
+    settings = load_settings(defaults, read_environment(environ, tmp_path), cwd=tmp_path)
+    assert settings.DB_PASSWORD == "pa${HOME}ss$USER"
+    assert "DB_PASSWORD='pa${HOME}ss$USER'" in render_env(settings.app_env("0" * 40))
