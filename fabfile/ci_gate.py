@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from typing import TYPE_CHECKING, Any, Callable, List, Mapping, Optional, Sequence
+from urllib.parse import urlparse
 
 import requests
 
@@ -42,9 +43,18 @@ def on_branch(compare: dict) -> bool:
     return compare.get("status") in ("identical", "behind")
 
 
-def matches(run_name: str, required: str) -> bool:
-    """A required job's check run, run directly or as a reusable workflow (`<caller> / <name>`)."""
-    return run_name == required or run_name.endswith(" / " + required)
+# The job of deploy-staging.yml that runs ci.yml as a reusable workflow: its check runs are
+# named `ci / <job name>`.
+CI_CALLER = "ci"
+
+
+def matches(run_name: str, required: str, any_caller: bool = False) -> bool:
+    """A required job's check run, run directly or as deploy-staging.yml's reusable workflow
+    (`ci / <name>`). Any `<caller> / <name>` only within the deploy's own workflow run
+    (`any_caller`): outside it, another workflow's job could carry the name."""
+    if run_name in (required, f"{CI_CALLER} / {required}"):
+        return True
+    return any_caller and run_name.endswith(" / " + required)
 
 
 def check_problems(check_runs: List[dict], required: Sequence[str],
@@ -55,7 +65,7 @@ def check_problems(check_runs: List[dict], required: Sequence[str],
             and (suite is None or (r.get("check_suite") or {}).get("id") == suite)]
     problems = []
     for name in required:
-        runs = [r for r in ours if matches(str(r.get("name", "")), name)]
+        runs = [r for r in ours if matches(str(r.get("name", "")), name, suite is not None)]
         if not runs:
             problems.append(f"CI check {name!r} has not run for this commit"
                             + (" in this workflow run" if suite is not None else ""))
@@ -72,6 +82,11 @@ def next_page(link_header: str) -> Optional[str]:
     """The `rel="next"` URL of a GitHub `Link` header, if any."""
     match = re.search(r'<([^>]+)>;\s*rel="next"', link_header or "")
     return match.group(1) if match else None
+
+
+def same_origin(url: str, base: str) -> bool:
+    a, b = urlparse(url), urlparse(base)
+    return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
 
 
 class GitHub:
@@ -126,6 +141,9 @@ class GitHub:
             url, params = next_page(link) or "", None
             if not url:
                 break
+            if not same_origin(url, self.base):   # the token goes only where it was meant to
+                raise GateAnswer(f"the GitHub API's next page of {what} is on another host "
+                                 f"({urlparse(url).hostname}): not followed")
         else:
             raise GateAnswer(f"more than {MAX_PAGES} pages of check runs {what}")
         if len(runs) != total:

@@ -123,6 +123,9 @@ def _staging_dir(value: str) -> str:
                          "(such as /opt/classroom-manager)")
     if any(part in (".", "..") for part in parts):
         raise ValueError("must be a normalized path (no . or ..)")
+    if parts and parts[0] == "tmp":
+        raise ValueError("must not be under /tmp: anyone on the host may write there (such as "
+                         "/opt/classroom-manager or /srv/app)")
     if len(parts) < 2 or parts[0] in SYSTEM_DIRS:
         raise ValueError("must be a directory of its own at least two levels deep, outside the "
                          "system's directories (such as /opt/classroom-manager or /srv/app)")
@@ -133,7 +136,8 @@ _hostname = _matching(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})|\[?[0-9A-Fa-f:.]+\]?",
                       "a host name or IP address")
 _unix_user = _matching(r"[a-z_][a-z0-9_-]{0,31}", "a user name (lower case letters, digits, _ "
                        "and -, not starting with -)")
-_registry_user = _matching(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}", "a registry user name")
+# GitHub's bot actors (dependabot[bot], github-merge-queue[bot]) push as github.actor too
+_registry_user = _matching(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}(\[bot\])?", "a registry user name")
 _registry = _matching(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?",
                       "a registry host such as ghcr.io or localhost:5000")
 _identifier = _matching(r"[A-Za-z_][A-Za-z0-9_]{0,62}", "a PostgreSQL name (letters, digits, _)")

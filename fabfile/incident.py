@@ -8,13 +8,12 @@ refuses while someone holds it unless forced. Their output is written through a
 """
 from __future__ import annotations
 
-import posixpath
 import re
 from typing import TYPE_CHECKING, Callable, List, Optional
 
 from .compose import EDGE_SERVICE, ComposeCommands, release_dir, strip_terminal_codes
 from .errors import DeployError
-from .lock import HELD_EXIT, LOCK_FILE, is_free_command
+from .lock import lock_holders
 from .running import live_release
 from .shell import Runner, TextSink
 from .swarm import app_stack, service_logs
@@ -107,8 +106,7 @@ def exec_in_live(runner: Runner, settings: Settings, service: str, argv: List[st
                  force: bool, interactive: bool, stdin: Optional[str],
                  say: Callable[[str], None]) -> int:
     """`argv` in a new container of the live release's `service`; returns its exit code."""
-    lock = posixpath.join(settings.STAGING_DIR, LOCK_FILE)
-    if not force and runner.run(is_free_command(lock), check=False).exited == HELD_EXIT:
+    if not force and lock_holders(runner, settings):
         raise DeployError("a deploy or rollback holds the deploy lock (`inv deploy.status` says "
                           "which): wait for it, or add --force to run anyway")
     compose = live_compose(runner, settings, service)

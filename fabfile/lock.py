@@ -40,9 +40,6 @@ def acquire_command(path: str, wait: Optional[float]) -> Command:
                "sh", "-c", "echo locked $$; exec cat >/dev/null")
 
 
-def is_free_command(path: str) -> Command:
-    """Exits 0 if nobody holds the lock, HELD_EXIT if someone does."""
-    return cmd("flock", "--nonblock", "--conflict-exit-code", str(HELD_EXIT), path, "true")
 
 
 def describe_holder(info: dict, now: float) -> str:
@@ -156,11 +153,18 @@ def holder_pids(proc_locks: str, identity: str) -> List[int]:
     return pids
 
 
-def break_lock(runner: Runner, settings: Settings) -> List[int]:
-    """For `inv deploy.unlock`: end whatever process holds the lock, remove its note."""
+def lock_holders(runner: Runner, settings: Settings) -> List[int]:
+    """The host pids holding the deploy lock, read from the kernel's table. Only looking: asking
+    flock would take the lock for an instant, and a deploy starting just then would find it held
+    by an unknown holder (deploy.status and deploy.exec ask this)."""
     path = posixpath.join(settings.STAGING_DIR, LOCK_FILE)
     identity = file_identity(runner.run(cmd("stat", "-c", "%d %i", path), check=False).stdout)
-    pids = holder_pids(runner.run(cmd("cat", "/proc/locks")).stdout, identity) if identity else []
+    return holder_pids(runner.run(cmd("cat", "/proc/locks")).stdout, identity) if identity else []
+
+
+def break_lock(runner: Runner, settings: Settings) -> List[int]:
+    """For `inv deploy.unlock`: end whatever process holds the lock, remove its note."""
+    pids = lock_holders(runner, settings)
     for pid in pids:
         runner.run(cmd("kill", str(pid)), "ending the lock holder")
     runner.run(cmd("rm", "-f", posixpath.join(settings.STAGING_DIR, INFO_FILE)), check=False)

@@ -78,9 +78,12 @@ def setup_host(settings: Settings, runner: Runner, reporter: Reporter,
         if runner.run(cmd("docker", "compose", "version"), check=False).ok:
             reporter.note("already installed")
         elif compose_deb:
-            remote = "/tmp/docker-compose-plugin.deb"
+            # a folder only the admin may write (a fixed /tmp path could be someone else's file)
+            folder = runner.run(cmd("mktemp", "-d"), "a private folder for the package").stdout.strip()
+            remote = posixpath.join(folder, "docker-compose-plugin.deb")
             runner.put_file(remote, compose_deb)
             runner.run(sudo("dpkg", "-i", remote), "installing the Compose plugin package")
+            runner.run(cmd("rm", "-r", "--", folder), check=False)
         elif not any(runner.run(apt_install(p), check=False).ok for p in COMPOSE_PACKAGES):
             raise DeployError("no Compose v2 package for this host (Debian bookworm has only v1): "
                               "add Docker's apt repository, or pass --compose-deb with a "

@@ -68,6 +68,8 @@ class Command:
         if self.upstream is not None:
             text = ("set -o pipefail; " + self.upstream.render().replace("set -o pipefail; ", "")
                     + " | " + text)
+        if self.output_file:   # made for our user only (a dump holds the whole database)
+            text = "umask 077; " + text
         return text if self.then is None else text + " && " + self.then.render()
 
 

@@ -7,7 +7,7 @@ import time
 from typing import TYPE_CHECKING
 
 from .ledger import ReleaseLedger, as_dict, merge
-from .lock import HELD_EXIT, INFO_FILE, LOCK_FILE, describe_holder, is_free_command
+from .lock import INFO_FILE, describe_holder, lock_holders
 from .shell import cmd
 from .targets import target_for
 
@@ -18,8 +18,7 @@ if TYPE_CHECKING:
 
 def read_status(runner: Runner, settings: Settings) -> dict:
     running = target_for(settings).read_running(runner)
-    lock_path = posixpath.join(settings.STAGING_DIR, LOCK_FILE)
-    held = runner.run(is_free_command(lock_path), check=False).exited == HELD_EXIT
+    held = bool(lock_holders(runner, settings))
     holder = {}
     if held:
         raw = runner.run(cmd("cat", posixpath.join(settings.STAGING_DIR, INFO_FILE)), check=False)

@@ -32,6 +32,7 @@ def run(name, conclusion="success", status="completed", started="2026-01-01T00:0
 class FakeGitHub(BaseHTTPRequestHandler):
     """The GitHub REST API for one commit, as configured by each test."""
     runs, compare, suite, seen, per_page, broken = [], {"status": "behind"}, OUR_SUITE, [], 100, None
+    next_host = None
 
     def do_GET(self):
         url = urlparse(self.path)
@@ -55,7 +56,8 @@ class FakeGitHub(BaseHTTPRequestHandler):
         chunk = runs[(page - 1) * size:page * size]
         link = ""
         if page * size < len(runs):
-            link = (f'<http://{self.headers["Host"]}{url.path}?page={page + 1}&per_page={size}'
+            link = (f'<http://{FakeGitHub.next_host or self.headers["Host"]}{url.path}?page='
+                    f'{page + 1}&per_page={size}'
                     f'&filter={query.get("filter", ["latest"])[0]}>; rel="next"')
         self.reply(200, {"total_count": len(runs), "check_runs": chunk}, link)
 
@@ -76,6 +78,7 @@ class FakeGitHub(BaseHTTPRequestHandler):
 def github():
     FakeGitHub.runs, FakeGitHub.compare, FakeGitHub.seen = [], {"status": "behind"}, []
     FakeGitHub.per_page, FakeGitHub.broken, FakeGitHub.suite = 100, None, OUR_SUITE
+    FakeGitHub.next_host = None
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeGitHub)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -202,3 +205,23 @@ def test_in_actions_an_untested_commit_is_refused_before_anything_is_built(envir
     assert "--> build" not in result.stdout
     assert "ghs_secret_token_value" not in result.stdout + result.stderr
     assert FakeGitHub.seen and FakeGitHub.seen[0][2] == "Bearer ghs_secret_token_value"
+
+
+def test_a_next_page_on_another_host_is_not_followed_with_the_token(github):
+    FakeGitHub.per_page, FakeGitHub.next_host = 1, "attacker.example:80"
+    FakeGitHub.runs = [run("ci / " + LINT, run_id=1), run("ci / " + INTEGRATION, run_id=2)]
+    problems = ask(github)
+    assert problems == ["the GitHub API's next page of listing check runs of 999999999999 is on "
+                        "another host (attacker.example): not followed"]
+    assert sum(path.endswith("/check-runs") for path, _, _ in FakeGitHub.seen) == 1
+
+
+def test_outside_actions_only_the_deploy_workflows_caller_prefix_counts(github):
+    """From a shell (no run id) any workflow's checks count: a job of another workflow named
+    `evil / Lint and unit tests` must not stand in for ours."""
+    FakeGitHub.runs = [run("evil / " + LINT, run_id=1, suite=OTHER_SUITE),
+                       run("evil / " + INTEGRATION, run_id=2, suite=OTHER_SUITE)]
+    assert ask(github, run_id=None) == [f"CI check {LINT!r} has not run for this commit",
+                                        f"CI check {INTEGRATION!r} has not run for this commit"]
+    FakeGitHub.runs += [run("ci / " + LINT, run_id=3), run(INTEGRATION, run_id=4)]
+    assert ask(github, run_id=None) == []

@@ -212,3 +212,13 @@ def test_a_pull_asks_again_after_a_momentary_registry_error_and_fails_at_once_on
         with pytest.raises(RemoteCommandError, match=lasting):
             images.pull_patiently(host, cmd("docker", "pull", "x"), "pull", Reporter(stream=out))
         assert (host.pulls, host.slept) == (1, [])
+
+
+def test_a_file_a_command_writes_is_our_users_only():
+    """A dump holds the whole database: written with umask 077 whatever the session's umask."""
+    from dataclasses import replace
+
+    from fabfile.shell import cmd, to_file
+    piped = to_file(replace(cmd("gzip"), upstream=cmd("pg_dump", "db")), "/d/backups/x.dump")
+    assert piped.render() == "umask 077; set -o pipefail; pg_dump db | gzip > /d/backups/x.dump"
+    assert to_file(cmd("pg_dump"), "/d/x").render() == "umask 077; pg_dump > /d/x"

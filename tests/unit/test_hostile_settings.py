@@ -77,6 +77,7 @@ def test_the_reported_injections_are_refused(defaults, environ):
         ("STAGING_DIR", "/home", "at least two levels deep"),
         ("STAGING_DIR", "/opt/../etc", "normalized"),
         ("STAGING_DIR", "/etc/app", "outside the system's directories"),
+        ("STAGING_DIR", "/tmp/app", "must not be under /tmp"),
         ("STAGING_DIR", "/opt/app\nx", "must be an absolute path"),
         ("REGISTRY", "--help", "must be a registry host"),
         ("STAGING_USER", "-ou0", "must be a user name"),
@@ -168,3 +169,9 @@ def test_invoke_deploy_variables_are_refused_naming_them(defaults, environ):
     with pytest.raises(ConfigError, match="INVOKE_DEPLOY_HEALTH_INTERVAL: invoke.yaml keys are "
                                           "not read from INVOKE_DEPLOY_"):
         load_settings(defaults, environ)
+
+
+@pytest.mark.parametrize("actor", ["dependabot[bot]", "github-merge-queue[bot]", "octo-cat"])
+def test_github_actors_bots_included_are_registry_users(defaults, environ, actor):
+    environ.update(REGISTRY_USER=actor, REGISTRY_PASSWORD="ghs_token_123456")
+    assert load_settings(defaults, environ).REGISTRY_USER == actor

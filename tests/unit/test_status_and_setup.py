@@ -27,8 +27,11 @@ class CrashingHost(SimulatedHost):
                 if item["Id"] == "<container:backend-green>":
                     item["RestartCount"] = 2
             return Result(0, json.dumps(items), "")
-        if command.argv[0] == "flock":
-            return Result(75, "", "")
+        if command.argv[:2] == ("stat", "-c"):       # the lock file: device 8:1, inode 77
+            return Result(0, "2049 77\n", "")
+        if command.argv == ("cat", "/proc/locks"):     # held by pid 42, looked at, not taken
+            return Result(0, "1: FLOCK  ADVISORY  WRITE 42 08:01:77 0 EOF\n", "")
+        assert command.argv[0] != "flock", "status must not take the lock, even for an instant"
         if command.argv[:2] == ("cat", "/opt/classroom-manager/deploy.lock.json"):
             return Result(0, json.dumps({"action": "rollback", "sha": "c" * 40, "by": "ana@laptop",
                                          "since_epoch": 0, "pid": 42}), "")
