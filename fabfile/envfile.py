@@ -9,8 +9,10 @@ Compose reads a release's `.env` with compose-go's parser, which is not python-d
 So a value is written single-quoted when that reads back exactly (no `'`, no line break, not
 ending in a backslash), double-quoted with those escapes otherwise. Only a NUL cannot be
 written. tests/integration/test_security.py reads every kind of value back through the real
-`docker compose config` on the testbed.
+`docker compose config` on the testbed. The Swarm target's .env is sourced by a shell instead
+(render_sh_env), with the shell's own quoting.
 """
+import shlex
 from pathlib import Path
 from typing import Dict, Mapping
 
@@ -36,13 +38,25 @@ def unwritable_names(env: Mapping[str, str]) -> list:
             if any(c in str(value) for c in UNWRITABLE)]
 
 
-def render_env(env: Mapping[str, str]) -> str:
-    """A compose .env, one `NAME=<quoted value>` per line: the one writer of the host's .env."""
+def refuse_unwritable(env: Mapping[str, str]) -> None:
     bad = unwritable_names(env)
     if bad:
         raise ConfigError([f"{name} cannot be written to the host's .env: it contains a NUL"
                            for name in bad])
+
+
+def render_env(env: Mapping[str, str]) -> str:
+    """A compose .env, one `NAME=<quoted value>` per line: the one writer of the host's .env."""
+    refuse_unwritable(env)
     return "".join(f"{name}={quoted(str(value))}\n" for name, value in sorted(env.items()))
+
+
+def render_sh_env(env: Mapping[str, str]) -> str:
+    """The Swarm target's .env, which a POSIX shell sources (`set -a; . .env`: `docker stack
+    deploy` reads no env file): each value quoted for the shell (shlex.quote; a line break
+    stays inside the quotes). The one writer of that file."""
+    refuse_unwritable(env)
+    return "".join(f"{name}={shlex.quote(str(value))}\n" for name, value in sorted(env.items()))
 
 
 def read_dotenv(path: Path) -> Dict[str, str]:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Set, Tuple
 
 from . import images, swarm
 from .compose import ENV_FILE, compose_text, edge_dir, health_on_host, parse_http, release_dir
-from .envfile import render_env
+from .envfile import render_sh_env
 from .errors import DeployError
 from .health import Answer, Expected
 from .prune import file_reads, kept_and_old_files, remove_paths
@@ -112,7 +112,7 @@ class SwarmTarget:
                        "creating " + directory)
             for name in (swarm.STABLE_FILE, swarm.APP_FILE):
                 runner.put(posixpath.join(directory, name), compose_text(settings, name))
-            runner.put(posixpath.join(directory, ENV_FILE), render_env(env))
+            runner.put(posixpath.join(directory, ENV_FILE), render_sh_env(env))
             for name, text in swarm.edge_files(settings).items():
                 runner.put(posixpath.join(edge_dir(settings), name), text, 0o644)
         if settings.REGISTRY_PULL_USER:

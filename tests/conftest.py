@@ -72,3 +72,13 @@ class FakeClock:
 
     def sleep(self, seconds):
         self.now += seconds
+
+
+# Values the host's .env must give back exactly: quotes, backslashes (one ending a value), `$`
+# and `${` (Compose interpolates double-quoted values), `#`, line breaks, non-ASCII.
+ENV_VALUES = ["plain", "pw\\", "a\\\\b", "x'y", "it's\"", "\"quoted\"", "$HOME", "${HOME}", "$$",
+              "a${b", "#hash", "a #b", "x\ny", "\r", "é ünï 日本", " lead", "trail ", "'", "\"",
+              "\\'", "\\\"", "a\\nb", "\\$x", "end\\\\", "$(touch x)", "x'\\", "'\"", "${HOME:-x}",
+              "tab\there", "a=b", "`cmd`", "it's a \\\\ \"test\" $HOME #x\n",
+              # the review's pair: a value ending in a backslash, then one holding a variable
+              "x\\", "DATABASE_URL=postgresql://elsewhere#"]

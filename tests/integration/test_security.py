@@ -15,7 +15,7 @@ import yaml
 from dotenv import dotenv_values
 
 import testbed
-from tests.conftest import ROOT
+from tests.conftest import ENV_VALUES, ROOT
 from tests.integration.conftest import deploy, health, inv, release, staging_host
 
 
@@ -184,16 +184,6 @@ def test_a_variable_declared_in_invoke_yaml_reaches_the_backend_and_a_secret_one
     assert f"mail={hashlib.sha256(secret.encode()).hexdigest()}" in seen.stdout
     everything = deployed.stdout + deployed.stderr + seen.stdout + seen.stderr
     assert secret not in everything
-
-
-# Values the host's .env must give back exactly: quotes, backslashes (one ending a value), `$`
-# and `${` (Compose interpolates double-quoted values), `#`, line breaks, non-ASCII.
-ENV_VALUES = ["plain", "pw\\", "a\\\\b", "x'y", "it's\"", "\"quoted\"", "$HOME", "${HOME}", "$$",
-              "a${b", "#hash", "a #b", "x\ny", "\r", "é ünï 日本", " lead", "trail ", "'", "\"",
-              "\\'", "\\\"", "a\\nb", "\\$x", "end\\\\", "$(touch x)", "x'\\", "'\"", "${HOME:-x}",
-              "tab\there", "a=b", "`cmd`", "it's a \\\\ \"test\" $HOME #x\n",
-              # the review's pair: a value ending in a backslash, then one holding a variable
-              "x\\", "DATABASE_URL=postgresql://elsewhere#"]
 
 
 def test_the_hosts_env_file_reads_back_exactly_through_compose(testbed_env, tmp_path):

@@ -6,7 +6,7 @@ import pytest
 from dotenv import dotenv_values
 
 from fabfile.config import load_settings
-from fabfile.envfile import quoted, read_dotenv, render_env
+from fabfile.envfile import quoted, read_dotenv, render_env, render_sh_env
 from fabfile.errors import ConfigError
 
 
@@ -47,3 +47,17 @@ def test_the_users_env_file_is_read_literally(tmp_path, defaults, environ):
     settings = load_settings(defaults, read_environment(environ, tmp_path), cwd=tmp_path)
     assert settings.DB_PASSWORD == "pa${HOME}ss$USER"
     assert "DB_PASSWORD='pa${HOME}ss$USER'" in render_env(settings.app_env("0" * 40))
+
+
+def test_the_swarm_env_file_reads_back_exactly_in_a_posix_shell(tmp_path):
+    """The Swarm target's .env is sourced by `sh` (`set -a; . .env`), on the manager: the real
+    shell gives every kind of value back unchanged."""
+    import subprocess
+
+    from tests.conftest import ENV_VALUES
+    env = {f"V{i}": value for i, value in enumerate(ENV_VALUES)}
+    (tmp_path / ".env").write_text(render_sh_env(env))
+    script = "set -a && . ./.env && set +a && " + " && ".join(
+        f'printf "%s\\0" "${name}"' for name in env)
+    out = subprocess.run(["sh", "-c", script], cwd=tmp_path, capture_output=True, check=True).stdout
+    assert dict(zip(env, out.decode().split("\0"))) == env
