@@ -18,17 +18,22 @@ import posixpath
 import re
 import shlex
 from dataclasses import replace
-from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from .health import SLOT_HEADER
 from .shell import Command, cmd
 
 if TYPE_CHECKING:
     from .config import Settings
+    from .shell import Runner
 
 BASE_FILE = "compose.yaml"
 APP_FILE = "app.yaml"
 ENV_FILE = ".env"
+# The secrets of the app's environment, at the top of STAGING_DIR (0600): written by every
+# deploy from its settings, read by every release after its own .env (which keeps only its
+# non-secret configuration), so a rollback or an undo never brings back a rotated secret.
+SECRETS_FILE = "secrets.env"
 RELEASE_FILES = (BASE_FILE, APP_FILE, ENV_FILE)
 SLOTS = ("blue", "green")
 EDGE_SERVICE = "edge"
@@ -56,6 +61,26 @@ def other_slot(slot: Optional[str]) -> str:
     return "green" if slot == "blue" else "blue"
 
 
+def secrets_path(settings: Settings) -> str:
+    return posixpath.join(settings.STAGING_DIR, SECRETS_FILE)
+
+
+def ensure_secrets_file(settings: Settings) -> Command:
+    """The secrets file exists (empty on a host deployed by a version before it), so that
+    Compose, which refuses a missing --env-file, runs; its content is left as it is."""
+    return cmd("sh", "-c", 'umask 077 && touch -- "$1"', "sh", secrets_path(settings))
+
+
+def write_secrets(runner: Runner, settings: Settings, render: Callable[[Mapping[str, str]], str]) -> bool:
+    """The host's secrets file from these settings, if they carry every secret (a deploy's
+    do; a rollback from a shell may not: then the host's current ones stay). Whether written."""
+    if not settings.carries_secrets():
+        runner.run(ensure_secrets_file(settings))
+        return False
+    runner.put(secrets_path(settings), render(settings.split_env("0" * 40)[1]))
+    return True
+
+
 class ComposeCommands:
     """Compose commands for the stable project (slot None) or an app slot, using the files in
     `directory` (default: the pair at the top of STAGING_DIR)."""
@@ -71,7 +96,7 @@ class ComposeCommands:
     def _compose(self, *args: str) -> Command:
         slot = ("env", f"DEPLOY_SLOT={self.slot}") if self.slot else ()
         return cmd(*slot, "docker", "compose", "-p", self.project, "-f", self.compose_path,
-                   "--env-file", self.env_path, *args)
+                   "--env-file", self.env_path, "--env-file", secrets_path(self.settings), *args)
 
     def prepare_dir(self) -> Command:
         """The directory, readable by the deploy user only (it holds a .env)."""

@@ -28,6 +28,7 @@ from .compose import (
     slot_project,
     stable_digest_path,
     strip_terminal_codes,
+    write_secrets,
 )
 from .edge import LIVE_FILE, ROUTES_FILE, entry_before_routes, live_conf, routes_conf, routes_file
 from .envfile import render_env
@@ -206,7 +207,9 @@ def stage_files(remote: Runner, settings: Settings, sha: str, staged: ComposeCom
                    "creating " + staged.dir)
         for name in (BASE_FILE, APP_FILE):
             remote.put(posixpath.join(staged.dir, name), compose_text(settings, name))
-        remote.put(staged.env_path, render_env(settings.app_env(sha)))
+        public, _ = settings.split_env(sha)
+        remote.put(staged.env_path, render_env(public))
+        write_secrets(remote, settings, render_env)
         remote.put(posixpath.join(staged.dir, ROUTES_FILE), routes_conf(settings.routes))
         edge = edge_dir(settings)
         if live:
@@ -315,6 +318,7 @@ def restore_release(runner: Runner, settings: Settings, sha: str, reporter: Repo
     still runs healthy in the other slot (standing by through a watch window), the edge switches
     back to it at once. With `journal`, each step registers its undo there (a rollback)."""
     journal = journal if journal is not None else Journal()
+    write_secrets(runner, settings, render_env)   # the current secrets, never the release's
     running = read_running(runner, settings)
     if running.slot and running.sha == sha and running.healthy:
         with reporter.step(f"{sha[:12]} is live and healthy; retire slot {other_slot(running.slot)}"):

@@ -276,6 +276,7 @@ class Settings:
     health: HealthContract     # what the app's health answer must say
     values: Mapping[str, object] = field(repr=False)
     app: Mapping[str, "AppVariable"] = field(repr=False, default_factory=dict)
+    app_secrets: tuple = ()    # the secret variables invoke.yaml declares (set or not)
 
     # The tool's settings, typed for the checker (their values are in `values`, read through
     # __getattr__); test_config keeps this list equal to SETTINGS. Optional: no default and
@@ -357,6 +358,24 @@ class Settings:
             env[f"{service.name.upper()}_IMAGE"] = self.image_ref(service.name, sha)
         env["RELEASE_SHA"] = sha
         return env
+
+
+    def secret_names(self) -> set:
+        """The variables of the host's .env that hold a secret: kept out of a release's own
+        .env, in the one secrets file every release reads (see compose.SECRETS_FILE)."""
+        return {s.env for s in SETTINGS if s.secret} | set(self.app_secrets)
+
+    def split_env(self, sha: str) -> Tuple[dict, dict]:
+        """app_env(sha) as (what the release keeps, the secrets)."""
+        env, secret = self.app_env(sha), self.secret_names()
+        return ({k: v for k, v in env.items() if k not in secret},
+                {k: v for k, v in env.items() if k in secret})
+
+    def carries_secrets(self) -> bool:
+        """Whether these settings hold every secret the app's .env needs (a deploy's always do;
+        a rollback's from a shell may not, and then the host's current ones stay)."""
+        return bool(self.values.get("DB_PASSWORD")) and all(
+            name in self.app for name in self.app_secrets)
 
 
 @dataclass(frozen=True)
@@ -508,6 +527,7 @@ def load_settings(defaults: Mapping, environ: Mapping[str, str],
         health=health,
         values=values,
         app=app,
+        app_secrets=tuple((defaults.get("app_env") or {}).get("secret") or ()),
     )
     unwritable = unwritable_names(settings.app_env("0" * 40))
     if unwritable:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Callable, List, Optional
 
-from .compose import EDGE_SERVICE, ComposeCommands, release_dir, strip_terminal_codes
+from .compose import EDGE_SERVICE, ComposeCommands, ensure_secrets_file, release_dir, strip_terminal_codes
 from .errors import DeployError
 from .lock import lock_holders
 from .running import live_release
@@ -65,6 +65,7 @@ def exec_problems(settings: Settings, service: Optional[str], argv: List[str]) -
 
 def live_compose(runner: Runner, settings: Settings, service: Optional[str]) -> ComposeCommands:
     """The compose project that runs `service` (the app's, when None) for the live release."""
+    runner.run(ensure_secrets_file(settings))   # a host staged before the secrets file
     if service in stable_services(settings):
         return ComposeCommands(settings)
     live = live_release(runner, settings)

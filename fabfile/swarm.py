@@ -20,7 +20,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence
 
-from .compose import ENV_FILE, compose_text, edge_reload, release_dir
+from .compose import ENV_FILE, SECRETS_FILE, compose_text, edge_reload, release_dir
 from .edge import SWARM_ROUTES_FILE, swarm_routes_conf
 from .health import Answer, Expected, who_answered
 from .images import PROJECT_LABEL, SHA_LABEL
@@ -105,9 +105,17 @@ def stable_digest(stack_text: str, env: Mapping[str, str]) -> str:
 def with_env(directory: str, command: str, overrides: Mapping[str, str] = {}) -> Command:
     """`command` (shell text of our own making) with the release's .env in its environment,
     `overrides` (values of our own making, never a secret) set after it."""
-    env = shlex.quote(posixpath.join(directory, ENV_FILE))
     assigned = "".join(f"{name}={shlex.quote(value)} && " for name, value in overrides.items())
-    return cmd("sh", "-c", f"set -a && . {env} && {assigned}set +a && exec {command}")
+    return cmd("sh", "-c", f"set -a && {sourced(directory)} && {assigned}set +a && exec {command}")
+
+
+def sourced(directory: str) -> str:
+    """Shell text that sources the release's .env, then the host's current secrets over it
+    (compose.SECRETS_FILE; absent on a host staged before it: the release's own then count)."""
+    env = shlex.quote(posixpath.join(directory, ENV_FILE))
+    secrets = shlex.quote(posixpath.join(posixpath.dirname(posixpath.dirname(directory)),
+                                         SECRETS_FILE))
+    return f". {env} && if [ -f {secrets} ]; then . {secrets}; fi"
 
 
 def stack_deploy(directory: str, file: str, stack: str, window: Optional[str] = None) -> Command:
@@ -140,8 +148,7 @@ def dump_database(settings: Settings, directory: str, path: str) -> Command:
               f"{shlex.quote(network(settings))} \"$POSTGRES_IMAGE\" nice -n 19 pg_dump "
               f"-h {shlex.quote(settings.database_service)} -U \"$DB_USER\" -d \"$DB_NAME\" "
               f"--format=custom > {shlex.quote(path)}")
-    env = shlex.quote(posixpath.join(directory, ENV_FILE))
-    return cmd("sh", "-c", f"set -a && . {env} && set +a && umask 077 && {script}")
+    return cmd("sh", "-c", f"set -a && {sourced(directory)} && set +a && umask 077 && {script}")
 
 
 def network_exists(name: str) -> Command:

@@ -18,7 +18,7 @@ import time
 from typing import TYPE_CHECKING, Dict, List, Optional, Set, Tuple
 
 from . import images, swarm
-from .compose import ENV_FILE, compose_text, edge_dir, health_on_host, parse_http, release_dir
+from .compose import ENV_FILE, compose_text, edge_dir, health_on_host, parse_http, release_dir, write_secrets
 from .envfile import render_sh_env
 from .errors import DeployError
 from .health import Answer, Expected
@@ -112,7 +112,9 @@ class SwarmTarget:
                        "creating " + directory)
             for name in (swarm.STABLE_FILE, swarm.APP_FILE):
                 runner.put(posixpath.join(directory, name), compose_text(settings, name))
-            runner.put(posixpath.join(directory, ENV_FILE), render_sh_env(env))
+            public = {k: v for k, v in env.items() if k not in settings.secret_names()}
+            runner.put(posixpath.join(directory, ENV_FILE), render_sh_env(public))
+            write_secrets(runner, settings, render_sh_env)
             for name, text in swarm.edge_files(settings).items():
                 runner.put(posixpath.join(edge_dir(settings), name), text, 0o644)
         if settings.REGISTRY_PULL_USER:
@@ -355,6 +357,7 @@ class SwarmTarget:
             return False
         if journal is not None and running.sha and running.healthy:
             journal.on_failure(self.go_back_to(runner, running.sha, reporter))
+        write_secrets(runner, self.settings, render_sh_env)   # the current ones, never the release's
         directory = release_dir(self.settings, sha)
         with reporter.step(f"deploy {sha[:12]} from its kept files (no registry)"):
             runner.run(swarm.stack_deploy(directory, swarm.APP_FILE, app_stack(self.settings),

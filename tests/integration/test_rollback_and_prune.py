@@ -1,4 +1,5 @@
 """`inv deploy.rollback`, database restore, the first deploy, and prune's scope on a shared host."""
+import hashlib
 import json
 import re
 import subprocess
@@ -7,7 +8,6 @@ import time
 import testbed
 from tests.integration.conftest import (
     deploy,
-    deployed_good,
     health,
     inv,
     make_commit,
@@ -34,17 +34,35 @@ def deploy_ok(env, sha, **settings):
     return sha
 
 
-def test_rollback_restores_the_previous_release_with_the_registry_down(testbed_env, good):
+def jwt_secret_digest(env):
+    """What the live backend holds as JWT_SECRET (its sha256: the value is never printed)."""
+    check = ("import hashlib, os; "
+             "print('jwt=' + hashlib.sha256(os.environ['JWT_SECRET'].encode()).hexdigest())")
+    seen = inv(env, "deploy.exec", "backend", "--", "python3", "-c", check)
+    assert seen.returncode == 0, seen.output
+    return seen.stdout.split("jwt=")[1].split()[0]
+
+
+def test_rollback_restores_the_previous_release_with_the_registry_down_and_the_current_secrets(
+        testbed_env, good):
+    """A's own .env keeps no secret: after JWT_SECRET was rotated (B's deploy), the rollback
+    restarts A with the rotated one, never the leaked one A was deployed with."""
     a, _ = good
-    b = deployed_good(testbed_env, "rb-b", parent=a)
+    rotated = dict(testbed_env, JWT_SECRET=f"rotated-{time.time_ns()}")
+    b = release("rb-b", parent=a)
+    assert deploy(rotated, b).returncode == 0
+    kept = staging_host("cat", f"/opt/classroom-manager/releases/{a}/.env")
+    assert "JWT_SECRET" not in kept and "DB_PASSWORD" not in kept, kept
+    assert staging_host("stat", "-c", "%a", "/opt/classroom-manager/secrets.env").strip() == "600"
     subprocess.run(["docker", "kill", testbed.REGISTRY], check=True, capture_output=True)
     try:   # exactly what the rollback workflow runs when no sha is given
-        result = inv(testbed_env, "deploy.rollback", "--to", "")
+        result = inv(rotated, "deploy.rollback", "--to", "")
     finally:
         testbed.start_registry()
     assert result.returncode == 0, result.output
     assert f"rollback SUCCEEDED: {a}" in result.stdout
     assert health()[1] == a
+    assert jwt_secret_digest(rotated) == hashlib.sha256(rotated["JWT_SECRET"].encode()).hexdigest()
     history = json.loads(inv(testbed_env, "deploy.history", "--json").stdout)
     assert (history[0]["action"], history[0]["sha"], history[0]["result"]) == ("rollback", a, "succeeded")
     assert history[0]["previous"] == b

@@ -48,7 +48,8 @@ def test_manifest_check_uses_plain_http_only_when_configured():
 def test_compose_commands_name_project_file_and_env_absolutely(settings):
     compose = ComposeCommands(settings)
     prefix = ("docker compose -p classroom-manager -f /opt/classroom-manager/compose.yaml "
-              "--env-file /opt/classroom-manager/.env")
+              "--env-file /opt/classroom-manager/.env "
+              "--env-file /opt/classroom-manager/secrets.env")
     assert compose.pull().render() == prefix + " pull --quiet"
     assert compose.up_stable().render() == prefix + " up -d --wait --remove-orphans"
     # never a signal from the engine: Docker 20.10 would not restart the edge after a reboot
@@ -63,7 +64,8 @@ def test_a_slot_is_its_own_project_with_the_release_files(settings):
     slot = ComposeCommands(settings, "/opt/classroom-manager/releases/abc", "green")
     prefix = ("env DEPLOY_SLOT=green docker compose -p classroom-manager-green "
               "-f /opt/classroom-manager/releases/abc/app.yaml "
-              "--env-file /opt/classroom-manager/releases/abc/.env")
+              "--env-file /opt/classroom-manager/releases/abc/.env "
+              "--env-file /opt/classroom-manager/secrets.env")
     assert slot.up().render() == prefix + " up -d --remove-orphans"
     assert slot.up(pull_never=True).render() == prefix + " up -d --remove-orphans --pull never"
     assert slot.migrate().render() == prefix + " run --rm -T --no-deps backend migrate"

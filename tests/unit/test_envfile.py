@@ -61,3 +61,28 @@ def test_the_swarm_env_file_reads_back_exactly_in_a_posix_shell(tmp_path):
         f'printf "%s\\0" "${name}"' for name in env)
     out = subprocess.run(["sh", "-c", script], cwd=tmp_path, capture_output=True, check=True).stdout
     assert dict(zip(env, out.decode().split("\0"))) == env
+
+
+def test_a_release_keeps_no_secret_and_the_host_keeps_the_current_ones(settings):
+    """Rotation-safe rollback: the secrets live in one host file that every deploy rewrites from
+    its settings; a rollback without them (a shell without the app's secrets) keeps the host's."""
+    from dataclasses import replace
+
+    from fabfile.compose import write_secrets
+    public, secret = settings.split_env("a" * 40)
+    assert set(secret) == {"DB_PASSWORD", "DATABASE_URL", "JWT_SECRET"}
+    assert not set(public) & set(secret) and public["BACKEND_IMAGE"].endswith("a" * 40)
+    puts, runs = [], []
+
+    class Host:
+        def put(self, path, text, mode=0o600):
+            puts.append((path, text, mode))
+
+        def run(self, command, what="", check=True):
+            runs.append(command.render())
+
+    assert write_secrets(Host(), settings, render_env)
+    assert puts == [("/opt/classroom-manager/secrets.env", render_env(secret), 0o600)]
+    without = replace(settings, app={}, values=dict(settings.values, DB_PASSWORD=None))
+    assert not write_secrets(Host(), without, render_env)
+    assert runs == ["sh -c 'umask 077 && touch -- \"$1\"' sh /opt/classroom-manager/secrets.env"]

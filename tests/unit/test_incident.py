@@ -8,7 +8,8 @@ from fabfile.report import RedactingStream, held_back
 
 SLOT = ("env DEPLOY_SLOT=blue docker compose -p classroom-manager-blue "
         "-f /opt/classroom-manager/releases/abc/app.yaml "
-        "--env-file /opt/classroom-manager/releases/abc/.env")
+        "--env-file /opt/classroom-manager/releases/abc/.env "
+        "--env-file /opt/classroom-manager/secrets.env")
 
 
 def test_log_arguments_are_checked_before_connecting(settings):

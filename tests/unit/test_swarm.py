@@ -15,12 +15,15 @@ def test_stack_deploy_sources_the_env_file_and_never_asks_the_registry(settings)
     command = swarm.stack_deploy("/opt/cm/releases/x", swarm.APP_FILE, "cm-app")
     assert command.argv[:2] == ("sh", "-c")
     script = command.argv[2]
-    assert script.startswith("set -a && . /opt/cm/releases/x/.env && set +a && exec docker stack")
+    # the release's .env, then the host's current secrets over it (a rollback never brings back
+    # a rotated one)
+    sourced = ("set -a && . /opt/cm/releases/x/.env && if [ -f /opt/cm/secrets.env ]; then "
+               ". /opt/cm/secrets.env; fi && ")
+    assert script.startswith(sourced + "set +a && exec docker stack")
     assert "--resolve-image never" in script and "--with-registry-auth" in script
     assert script.endswith("-c /opt/cm/releases/x/stack-app.yaml cm-app")
     restore = swarm.stack_deploy("/opt/cm/releases/x", swarm.APP_FILE, "cm-app", "2s").argv[2]
-    assert restore.startswith("set -a && . /opt/cm/releases/x/.env && UPDATE_WINDOW=2s && set +a "
-                              "&& exec docker stack deploy")
+    assert restore.startswith(sourced + "UPDATE_WINDOW=2s && set +a && exec docker stack deploy")
 
 
 def test_one_off_containers_get_variables_by_name_only(settings):
