@@ -290,7 +290,7 @@ def prune_after_success(runner: Runner, settings: Settings, sha: str, previous: 
             keep, files = prune.kept_and_old_files(settings, files_read, sha, previous)
             ours = containers(runner, settings, listing.stdout)
             refs = prune.choose_images(prune.parse_images(image_list.stdout), keep,
-                                       {c["Image"] for c in ours})
+                                       {c["Image"] for c in ours}, prune.our_repos(settings))
             stopped = prune.stopped(ours)
             removals = ([prune.remove_images(refs)] if refs else []) + \
                 ([remove_containers(stopped)] if stopped else []) + \

@@ -1,7 +1,8 @@
 """Scoped prune, after a successful deploy only: this project's images, containers and files.
 
-Images are chosen by the project label the build put on them (and never by anything broader);
-kept are the running release, the rollback set and the last N good releases. Only our compose
+Images are listed by the project label the build put on them, and of those only our own tags in
+our own repositories are removed; kept are the running release, the rollback set and the last N
+good releases. Only our compose
 projects' stopped containers are removed. Volumes, networks and other projects are never
 touched, and no `docker ... prune` command is ever run.
 """
@@ -31,23 +32,28 @@ def parse_images(output: str) -> List[dict]:
     return [json.loads(line) for line in output.splitlines() if line.strip()]
 
 
-def choose_images(rows: List[dict], keep_shas: Iterable[str], keep_ids: Iterable[str]) -> List[str]:
-    """Which references to remove: tags of kept shas, the rollback tag and every tag of an image
-    in use stay; untagged (dangling) images of the project go by id."""
+# The tags the tool itself puts on its images: `staging-<sha>` (the build) and `release-<sha>`
+# (the host's copy). Only those, of our own repositories, are ever removed.
+OUR_TAG = re.compile(r"(staging|release)-[0-9a-f]{40}")
+
+
+def our_repos(settings: Settings) -> Set[str]:
+    return {settings.image_repo(service.name) for service in settings.services}
+
+
+def choose_images(rows: List[dict], keep_shas: Iterable[str], keep_ids: Iterable[str],
+                  repos: Iterable[str]) -> List[str]:
+    """Which references to remove: our own tags (OUR_TAG) in our own repositories, except those
+    of kept shas and every tag of an image in use. The label only lists candidates: an image
+    built FROM ours carries it too, and so does another tag of the same image; neither is ours
+    to remove. An untagged image is left as well (whose it is cannot be told)."""
     keep_tags = {ROLLBACK_TAG}
     for sha in keep_shas:
         keep_tags |= {f"staging-{sha}", release_tag(sha)}
-    keep_ids = set(keep_ids)
-    remove = []
-    for row in rows:
-        image_id, repo, tag = row.get("ID", ""), row.get("Repository", ""), row.get("Tag", "")
-        if image_id in keep_ids or tag in keep_tags:
-            continue
-        if tag == "<none>" or repo == "<none>":
-            remove.append(image_id)
-        else:
-            remove.append(f"{repo}:{tag}")
-    return sorted(set(remove))
+    keep_ids, repos = set(keep_ids), set(repos)
+    return sorted({f"{row.get('Repository')}:{row.get('Tag')}" for row in rows
+                   if row.get("ID") not in keep_ids and row.get("Tag") not in keep_tags
+                   and row.get("Repository") in repos and OUR_TAG.fullmatch(str(row.get("Tag")))})
 
 
 def remove_images(refs: List[str]) -> Command:

@@ -214,13 +214,16 @@ def node_prune_script(settings: Settings, keep: Iterable[str]) -> str:
     """What the prune job runs on each node (sh; every value quoted). First the containers of
     this project that ended (old tasks that Swarm keeps as history, the jobs'; a container
     carries its image's labels, and the jobs' are labelled too): they hold old images. Then
-    every reference of each image the build labelled with this project and built from a
-    release not in `keep`. Never --force: an image a container uses stays. Volumes, and
-    everything of other projects, are never named."""
+    each reference in one of our repositories of each image the build labelled with this
+    project and built from a release not in `keep` (an image built FROM ours carries the
+    labels too, and another tag of the same image is not ours: neither is named). Never
+    --force: an image a container uses stays. Volumes, and everything of other projects, are
+    never named."""
     project = shlex.quote(f"label={PROJECT_LABEL}={settings.project}")
     sha_of = shlex.quote('{{index .Config.Labels "%s"}}' % SHA_LABEL)
     refs_of = shlex.quote("{{range .RepoTags}}{{.}} {{end}}{{range .RepoDigests}}{{.}} {{end}}")
     kept = shlex.quote(" %s " % " ".join(sorted(keep)))
+    ours = "|".join(f"{shlex.quote(settings.image_repo(s.name))}[:@]*" for s in settings.services)
     return "\n".join([
         f"docker ps -aq --filter {project} --filter status=exited --filter status=created "
         "--filter status=dead | xargs -r docker rm >/dev/null",
@@ -228,9 +231,9 @@ def node_prune_script(settings: Settings, keep: Iterable[str]) -> str:
         f"  sha=$(docker image inspect --format {sha_of} \"$id\") || continue",
         f"  case {kept} in *\" $sha \"*) continue;; esac",
         f"  for ref in $(docker image inspect --format {refs_of} \"$id\"); do",
-        "    docker image rm \"$ref\" >/dev/null 2>&1 && echo \"removed $ref\"",
+        f"    case \"$ref\" in {ours}) docker image rm \"$ref\" >/dev/null 2>&1 && "
+        "echo \"removed $ref\";; esac",
         "  done",
-        "  docker image rm \"$id\" >/dev/null 2>&1 && echo \"removed $id\"",
         "done",
         "true",
     ])

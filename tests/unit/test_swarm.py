@@ -300,23 +300,30 @@ def test_an_update_that_hangs_on_a_node_that_stopped_is_started_again_once(defau
                       "classroom-manager-app_frontend"]
 
 FAKE_DOCKER = """#!/bin/sh
-# A node's engine, as the prune script sees it: images of this project (a kept release, an
-# old one, an old one a container still uses, one with two references) and another project's.
+# A node's engine, as the prune script sees it: images labelled with this project (a kept
+# release, an old one, an old one a container still uses, one that also carries another
+# project's tag, and another project's image built FROM ours, which inherited our labels).
 echo "$*" >> "$LOG"
+B=ghcr.io/acme/classroom-manager-backend
+F=ghcr.io/acme/classroom-manager-frontend
 case "$*" in
   "ps -aq --filter label=deploy.project=classroom-manager --filter status=exited "*)
     echo c-old-task ;;
   "rm c-old-task") ;;
   "image ls -q --no-trunc --filter label=deploy.project=classroom-manager")
-    printf 'id-kept\\nid-old\\nid-used\\nid-old\\nid-two\\n' ;;
+    printf 'id-kept\\nid-old\\nid-used\\nid-old\\nid-two\\nid-child\\n' ;;
   "image inspect --format {{index .Config.Labels \\"org.opencontainers.image.revision\\"}} id-kept")
     echo KEPT ;;
   "image inspect --format {{index .Config.Labels \\"org.opencontainers.image.revision\\"}} "*)
     echo OLD ;;
-  "image inspect --format {{range .RepoTags}}"*" id-two") echo "r/b:staging-OLD r/b@sha256:2 " ;;
-  "image inspect --format {{range .RepoTags}}"*) echo "r/${5#id-}@sha256:1 " ;;
-  "image rm r/used@sha256:1") echo "conflict: in use" >&2; exit 1 ;;
-  "image rm id-used") exit 1 ;;
+  "image inspect --format {{range .RepoTags}}"*" id-old") echo "$B@sha256:1 " ;;
+  "image inspect --format {{range .RepoTags}}"*" id-two")
+    echo "$F:staging-OLD other/app:latest $F@sha256:2 " ;;
+  "image inspect --format {{range .RepoTags}}"*" id-used") echo "$B@sha256:3 " ;;
+  "image inspect --format {{range .RepoTags}}"*" id-child") echo "other/child:1 " ;;
+  "image rm $B@sha256:3") echo "conflict: in use" >&2; exit 1 ;;
+  "image rm other/"*) echo "unexpected: $*" >&2; exit 9 ;;
+  "image rm id-"*) echo "unexpected: $*" >&2; exit 9 ;;
   "image rm "*) ;;
   *) echo "unexpected: $*" >&2; exit 9 ;;
 esac
@@ -324,7 +331,9 @@ esac
 
 
 def test_the_node_prune_script_removes_only_old_images_of_this_project(tmp_path, settings):
-    """The script the prune job runs on each node, run by sh against a scripted engine."""
+    """The script the prune job runs on each node, run by sh against a scripted engine: only
+    references in our own repositories go; another project's tag of the same image, and an
+    image built FROM ours (it carries our labels), are never named."""
     import os
     import subprocess
     fake = tmp_path / "docker"
@@ -338,8 +347,9 @@ def test_the_node_prune_script_removes_only_old_images_of_this_project(tmp_path,
     assert done.returncode == 0 and "unexpected" not in done.stderr, done.stderr
     removed = [line.split()[-1] for line in log.read_text().splitlines()
                if line.startswith("image rm ")]
-    assert removed == ["r/old@sha256:1", "id-old", f"r/b:staging-{OLD}", "r/b@sha256:2",
-                       "id-two", "r/used@sha256:1", "id-used"]     # id-kept: never
+    b, f = "ghcr.io/acme/classroom-manager-backend", "ghcr.io/acme/classroom-manager-frontend"
+    assert removed == [f"{b}@sha256:1", f"{f}:staging-{OLD}", f"{f}@sha256:2",
+                       f"{b}@sha256:3"]     # id-kept: never; other/...: never
     assert "rm c-old-task" in log.read_text().splitlines()
-    assert done.stdout.split("\n")[:2] == ["removed r/old@sha256:1", "removed id-old"]
-    assert "r/used" not in done.stdout and "--force" not in script and " -f " not in script
+    assert done.stdout.split("\n")[:1] == [f"removed {b}@sha256:1"]
+    assert "@sha256:3" not in done.stdout and "--force" not in script and " -f " not in script
