@@ -46,14 +46,23 @@ def choose_images(rows: List[dict], keep_shas: Iterable[str], keep_ids: Iterable
     """Which references to remove: our own tags (OUR_TAG) in our own repositories, except those
     of kept shas and every tag of an image in use. The label only lists candidates: an image
     built FROM ours carries it too, and so does another tag of the same image; neither is ours
-    to remove. An untagged image is left as well (whose it is cannot be told)."""
+    to remove. An untagged image of the project (one of ours whose tag moved on) goes by id:
+    nothing can name it any more, and `docker image rm` without --force leaves it to a
+    container that still uses it."""
     keep_tags = {ROLLBACK_TAG}
     for sha in keep_shas:
         keep_tags |= {f"staging-{sha}", release_tag(sha)}
     keep_ids, repos = set(keep_ids), set(repos)
-    return sorted({f"{row.get('Repository')}:{row.get('Tag')}" for row in rows
-                   if row.get("ID") not in keep_ids and row.get("Tag") not in keep_tags
-                   and row.get("Repository") in repos and OUR_TAG.fullmatch(str(row.get("Tag")))})
+    remove = set()
+    for row in rows:
+        image_id, repo, tag = row.get("ID", ""), row.get("Repository", ""), str(row.get("Tag", ""))
+        if image_id in keep_ids or tag in keep_tags:
+            continue
+        if tag == "<none>":
+            remove.add(image_id)
+        elif repo in repos and OUR_TAG.fullmatch(tag):
+            remove.add(f"{repo}:{tag}")
+    return sorted(remove)
 
 
 def remove_images(refs: List[str]) -> Command:

@@ -216,13 +216,15 @@ def node_prune_script(settings: Settings, keep: Iterable[str]) -> str:
     carries its image's labels, and the jobs' are labelled too): they hold old images. Then
     each reference in one of our repositories of each image the build labelled with this
     project and built from a release not in `keep` (an image built FROM ours carries the
-    labels too, and another tag of the same image is not ours: neither is named). Never
+    labels too, and another tag of the same image is not ours: neither is named), then the
+    image itself if no tag is left on it. Never
     --force: an image a container uses stays. Volumes, and everything of other projects, are
     never named."""
     project = shlex.quote(f"label={PROJECT_LABEL}={settings.project}")
     sha_of = shlex.quote('{{index .Config.Labels "%s"}}' % SHA_LABEL)
     refs_of = shlex.quote("{{range .RepoTags}}{{.}} {{end}}{{range .RepoDigests}}{{.}} {{end}}")
     kept = shlex.quote(" %s " % " ".join(sorted(keep)))
+    tags_of = shlex.quote("{{len .RepoTags}}")
     ours = "|".join(f"{shlex.quote(settings.image_repo(s.name))}[:@]*" for s in settings.services)
     return "\n".join([
         f"docker ps -aq --filter {project} --filter status=exited --filter status=created "
@@ -234,6 +236,9 @@ def node_prune_script(settings: Settings, keep: Iterable[str]) -> str:
         f"    case \"$ref\" in {ours}) docker image rm \"$ref\" >/dev/null 2>&1 && "
         "echo \"removed $ref\";; esac",
         "  done",
+        # left with no tag at all (only digests of ours, or none): nothing names it any more
+        f"  [ \"$(docker image inspect --format {tags_of} \"$id\" 2>/dev/null)\" = 0 ] && "
+        "docker image rm \"$id\" >/dev/null 2>&1 && echo \"removed $id\"",
         "done",
         "true",
     ])

@@ -56,12 +56,13 @@ def test_prune_keeps_running_rollback_and_retained_releases_only():
             image("r/app-backend", f"staging-{B}", "id-b"), image("r/app-backend", "rollback", "id-b"),
             image("r/app-backend", f"staging-{C}", "id-c"), image("r/app-backend", f"staging-{D}", "id-d"),
             image("r/app-backend", f"release-{C}", "id-c"),
-            # carry our label but are not ours: untagged, another project's tag of the same
-            # image, an image built FROM ours, a tag someone put in our repository
+            # untagged: one of ours whose tag moved on (by id); then three that carry our label
+            # but are not ours: another project's tag of the same image, an image built FROM
+            # ours, a tag someone put in our repository
             image("<none>", "<none>", "id-old"), image("other/app", "latest", "id-c"),
             image("other/child", f"staging-{C}", "id-child"), image("r/app-backend", "debug", "id-c")]
     remove = prune.choose_images(rows, keep_shas=[A], keep_ids=["id-d"], repos={"r/app-backend"})
-    assert remove == [f"r/app-backend:release-{C}", f"r/app-backend:staging-{B}",
+    assert remove == ["id-old", f"r/app-backend:release-{C}", f"r/app-backend:staging-{B}",
                       f"r/app-backend:staging-{C}"]
 
 

@@ -321,7 +321,11 @@ case "$*" in
     echo "$F:staging-OLD other/app:latest $F@sha256:2 " ;;
   "image inspect --format {{range .RepoTags}}"*" id-used") echo "$B@sha256:3 " ;;
   "image inspect --format {{range .RepoTags}}"*" id-child") echo "other/child:1 " ;;
+  "image inspect --format {{len .RepoTags}} id-used") echo 0 ;;
+  "image inspect --format {{len .RepoTags}} id-old") exit 1 ;;     # gone with its last ref
+  "image inspect --format {{len .RepoTags}} "*) echo 1 ;;          # a tag not ours is left
   "image rm $B@sha256:3") echo "conflict: in use" >&2; exit 1 ;;
+  "image rm id-used") echo "conflict: in use" >&2; exit 1 ;;
   "image rm other/"*) echo "unexpected: $*" >&2; exit 9 ;;
   "image rm id-"*) echo "unexpected: $*" >&2; exit 9 ;;
   "image rm "*) ;;
@@ -349,7 +353,7 @@ def test_the_node_prune_script_removes_only_old_images_of_this_project(tmp_path,
                if line.startswith("image rm ")]
     b, f = "ghcr.io/acme/classroom-manager-backend", "ghcr.io/acme/classroom-manager-frontend"
     assert removed == [f"{b}@sha256:1", f"{f}:staging-{OLD}", f"{f}@sha256:2",
-                       f"{b}@sha256:3"]     # id-kept: never; other/...: never
+                       f"{b}@sha256:3", "id-used"]     # id-kept: never; other/...: never
     assert "rm c-old-task" in log.read_text().splitlines()
     assert done.stdout.split("\n")[:1] == [f"removed {b}@sha256:1"]
     assert "@sha256:3" not in done.stdout and "--force" not in script and " -f " not in script
