@@ -77,7 +77,7 @@ def write_secrets(runner: Runner, settings: Settings, render: Callable[[Mapping[
     if not settings.carries_secrets():
         runner.run(ensure_secrets_file(settings))
         return False
-    runner.put(secrets_path(settings), render(settings.split_env("0" * 40)[1]))
+    runner.put(secrets_path(settings), render(settings.split_secrets(settings.app_env("0" * 40))[1]))
     return True
 
 

@@ -207,7 +207,7 @@ def stage_files(remote: Runner, settings: Settings, sha: str, staged: ComposeCom
                    "creating " + staged.dir)
         for name in (BASE_FILE, APP_FILE):
             remote.put(posixpath.join(staged.dir, name), compose_text(settings, name))
-        public, _ = settings.split_env(sha)
+        public, _ = settings.split_secrets(settings.app_env(sha))
         remote.put(staged.env_path, render_env(public))
         write_secrets(remote, settings, render_env)
         remote.put(posixpath.join(staged.dir, ROUTES_FILE), routes_conf(settings.routes))

@@ -359,15 +359,15 @@ class Settings:
         env["RELEASE_SHA"] = sha
         return env
 
-
     def secret_names(self) -> set:
         """The variables of the host's .env that hold a secret: kept out of a release's own
         .env, in the one secrets file every release reads (see compose.SECRETS_FILE)."""
         return {s.env for s in SETTINGS if s.secret} | set(self.app_secrets)
 
-    def split_env(self, sha: str) -> Tuple[dict, dict]:
-        """app_env(sha) as (what the release keeps, the secrets)."""
-        env, secret = self.app_env(sha), self.secret_names()
+    def split_secrets(self, env: Mapping[str, str]) -> Tuple[dict, dict]:
+        """A release's variables (app_env, or the Swarm target's release_env) as (what the
+        release keeps, the secrets)."""
+        secret = self.secret_names()
         return ({k: v for k, v in env.items() if k not in secret},
                 {k: v for k, v in env.items() if k in secret})
 

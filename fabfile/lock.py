@@ -40,8 +40,6 @@ def acquire_command(path: str, wait: Optional[float]) -> Command:
                "sh", "-c", "echo locked $$; exec cat >/dev/null")
 
 
-
-
 def describe_holder(info: dict, now: float) -> str:
     if not info:
         return "unknown holder"

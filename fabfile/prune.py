@@ -2,9 +2,8 @@
 
 Images are listed by the project label the build put on them, and of those only our own tags in
 our own repositories are removed; kept are the running release, the rollback set and the last N
-good releases. Only our compose
-projects' stopped containers are removed. Volumes, networks and other projects are never
-touched, and no `docker ... prune` command is ever run.
+good releases. Only our compose projects' stopped containers are removed. Volumes, networks and
+other projects are never touched, and no `docker ... prune` command is ever run.
 """
 from __future__ import annotations
 

@@ -110,8 +110,9 @@ def with_env(directory: str, command: str, overrides: Mapping[str, str] = {}) ->
 
 
 def sourced(directory: str) -> str:
-    """Shell text that sources the release's .env, then the host's current secrets over it
-    (compose.SECRETS_FILE; absent on a host staged before it: the release's own then count)."""
+    """Shell text that sources the .env of the release in `directory` (STAGING_DIR/releases/
+    <sha>), then the host's current secrets over it (compose.SECRETS_FILE, in STAGING_DIR;
+    absent on a host staged before it: the release's own then count)."""
     env = shlex.quote(posixpath.join(directory, ENV_FILE))
     secrets = shlex.quote(posixpath.join(posixpath.dirname(posixpath.dirname(directory)),
                                          SECRETS_FILE))
@@ -217,9 +218,8 @@ def node_prune_script(settings: Settings, keep: Iterable[str]) -> str:
     each reference in one of our repositories of each image the build labelled with this
     project and built from a release not in `keep` (an image built FROM ours carries the
     labels too, and another tag of the same image is not ours: neither is named), then the
-    image itself if no tag is left on it. Never
-    --force: an image a container uses stays. Volumes, and everything of other projects, are
-    never named."""
+    image itself if no tag is left on it. Never --force: an image a container uses stays.
+    Volumes, and everything of other projects, are never named."""
     project = shlex.quote(f"label={PROJECT_LABEL}={settings.project}")
     sha_of = shlex.quote('{{index .Config.Labels "%s"}}' % SHA_LABEL)
     refs_of = shlex.quote("{{range .RepoTags}}{{.}} {{end}}{{range .RepoDigests}}{{.}} {{end}}")

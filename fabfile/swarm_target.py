@@ -112,7 +112,7 @@ class SwarmTarget:
                        "creating " + directory)
             for name in (swarm.STABLE_FILE, swarm.APP_FILE):
                 runner.put(posixpath.join(directory, name), compose_text(settings, name))
-            public = {k: v for k, v in env.items() if k not in settings.secret_names()}
+            public, _ = settings.split_secrets(env)
             runner.put(posixpath.join(directory, ENV_FILE), render_sh_env(public))
             write_secrets(runner, settings, render_sh_env)
             for name, text in swarm.edge_files(settings).items():

@@ -211,10 +211,12 @@ def inv(env, *args, timeout=300, **settings):
     return result
 
 
-def staging_host(*argv, user="deploy", check=True):
-    """A command inside the staging host container (test set-up and inspection only)."""
-    return subprocess.run(["docker", "exec", "-u", user, testbed.HOST, *argv], check=check,
-                          capture_output=True, text=True).stdout
+def staging_host(*argv, user="deploy", check=True, input=None):
+    """A command inside the staging host container (test set-up and inspection only); `input`
+    is fed to its stdin (`staging_host("tee", path, input=text)` writes a file there)."""
+    interactive = ("-i",) if input is not None else ()
+    return subprocess.run(["docker", "exec", *interactive, "-u", user, testbed.HOST, *argv],
+                          check=check, capture_output=True, text=True, input=input).stdout
 
 
 def write_row():

@@ -182,8 +182,7 @@ def test_lock_of_a_frozen_deploy_is_stale_after_max_age_and_unlock_frees_it(test
         note = "/opt/classroom-manager/deploy.lock.json"
         info = json.loads(staging_host("cat", note))
         info["since_epoch"] -= 3600
-        subprocess.run(["docker", "exec", "-i", "-u", "deploy", testbed.HOST, "tee", note],
-                       input=json.dumps(info), text=True, check=True, capture_output=True)
+        staging_host("tee", note, input=json.dumps(info))
         taken = deploy(testbed_env, release("takes-over"))
         assert taken.returncode == 0, taken.output
         assert "taking over a stale lock" in taken.output

@@ -110,16 +110,13 @@ KEEP = 2   # KEEP_RELEASES for the prune test: KEEP + 3 deploys leave 3 releases
 
 
 def test_prune_keeps_other_projects_and_only_the_expected_images(testbed_env):
-    staging_host("sh", "-c", "mkdir -p /tmp/other && cat > /tmp/other/compose.yaml", check=True)
-    subprocess.run(["docker", "exec", "-i", "-u", "deploy", testbed.HOST, "sh", "-c",
-                    "cat > /tmp/other/compose.yaml"], input=OTHER_COMPOSE, text=True, check=True)
+    staging_host("mkdir", "-p", "/tmp/other")
+    staging_host("tee", "/tmp/other/compose.yaml", input=OTHER_COMPOSE)
     other = ["docker", "compose", "-p", "otherapp", "-f", "/tmp/other/compose.yaml"]
     staging_host(*other, "up", "-d", "--wait")
     staging_host(*other, "exec", "-T", "cache", "redis-cli", "set", "marker", "42")
-    subprocess.run(["docker", "exec", "-i", "-u", "deploy", testbed.HOST, "docker", "build", "-q",
-                    "-t", "otherapp/tool:1", "--label", "deploy.project=otherapp", "-"],
-                   input=f"FROM {REDIS}\n", text=True, check=True,
-                   capture_output=True)
+    staging_host("docker", "build", "-q", "-t", "otherapp/tool:1", "--label",
+                 "deploy.project=otherapp", "-", input=f"FROM {REDIS}\n")
     staging_host("docker", "create", "--name", "otherapp-stopped", REDIS, "true", check=False)
     try:
         shas, parent = [], "HEAD"

@@ -195,8 +195,7 @@ def test_the_hosts_env_file_reads_back_exactly_through_compose(testbed_env, tmp_
     folder = f"/tmp/envfile-{uuid.uuid4().hex}"
     staging_host("mkdir", folder)
     for name, text in (("t.env", render_env(env)), ("c.yaml", compose)):
-        subprocess.run(["docker", "exec", "-i", "-u", "deploy", testbed.HOST, "sh", "-c",
-                        f"cat > {folder}/{name}"], input=text, text=True, check=True)
+        staging_host("tee", f"{folder}/{name}", input=text)
     printed = staging_host("docker", "compose", "--env-file", f"{folder}/t.env", "-f",
                            f"{folder}/c.yaml", "config", "--format", "json")
     staging_host("rm", "-r", folder)

@@ -69,7 +69,7 @@ def test_a_release_keeps_no_secret_and_the_host_keeps_the_current_ones(settings)
     from dataclasses import replace
 
     from fabfile.compose import write_secrets
-    public, secret = settings.split_env("a" * 40)
+    public, secret = settings.split_secrets(settings.app_env("a" * 40))
     assert set(secret) == {"DB_PASSWORD", "DATABASE_URL", "JWT_SECRET"}
     assert not set(public) & set(secret) and public["BACKEND_IMAGE"].endswith("a" * 40)
     puts, runs = [], []
