@@ -251,6 +251,14 @@ def inspect(ids: Sequence[str]) -> Command:
     return cmd("docker", "inspect", *ids)
 
 
+def only_vanished(stderr: str) -> bool:
+    """`docker inspect` failed only because containers listed a moment before are gone (a
+    one-off `run --rm`, such as `deploy.exec`'s, ended in between): what it printed of the
+    others still holds."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    return bool(lines) and all(line.startswith("Error: No such object: ") for line in lines)
+
+
 def parse_inspect(output: str) -> list:
     """`docker inspect` of the project's containers -> one row per service container.
 

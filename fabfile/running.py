@@ -19,6 +19,7 @@ from .compose import (
     edge_dir,
     health_on_host,
     inspect,
+    only_vanished,
     ours,
     parse_http,
     parse_inspect,
@@ -72,7 +73,10 @@ def containers(runner: Runner, settings: Settings, listing: Optional[str] = None
     ids = ours(listing, projects(settings))
     if not ids:
         return []
-    return parse_inspect(runner.run(inspect(ids), "docker inspect").stdout)
+    result = runner.run(inspect(ids), check=False)
+    if not result.ok and not only_vanished(result.stderr):
+        raise RemoteCommandError("docker inspect", result.tail())
+    return parse_inspect(result.stdout)
 
 
 def slot_containers(rows: List[dict], settings: Settings, slot: Optional[str]) -> List[dict]:

@@ -3,6 +3,8 @@ import json
 import os
 from unittest import mock
 
+import pytest
+
 from fabfile import ledger, prune
 from fabfile.health import FAILED, HEALTHY, Answer, Expected, Probe, wait_until_healthy
 from fabfile.lock import acquire_command, describe_holder, file_identity, holder_pids, is_stale
@@ -187,3 +189,32 @@ def test_the_dump_and_the_migrate_run_happen_only_when_the_release_has_migration
     assert dump and migrate and "migrate-check" not in text and "before every release" in text
     dump, migrate, text = plan(database=False)                   # first deploy
     assert not dump and migrate and "migrate-check" not in text
+
+
+def test_a_container_gone_between_listing_and_inspecting_does_not_fail_the_read(settings):
+    """A one-off container (`deploy.exec`'s `run --rm`) may end between `docker ps` and `docker
+    inspect`: inspect then exits 1 naming it, and what it printed of the others holds. Any other
+    failure of inspect still fails the read."""
+    from fabfile.errors import RemoteCommandError
+    from fabfile.running import containers
+    from fabfile.shell import Result
+    listing = ("c1 classroom-manager\nc2 classroom-manager-blue\n")
+    found = [{"Id": "c1", "Config": {"Labels": {"com.docker.compose.service": "postgres",
+                                                 "com.docker.compose.project": "classroom-manager"}},
+              "State": {"Status": "running"}}]
+
+    class Host:
+        def __init__(self, stderr):
+            self.stderr = stderr
+
+        def run(self, command, what="", check=True, timeout=None):
+            assert command.argv[:2] == ("docker", "inspect")
+            result = Result(1, json.dumps(found), self.stderr)
+            if check:   # as the real Runner does
+                raise RemoteCommandError(what or "docker", result.tail())
+            return result
+
+    rows = containers(Host("Error: No such object: c2\n"), settings, listing)
+    assert [r["Id"] for r in rows] == ["c1"]
+    with pytest.raises(RemoteCommandError, match="docker inspect failed"):
+        containers(Host("Cannot connect to the Docker daemon\n"), settings, listing)
