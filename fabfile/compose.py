@@ -153,11 +153,6 @@ class ComposeCommands:
         """A shell script inside a running service container (its env vars, not our argv)."""
         return self._compose("exec", "-T", service, "sh", "-c", script)
 
-    def registry_login(self) -> Command:
-        return cmd("docker", "login", "--username", self.settings.REGISTRY_PULL_USER or "",
-                   "--password-stdin", "--", self.settings.REGISTRY,
-                   stdin=self.settings.REGISTRY_PULL_PASSWORD)
-
 
 def health_on_host(settings: Settings, slot: Optional[str] = None) -> Command:
     """The health endpoint through the host's loopback: response headers, body, then the HTTP

@@ -117,9 +117,6 @@ def release(settings: Settings, sha: str, remote: Runner, reporter: Reporter, su
     slot = other_slot(live)
     candidate = ComposeCommands(settings, staged.dir, slot)
     stage_files(remote, settings, sha, staged, live, reporter)
-    if settings.REGISTRY_PULL_USER:
-        with reporter.step(f"log in to {settings.REGISTRY} on the host"):
-            remote.run(top.registry_login(), "docker login on the host")
     stable = stable_state(remote, settings)
     with reporter.step("pull images"):
         for compose in (candidate,) if stable.unchanged else (staged, candidate):

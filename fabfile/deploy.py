@@ -35,6 +35,7 @@ from .ledger import (
     who_runs_this,
 )
 from .lock import DeployLock, held
+from .pins import pin_images
 from .report import Reporter, Summary
 from .rollback import close_abandoned
 from .running import RunningRelease
@@ -126,14 +127,21 @@ def deploy(settings: Settings, sha: str, reporter: Reporter, local: Runner,
 def release_on_host(settings: Settings, sha: str, reporter: Reporter, local: Runner,
                     session: Callable[[], Session], summary: Summary, force: bool,
                     wait_lock: Optional[float], published: Published) -> None:
-    """Under the deploy lock: record what runs, refuse an older sha, release (staging-latest
-    moves once the host pulled), recover on any failure; after success, record it and prune."""
+    """Under the deploy lock: record what runs, refuse an older sha, pin the infrastructure
+    images (pins.py), release (staging-latest moves once the host pulled), recover on any
+    failure; after success, record it and prune."""
     target = target_for(settings)
     with session() as host, held(host, settings, "deploy", sha, wait_lock, reporter) as lock:
         ledger = ReleaseLedger(settings)
         entries = close_abandoned(host.runner, settings, reporter)
         previous, running = record_running(host.runner, target, entries, reporter)
         refuse_older(sha, previous, force, local, reporter)
+        if settings.REGISTRY_PULL_USER:
+            with reporter.step(f"log in to {settings.REGISTRY} on the host"):
+                host.runner.run(images.login(settings.REGISTRY, settings.REGISTRY_PULL_USER,
+                                             settings.REGISTRY_PULL_PASSWORD or ""),
+                                "docker login on the host")
+        target = target_for(pin_images(host.runner, settings, reporter))
         attempt = Attempt(settings, sha, previous, start_event("deploy", sha, previous,
                                                                who_runs_this()))
         host.runner.run(ledger.append(attempt.entry))

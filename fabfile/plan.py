@@ -17,7 +17,7 @@ import re
 import shlex
 from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from . import swarm
+from . import pins, swarm
 from .compose import (
     EDGE_SERVICE,
     PROJECT_LABEL,
@@ -60,6 +60,10 @@ class SimulatedHost(Script):
         self.ledger: List[dict] = list(ledger or [])   # events appended to the ledger file
         self.swarm = settings.DEPLOY_TARGET == "swarm"
         self.stack_sha: Optional[str] = RUNNING        # what the Swarm app stack runs
+        # the infrastructure images, pinned by an earlier deploy (pins.py)
+        self.pins = {ref: f"{ref}{pins.DIGEST_MARK}<digest>"
+                     for ref in pins.tag_refs(settings).values()}
+        self.pinned = pins.with_pins(settings, self.pins)
 
     # -- what runs ---------------------------------------------------------------------------
     def _rows(self) -> List[Tuple[str, str, str, Optional[str]]]:
@@ -134,8 +138,8 @@ class SimulatedHost(Script):
         if deployed:
             self.stack_sha = deployed.group(1)
         if argv == ("cat", posixpath.join(self.settings.STAGING_DIR, swarm.STABLE_DIGEST)):
-            env = swarm.release_env(self.settings, RUNNING, {})
-            return Result(0, swarm.stable_digest(swarm.stable_text(self.settings), env) + "\n", "")
+            env = swarm.release_env(self.pinned, RUNNING, {})
+            return Result(0, swarm.stable_digest(swarm.stable_text(self.pinned), env) + "\n", "")
         check = self.settings.migrate_check_command
         if argv[:2] == ("sh", "-c") and check and \
                 argv[2].endswith(" ".join(shlex.quote(a) for a in check)):
@@ -162,8 +166,10 @@ class SimulatedHost(Script):
         if argv == running_services(self.settings.project).argv:
             return Result(0, "".join(f"{row[2]}\n" for row in self._rows()
                                      if row[1] == self.settings.project), "")
+        if argv == ("cat", "--", pins.pins_path(self.settings)):
+            return Result(0, json.dumps(self.pins), "")
         if argv == ("cat", stable_digest_path(self.settings)):   # unchanged since the last deploy
-            digest = stable_digest(self.settings, stable_text(self.settings))
+            digest = stable_digest(self.pinned, stable_text(self.pinned))
             return Result(0, (digest or "") + "\n", "")
         if argv[:2] == ("docker", "ps"):
             return Result(0, "".join(f"{row[0]} {row[1]}\n" for row in self._rows()), "")

@@ -18,12 +18,14 @@ import posixpath
 import re
 import shlex
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Set
 
 from .compose import ENV_FILE, SECRETS_FILE, compose_text, edge_reload, release_dir
 from .edge import SWARM_ROUTES_FILE, swarm_routes_conf
+from .errors import DeployError
 from .health import Answer, Expected, who_answered
 from .images import PROJECT_LABEL, SHA_LABEL
+from .pins import is_pinned
 from .shell import Command, cmd
 
 if TYPE_CHECKING:
@@ -60,11 +62,11 @@ def service_name(settings: Settings, service: str) -> str:
     return f"{app_stack(settings)}_{service}"
 
 
-def update_window(settings: Settings) -> str:
-    """Swarm's `monitor` and `delay` for each task of an update: as long as the compose target
-    watches a new release, candidate check (about 5 s) and watch window together. A task that
-    fails within it is rolled back while an old task of the service still serves."""
-    return f"{settings.WATCH_SECONDS + 5:.0f}s"
+def update_window(settings: Settings) -> float:
+    """Swarm's `monitor` and `delay` for each task of an update, in seconds: as long as the
+    compose target watches a new release, candidate check (about 5 s) and watch window
+    together. A task that fails within it is rolled back while an old task still serves."""
+    return round(settings.WATCH_SECONDS + 5)
 
 
 # A restore goes back to a release that served, healthy, before: its tasks still replace the
@@ -78,7 +80,7 @@ def release_env(settings: Settings, sha: str, pinned: Mapping[str, str]) -> Dict
     the network, node label and update window of the Swarm stacks."""
     env = settings.app_env(sha)
     env.update(APP_NETWORK=network(settings), DATA_LABEL=data_label(settings),
-               UPDATE_WINDOW=update_window(settings))
+               UPDATE_WINDOW=f"{update_window(settings):.0f}s")
     for service, ref in pinned.items():
         env[f"{service.upper()}_IMAGE"] = ref
     return env
@@ -201,7 +203,11 @@ def prefetch_job(settings: Settings, name: str, ref: str) -> Command:
 
 def node_job(settings: Settings, name: str, image: str, *command: str,
              docker_socket: bool = False) -> Command:
-    """A job with one task on every node, that runs `command` in `image` once and ends."""
+    """A job with one task on every node, that runs `command` in `image` once and ends. One
+    given the Docker socket (root on every node) runs only an image named by digest."""
+    if docker_socket and not is_pinned(image):
+        raise DeployError(f"{image} is not named by digest: a job that mounts the Docker socket "
+                          "runs only by digest (pins.py pins DOCKER_CLI_IMAGE on deploy)")
     socket = ("--mount", "type=bind,source=/var/run/docker.sock,target=/var/run/docker.sock") \
         if docker_socket else ()
     return cmd("docker", "service", "create", "--detach", "--quiet", "--name", name,
@@ -283,6 +289,7 @@ class Task:
     desired: str               # Running | Shutdown | ...
     current: str               # "Running 5 seconds ago", "Failed 2 seconds ago", ...
     error: str = ""
+    slot: str = ""             # the replica it fills ("" when not known: it counts on its own)
 
     @property
     def running(self) -> bool:
@@ -317,11 +324,11 @@ def json_rows(output: str) -> Iterator[dict]:
 def parse_tasks(output: str, stack: str) -> List[Task]:
     tasks = []
     for row in json_rows(output):
-        service = row.get("Name", "").split(".")[0]
+        service, _, slot = row.get("Name", "").partition(".")
         service = service[len(stack) + 1:] if service.startswith(stack + "_") else service
         tasks.append(Task(service, row.get("Image", ""), row.get("Node", ""),
                           row.get("DesiredState", ""), row.get("CurrentState", ""),
-                          row.get("Error", "")))
+                          row.get("Error", ""), slot))
     return tasks
 
 
@@ -362,25 +369,72 @@ def failed_task_error(look: Look, service: str) -> str:
     return ""
 
 
-def stuck_on_down_node(look: Look, sha: str, services: Sequence[str]) -> Optional[tuple[str, str]]:
-    """(service, node) when the update to `sha` waits for a task of it that was placed on a
-    node that is down. Swarm's start-first updater waits for each new task to start, with no
-    time limit (swarmkit's updater.go: "TODO: Consider adding a timeout here"); on a node that
-    stopped it never will, so the update hangs until that node returns."""
+@dataclass
+class Stall:
+    """An update to our release that a node going down holds up: started again (a forced
+    update: Swarm places every task anew on the nodes that are up) once it lasted `after` s."""
+    service: str
+    why: str
+    after: float = 0.0
+
+
+def serving_slots(look: Look, name: str) -> Dict[str, List[Task]]:
+    """The running tasks of `name` on nodes that are up, by the replica (slot) they fill."""
+    slots: Dict[str, List[Task]] = {}
+    for n, task in enumerate(look.tasks):
+        if task.service == name and task.running and task.node not in look.down:
+            slots.setdefault(task.slot or f"#{n}", []).append(task)
+    return slots
+
+
+def stalls(look: Look, sha: str, services: Sequence[str], patience: float) -> List[Stall]:
+    """The app services whose update to `sha` waits on a node that is down. Swarm's start-first
+    updater waits for each new task to start with no time limit (swarmkit's updater.go: "TODO:
+    Consider adding a timeout here"), so:
+    - a task of the update placed on the node before it went down never starts: the update
+      hangs until the node returns (start it again now);
+    - Swarm restarts the node's tasks elsewhere while the update replaces them, so a replica
+      can run two tasks of the release; the update then usually ends within its window and drops
+      one, but was seen waiting for good (CI, 240 s): start it again after `patience` s."""
+    found = []
     for name in services:
         service = look.services.get(name)
-        if service is None or service.sha != sha or service.update != "updating":
+        if service is None or service.sha != sha or service.update != "updating" or not look.down:
             continue
-        for task in look.tasks:
-            if (task.service == name and task.node in look.down and task.image == service.image
-                    and not task.current.startswith(("Running",) + ENDED)):
-                return name, task.node
-    return None
+        placed = [t.node for t in look.tasks if t.service == name and t.node in look.down
+                  and t.image == service.image
+                  and not t.current.startswith(("Running",) + ENDED)]
+        twice = [slot for slot, tasks in serving_slots(look, name).items()
+                 if len(tasks) > 1 and all(t.image == service.image for t in tasks)]
+        if placed:
+            found.append(Stall(name, f"waits for a task on node {placed[0]}, which is down "
+                                     "(Swarm would wait until the node returns)"))
+        elif twice:
+            found.append(Stall(name, f"runs two tasks for replica {twice[0]} since node "
+                                     f"{', '.join(look.down)} went down, and is not over after "
+                                     f"{patience:.0f}s", patience))
+    return found
+
+
+class Unsticker:
+    """Which stalls are due: one that lasted its `after` seconds (without a break), once per
+    service (a second hang is left to the deadline)."""
+
+    def __init__(self) -> None:
+        self.since: Dict[str, float] = {}
+        self.done: Set[str] = set()
+
+    def due(self, found: Sequence[Stall], now: float) -> List[Stall]:
+        self.since = {s.service: self.since.get(s.service, now) for s in found}
+        due = [s for s in found if s.service not in self.done and now - self.since[s.service] >= s.after]
+        self.done.update(s.service for s in due)
+        return due
 
 
 def judge(look: Look, expected: Expected) -> tuple:
     """(state, reason) of the expected release in this look: "healthy" (every service runs its
-    sha at full replica count on Ready nodes, so whatever answers is that release, and the
+    sha in each of its replicas on Ready nodes and nothing else, so whatever answers is that
+    release (a replica may briefly run two tasks of it, see `stalls`), and the
     public port answers healthy, as the app's health contract says), "failed" (Swarm gave up on
     the update: the task's error), or "waiting". A task on a node that is down is not counted,
     whatever it last reported: Swarm replaces it on the other nodes."""
@@ -401,10 +455,12 @@ def judge(look: Look, expected: Expected) -> tuple:
             return "failed", f"Swarm gave up on the update of {name} ({service.update}): {why}"
         if service.sha != sha:
             return "waiting", f"{name} runs {service.sha[:12] or 'another release'}"
-        running = [t for t in look.tasks if t.service == name and t.running
-                   and t.node not in look.down]
-        if len(running) != service.replicas or any(t.image != service.image for t in running):
-            return "waiting", f"{name}: {len(running)} of {service.replicas} tasks of {sha[:12]} running"
+        slots = serving_slots(look, name)
+        if len(slots) != service.replicas or any(t.image != service.image
+                                                 for tasks in slots.values() for t in tasks):
+            return "waiting", (f"{name}: {len(slots)} of {service.replicas} tasks of {sha[:12]} "
+                               f"running" + (f" (Swarm's update: {service.update})"
+                                             if service.update else ""))
         if service.update == "updating":
             return "waiting", f"{name}: update in progress"
     answer = look.answer

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import posixpath
 import time
-from typing import TYPE_CHECKING, Dict, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
-from . import images, swarm
+from . import swarm
 from .compose import ENV_FILE, compose_text, edge_dir, health_on_host, parse_http, release_dir, write_secrets
 from .envfile import render_sh_env
 from .errors import DeployError
@@ -117,11 +117,6 @@ class SwarmTarget:
             write_secrets(runner, settings, render_sh_env)
             for name, text in swarm.edge_files(settings).items():
                 runner.put(posixpath.join(edge_dir(settings), name), text, 0o644)
-        if settings.REGISTRY_PULL_USER:
-            with reporter.step(f"log in to {settings.REGISTRY} on the manager"):
-                runner.run(images.login(settings.REGISTRY, settings.REGISTRY_PULL_USER,
-                                        settings.REGISTRY_PULL_PASSWORD or ""),
-                           "docker login on the host")
         self.stable_stack(runner, reporter, directory, env, journal)
         with reporter.step("pull the release's images on every node (a restore then needs no "
                            "registry)"):
@@ -267,7 +262,7 @@ class SwarmTarget:
         so; raise with the task's error if Swarm gave up, or at the deadline."""
         started, noted = runner.clock(), 0.0
         down: List[str] = []
-        restarted: Set[str] = set()
+        unsticker = swarm.Unsticker()
         while True:
             look = self.look(runner)
             state, reason = judge(look, self.expected(sha))
@@ -279,7 +274,7 @@ class SwarmTarget:
                 return reason
             if state == "failed":
                 raise DeployError(f"release {sha[:12]} is not healthy: {reason}")
-            self.unstick(runner, reporter, look, sha, restarted)
+            self.unstick(runner, reporter, look, sha, unsticker)
             if waited > deadline:
                 raise DeployError(f"release {sha[:12]} did not converge in {deadline:.0f}s: "
                                   f"{reason}")
@@ -289,20 +284,16 @@ class SwarmTarget:
             runner.sleep(self.settings.health_interval)
 
     def unstick(self, runner: Runner, reporter: Reporter, look: Look, sha: str,
-                restarted: Set[str]) -> None:
-        """An update that waits for a task on a node that is down would wait until the node
-        returns: start it again, once per service (Swarm places the new tasks on the nodes
-        that are up; the stale task stays listed, so a second hang is left to the deadline)."""
-        hung = swarm.stuck_on_down_node(look, sha, [s for s in self.services if s not in restarted])
-        if hung is None:
-            return
-        service, node = hung
-        restarted.add(service)
-        reporter.note(f"the update of {service} waits for a task on node {node}, which is down "
-                      "(Swarm would wait until the node returns): starting it again on the nodes "
-                      "that are up")
-        runner.run(swarm.force_update(service_name(self.settings, service)),
-                   "docker service update --force")
+                unsticker: swarm.Unsticker) -> None:
+        """An update that a node going down holds up (`swarm.stalls`) is started again, once
+        per service: Swarm places the new tasks on the nodes that are up."""
+        patience = 3 * swarm.update_window(self.settings)
+        for stall in unsticker.due(swarm.stalls(look, sha, self.services, patience),
+                                   runner.clock()):
+            reporter.note(f"the update of {stall.service} {stall.why}: starting it again on the "
+                          "nodes that are up")
+            runner.run(swarm.force_update(service_name(self.settings, stall.service)),
+                       "docker service update --force")
 
     def watch(self, runner: Runner, sha: str) -> None:
         """WATCH_SECONDS after the update: every look must find `sha` at full strength, no task

@@ -65,8 +65,9 @@ def comparable(lines, running, swap_slots=False):
         line = re.sub(r"\d{8}T\d{6}Z", "<time>", line)
         if swap_slots:
             line = line.replace("blue", "<b>").replace("green", "blue").replace("<b>", "green")
-        # live.conf names the slot: its size differs by a letter between blue and green
-        line = re.sub(r"(live\.conf \(mode \d+, )\d+ bytes", r"\1<n> bytes", line)
+        # live.conf names the slot: its size differs by a letter between blue and green; .env
+        # holds the infrastructure images' digests, `<digest>` in the plan
+        line = re.sub(r"((live\.conf|\.env) \(mode \d+, )\d+ bytes", r"\1<n> bytes", line)
         if re.match(r"\[remote\] (docker image rm|docker rm|rm -rf) ", line) or \
                 line.startswith("(the ") or moves_latest(line):
             continue

@@ -94,13 +94,6 @@ def test_nothing_in_compose_commands_prunes(settings):
             assert "prune" not in command.render()
 
 
-def test_host_registry_login_uses_stdin(defaults, environ):
-    from fabfile.config import load_settings
-    environ.update(REGISTRY_PULL_USER="reader", REGISTRY_PULL_PASSWORD="pull-token")
-    command = ComposeCommands(load_settings(defaults, environ)).registry_login()
-    assert "pull-token" not in command.render() and command.stdin == "pull-token"
-
-
 def test_parse_inspect_reads_service_state_health_restarts_and_sha():
     item = {"Id": "abc", "Image": "sha256:1", "RestartCount": 2,
             "State": {"Status": "running", "Health": {"Status": "healthy"}, "ExitCode": 0},

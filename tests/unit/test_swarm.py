@@ -178,7 +178,7 @@ def test_the_dry_run_plan_of_a_swarm_deploy_shows_the_one_offs_and_the_stack_upd
              "--> watch 10s after the update", "--> prune",
              "--name classroom-manager-prune --mode global-job",
              "type=bind,source=/var/run/docker.sock,target=/var/run/docker.sock --entrypoint sh "
-             "docker:24-cli -c", "rm -f /opt/classroom-manager/deploy.lock.json"]
+             "'docker:24-cli@sha256:<digest>' -c", "rm -f /opt/classroom-manager/deploy.lock.json"]
     positions = [plan.index(text) for text in order]
     assert positions == sorted(positions), plan
     assert "s3cret-db-pw" not in plan and "jwt-very-secret" not in plan
@@ -250,17 +250,69 @@ def test_an_update_waiting_for_a_task_on_a_node_that_is_down_is_found():
     seen = look(services, [running("frontend", "f@0"), running("frontend", "f@1", "swarm-2"),
                            placed])
     seen.down = ["swarm-3"]
-    assert swarm.stuck_on_down_node(seen, SHA, ["frontend", "backend"]) == ("frontend", "swarm-3")
-    assert swarm.stuck_on_down_node(seen, OLD, ["frontend", "backend"]) is None  # not our update
+    both = ["frontend", "backend"]
+    assert swarm.stalls(seen, SHA, both, 18) == [swarm.Stall(
+        "frontend", "waits for a task on node swarm-3, which is down (Swarm would wait until the "
+        "node returns)", 0)]
+    assert swarm.stalls(seen, OLD, both, 18) == []       # not our update
     for harmless in (Task("frontend", "f@1", "swarm-3", "Running", "Running 1 minute ago"),
                      Task("frontend", "f@0", "swarm-3", "Shutdown", "Assigned 20 seconds ago"),
                      Task("frontend", "f@1", "swarm-3", "Shutdown", "Shutdown 2 seconds ago")):
         seen.tasks[-1] = harmless       # it ran there, or it is the old release's, or it ended
-        assert swarm.stuck_on_down_node(seen, SHA, ["frontend"]) is None, harmless
+        assert swarm.stalls(seen, SHA, ["frontend"], 18) == [], harmless
     seen.tasks[-1], seen.down = placed, []
-    assert swarm.stuck_on_down_node(seen, SHA, ["frontend"]) is None   # the node is up: it starts
+    assert swarm.stalls(seen, SHA, ["frontend"], 18) == []   # the node is up: it starts
     seen.down, services[0].update = ["swarm-3"], "completed"
-    assert swarm.stuck_on_down_node(seen, SHA, ["frontend"]) is None
+    assert swarm.stalls(seen, SHA, ["frontend"], 18) == []
+
+
+def slot_task(slot, image, node, state="Running 2 seconds ago", desired="Running"):
+    return Task("frontend", image, node, desired, state, "", slot)
+
+
+def test_a_replica_running_two_tasks_of_the_release_after_a_node_went_down_counts_once():
+    """What CI saw (ci11, stop 25): swarm-3 went down while the update replaced its task; Swarm
+    restarted that task on swarm-2 as well, so replica 1 ran two tasks of the release, and the
+    update stayed "updating" (3 of 2 tasks running) until the deadline."""
+    out = "\n".join(json.dumps({"Name": f"classroom-manager-app_frontend.{slot}", "Image": "f@1",
+                                "Node": node, "DesiredState": "Running",
+                                "CurrentState": "Running 3 seconds ago", "Error": ""})
+                    for slot, node in ((1, "swarm-2"), (1, "swarm-2"), (2, "swarm-1")))
+    tasks = swarm.parse_tasks(out, "classroom-manager-app")
+    assert [(t.service, t.slot) for t in tasks] == [("frontend", "1"), ("frontend", "1"),
+                                                   ("frontend", "2")]
+    gone = slot_task("1", "f@0", "swarm-3", "Running 24 seconds ago", "Shutdown")
+    service = Service("frontend", SHA, "f@1", 2, "updating")
+    seen = look([service], tasks + [gone])
+    seen.down = ["swarm-3"]
+    assert judge(seen, expect("frontend")) == ("waiting", "frontend: update in progress")
+    stall = swarm.Stall("frontend", "runs two tasks for replica 1 since node swarm-3 went down, "
+                                    "and is not over after 18s", 18)
+    assert swarm.stalls(seen, SHA, ["frontend"], 18) == [stall]
+    service.update = "completed"                  # Swarm drops one later: nothing to wait for
+    assert judge(seen, expect("frontend"))[0] == "healthy"
+    assert swarm.stalls(seen, SHA, ["frontend"], 18) == []
+    # a replica with a task of the release and one of the last (start-first) is not there yet
+    seen.tasks[1] = slot_task("1", "f@0", "swarm-1")
+    assert judge(seen, expect("frontend"))[0] == "waiting"
+    service.update = "updating"
+    assert swarm.stalls(seen, SHA, ["frontend"], 18) == []
+    # three replicas of the release where two are asked for is not full strength either
+    seen.tasks[1] = slot_task("3", "f@1", "swarm-1")
+    assert judge(seen, expect("frontend")) == (
+        "waiting", f"frontend: 3 of 2 tasks of {SHA[:12]} running (Swarm's update: updating)")
+
+
+def test_a_stall_is_due_once_it_lasted_its_patience_without_a_break_and_only_once():
+    now, hung = swarm.Stall("frontend", "waits"), swarm.Stall("backend", "twice", 18)
+    unsticker = swarm.Unsticker()
+    assert unsticker.due([now, hung], 100) == [now]
+    assert unsticker.due([now, hung], 110) == []
+    assert unsticker.due([now], 115) == []         # backend's ended: its patience starts again
+    assert unsticker.due([now, hung], 120) == []
+    assert unsticker.due([now, hung], 137) == []
+    assert unsticker.due([now, hung], 138) == [hung]
+    assert unsticker.due([now, hung], 300) == []
 
 
 def test_an_update_that_hangs_on_a_node_that_stopped_is_started_again_once(defaults, environ):
