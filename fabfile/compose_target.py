@@ -284,7 +284,7 @@ def prune_after_success(runner: Runner, settings: Settings, sha: str, previous: 
             for read, what in ((listing, "listing containers"), (image_list, "listing images")):
                 if not read.ok:
                     raise RemoteCommandError(what, read.tail())
-            keep, files = prune.kept_and_old_files(settings, files_read, sha, previous)
+            keep, files = prune.kept_and_old_files(runner, settings, files_read, sha, previous)
             ours = containers(runner, settings, listing.stdout)
             refs = prune.choose_images(prune.parse_images(image_list.stdout), keep,
                                        {c["Image"] for c in ours}, prune.our_repos(settings))

@@ -231,6 +231,11 @@ SETTINGS = [
             _image_ref),
     Setting("DOCKER_CLI_IMAGE", "an image with the docker CLI: the swarm target's prune runs "
             "it on every node", "", "docker_cli_image", _image_ref),
+    Setting("LOG_MAX_SIZE", "size at which a container's log file is rotated (every container "
+            "the deploy starts: json-file driver)", "", "log_max_size",
+            _matching(r"[1-9][0-9]{0,5}[kmg]", "a size such as 10m (a number, then k, m or g)")),
+    Setting("LOG_MAX_FILE", "log files kept per container (the oldest is deleted)", "",
+            "log_max_file", _count),
 ]
 SETTINGS_BY_ENV = {s.env: s for s in SETTINGS}
 REQUIRED_BY = {"host": "yes", "build": "yes", "app": "yes", "setup": "setup", "": ""}
@@ -318,6 +323,8 @@ class Settings:
     REDIS_IMAGE: ClassVar[str]
     EDGE_IMAGE: ClassVar[str]
     DOCKER_CLI_IMAGE: ClassVar[str]
+    LOG_MAX_SIZE: ClassVar[str]
+    LOG_MAX_FILE: ClassVar[int]
 
     def __getattr__(self, name: str) -> Any:
         # settings.STAGING_HOST and friends: the validated value of that variable
@@ -349,7 +356,8 @@ class Settings:
         the stack's own (ports, database, images, where things are) and the app's declared
         ones (invoke.yaml `app_env`)."""
         names = ["APP_PORT", "PREVIEW_PORT", "STAGING_URL", "DB_USER", "DB_NAME", "DB_PASSWORD",
-                 "DATABASE_URL", "POSTGRES_IMAGE", "REDIS_IMAGE", "EDGE_IMAGE"]
+                 "DATABASE_URL", "POSTGRES_IMAGE", "REDIS_IMAGE", "EDGE_IMAGE", "LOG_MAX_SIZE",
+                 "LOG_MAX_FILE"]
         env = {name: str(self.values[name]) for name in names if self.values.get(name) is not None}
         env.update({name: variable.value for name, variable in self.app.items()})
         env["EDGE_DIR"] = posixpath.join(self.STAGING_DIR, "edge")

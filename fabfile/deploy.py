@@ -133,7 +133,8 @@ def release_on_host(settings: Settings, sha: str, reporter: Reporter, local: Run
     target = target_for(settings)
     with session() as host, held(host, settings, "deploy", sha, wait_lock, reporter) as lock:
         ledger = ReleaseLedger(settings)
-        entries = close_abandoned(host.runner, settings, reporter)
+        entries = close_abandoned(host.runner, settings, reporter,
+                                  lambda found: bool(good_releases(found)))
         previous, running = record_running(host.runner, target, entries, reporter)
         refuse_older(sha, previous, force, local, reporter)
         if settings.REGISTRY_PULL_USER:

@@ -15,7 +15,7 @@ import posixpath
 import socket
 import uuid
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Dict, List, Mapping, Optional
+from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional
 
 from .errors import DeployError
 from .report import redact_all
@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 
 LEDGER_FILE = "ledger.jsonl"
 GOOD = "succeeded"
+# How much of the ledger is read: its newest events (a start and an end per deploy, so about
+# 2,000 deploys). A start without its end is closed by the next deploy, so an unfinished entry
+# is always among them; callers that may need older ones say so (read_entries).
+TAIL_LINES = 4000
 
 
 def now_iso() -> str:
@@ -147,7 +151,26 @@ class ReleaseLedger:
         return cmd("tee", "-a", "--", self.path, stdin=line + "\n")
 
     def read(self) -> Command:
-        return cmd("cat", self.path)
+        """The newest TAIL_LINES events: a year of deploys costs what a week does to read."""
+        return cmd("tail", "-n", str(TAIL_LINES), "--", self.path)
+
+    def read_all(self) -> Command:
+        return cmd("cat", "--", self.path)
+
+
+def read_entries(runner: Runner, settings: Settings,
+                 enough: Callable[[List[Entry]], bool] = lambda entries: True,
+                 text: Optional[str] = None) -> List[Entry]:
+    """The ledger's entries from its tail (`text`, when already read with `read()`), or from the
+    whole file when the tail was cut and is not `enough` for the caller (fewer good releases
+    than prune keeps, no dump for --restore-db: rare, and read in full then)."""
+    ledger = ReleaseLedger(settings)
+    if text is None:
+        text = runner.run(ledger.read(), check=False).stdout
+    entries = merge(text)
+    if text.count("\n") >= TAIL_LINES and not enough(entries):
+        entries = merge(runner.run(ledger.read_all(), check=False).stdout)
+    return entries
 
 
 def record_success(runner: Runner, ledger: ReleaseLedger, event: dict, reporter: Reporter, what: str) -> None:

@@ -158,7 +158,8 @@ class SimulatedHost(Script):
             return Result(0, "locked 1\n", "")
         if argv == ("cat", self.live_path):
             return Result(0, live_conf(self.live) if self.live else "", "")
-        if argv == ("cat", self.ledger_path):
+        if argv in (ReleaseLedger(self.settings).read().argv,
+                    ReleaseLedger(self.settings).read_all().argv):
             return Result(0, "".join(json.dumps(event) + "\n" for event in self.ledger), "")
         if argv == ("tee", "-a", "--", self.ledger_path):
             self.ledger.append(json.loads(command.stdin or ""))

@@ -13,11 +13,12 @@ import re
 from typing import TYPE_CHECKING, Iterable, List, Optional, Set, Tuple
 
 from .images import PROJECT_LABEL, ROLLBACK_TAG, release_tag
-from .ledger import Entry, ReleaseLedger, good_releases, latest_backup, merge
+from .ledger import Entry, ReleaseLedger, good_releases, latest_backup, read_entries
 from .shell import Command, Result, cmd
 
 if TYPE_CHECKING:
     from .config import Settings
+    from .shell import Runner
 
 SHA_PREFIX = re.compile(r"^[0-9a-f]{40}($|-)")
 
@@ -106,11 +107,13 @@ def releases_to_keep(entries: List[Entry], settings: Settings, sha: str,
     return keep | set(good_releases(entries)[:settings.KEEP_RELEASES])
 
 
-def kept_and_old_files(settings: Settings, reads: List[Result], sha: str,
+def kept_and_old_files(runner: Runner, settings: Settings, reads: List[Result], sha: str,
                        previous: Optional[str]) -> Tuple[Set[str], List[str]]:
     """From the results of `file_reads`: the releases kept (releases_to_keep), and the release
-    folders and dumps of the others, except the newest dump (the one `--restore-db` uses)."""
-    entries = merge(reads[0].stdout)
+    folders and dumps of the others, except the newest dump (the one `--restore-db` uses). The
+    ledger's tail is read in full when it holds too few of those (ledger.read_entries)."""
+    entries = read_entries(runner, settings, lambda found: len(good_releases(
+        found)) >= settings.KEEP_RELEASES and latest_backup(found) is not None, reads[0].stdout)
     keep = releases_to_keep(entries, settings, sha, previous)
     newest_dump = posixpath.basename(latest_backup(entries) or "")
     return keep, [posixpath.join(settings.STAGING_DIR, folder, name)

@@ -19,8 +19,9 @@ from .ledger import (
     Entry,
     ReleaseLedger,
     end_event,
+    good_releases,
     latest_backup,
-    merge,
+    read_entries,
     record_success,
     rollback_choice,
     start_event,
@@ -38,17 +39,19 @@ if TYPE_CHECKING:
     from .shell import Runner
 
 
-def close_abandoned(runner: Runner, settings: Settings, reporter: Reporter) -> List[Entry]:
-    """Holding the lock proves every unfinished ledger entry's process is gone: record that."""
+def close_abandoned(runner: Runner, settings: Settings, reporter: Reporter,
+                    enough: Callable[[List[Entry]], bool]) -> List[Entry]:
+    """Holding the lock proves every unfinished ledger entry's process is gone: record that.
+    Returns the ledger's entries, as many as `enough` needs (ledger.read_entries)."""
     ledger = ReleaseLedger(settings)
-    entries = merge(runner.run(ledger.read(), check=False).stdout)
+    entries = read_entries(runner, settings, enough)
     for entry in unfinished(entries):
         reporter.note(f"found an unfinished {entry.action} of {entry.sha[:12]} by {entry.by} "
                       f"(started {entry.started}): its process is gone; recording it as abandoned")
         runner.run(ledger.append(end_event(
             entry.id, "abandoned", cause="the process ended before finishing (killed or lost); "
             f"noticed by {who_runs_this()}")))
-    return merge(runner.run(ledger.read(), check=False).stdout) if unfinished(entries) else entries
+    return read_entries(runner, settings, enough) if unfinished(entries) else entries
 
 
 def rollback_staging(settings: Settings, reporter: Reporter, to: Optional[str] = None,
@@ -78,7 +81,8 @@ def rollback_on_host(target: Target, runner: Runner, reporter: Reporter, summary
                      confirm: Callable[[str], str]) -> None:
     settings = target.settings
     ledger = ReleaseLedger(settings)
-    entries = close_abandoned(runner, settings, reporter)
+    entries = close_abandoned(runner, settings, reporter, lambda found: len(
+        good_releases(found)) >= 2 and (latest_backup(found) is not None or not restore_db))
     running = target.read_running(runner)
     reporter.note(f"running now: {running.sha[:12] if running.sha else 'nothing'} "
                   f"({'healthy' if running.healthy else running.reason})")

@@ -63,14 +63,21 @@ class Command:
         text = shlex.join(self.argv)
         if self.input_file:
             text += " < " + shlex.quote(self.input_file)
-        if self.output_file:
-            text += " > " + shlex.quote(self.output_file)
         if self.upstream is not None:
             text = ("set -o pipefail; " + self.upstream.render().replace("set -o pipefail; ", "")
                     + " | " + text)
-        if self.output_file:   # made for our user only (a dump holds the whole database)
-            text = "umask 077; " + text
+        if self.output_file:
+            text = whole_file(text, self.output_file)
         return text if self.then is None else text + " && " + self.then.render()
+
+
+def whole_file(text: str, path: str) -> str:
+    """Shell `text` with its stdout into `path`, made for our user only (a dump holds the whole
+    database) and whole or not at all: written under a temporary name, renamed when `text`
+    succeeded, removed when it failed (a full disk leaves nothing that looks like a backup)."""
+    partial = shlex.quote(path + ".partial")
+    return (f"umask 077; {{ {text} > {partial} && mv -f -- {partial} {shlex.quote(path)}; }} "
+            f"|| {{ rm -f -- {partial}; false; }}")
 
 
 def cmd(*argv: Union[str, int], stdin: Optional[str] = None) -> Command:

@@ -6,7 +6,7 @@ import posixpath
 import time
 from typing import TYPE_CHECKING
 
-from .ledger import ReleaseLedger, as_dict, merge
+from .ledger import as_dict, read_entries
 from .lock import INFO_FILE, describe_holder, lock_holders
 from .shell import cmd
 from .targets import target_for
@@ -26,7 +26,7 @@ def read_status(runner: Runner, settings: Settings) -> dict:
             holder = json.loads(raw.stdout)
         except ValueError:
             holder = {}
-    entries = merge(runner.run(ReleaseLedger(settings).read(), check=False).stdout)
+    entries = read_entries(runner, settings)
     return {
         "sha": running.sha,
         "healthy": running.healthy,
@@ -58,7 +58,7 @@ def render_status(status: dict) -> str:
 
 
 def history(runner: Runner, settings: Settings, limit: int) -> list:
-    entries = merge(runner.run(ReleaseLedger(settings).read(), check=False).stdout)
+    entries = read_entries(runner, settings, lambda found: len(found) >= limit)
     return [as_dict(e) for e in entries[-limit:]][::-1]
 
 

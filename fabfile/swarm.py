@@ -26,7 +26,7 @@ from .errors import DeployError
 from .health import Answer, Expected, who_answered
 from .images import PROJECT_LABEL, SHA_LABEL
 from .pins import is_pinned
-from .shell import Command, cmd
+from .shell import Command, cmd, whole_file
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -132,13 +132,21 @@ def stack_deploy(directory: str, file: str, stack: str, window: Optional[str] = 
                     {"UPDATE_WINDOW": window} if window else {})
 
 
+def log_options(settings: Settings) -> List[str]:
+    """`docker run`/`service create` flags that bound a container's logs, as the stack files
+    do for their services (invoke.yaml log_max_*)."""
+    return ["--log-driver", "json-file", "--log-opt", f"max-size={settings.LOG_MAX_SIZE}",
+            "--log-opt", f"max-file={settings.LOG_MAX_FILE}"]
+
+
 def one_off(settings: Settings, directory: str, image_var: str, argv: Sequence[str],
             env_names: Sequence[str], network_name: str) -> Command:
     """`argv` as the command of a container of the image named by `image_var` in the release's
     .env (its entrypoint kept, as `compose run` does on the compose target), on the overlay
     network, with the named variables passed through from that .env (by name: no values on the
     command line)."""
-    words = ["docker", "run", "--rm", "--network", shlex.quote(network_name)]
+    words = ["docker", "run", "--rm", *map(shlex.quote, log_options(settings)), "--network",
+             shlex.quote(network_name)]
     words += [f"-e {shlex.quote(n)}" for n in env_names]
     words += [f'"${image_var}"'] + [shlex.quote(a) for a in argv]
     return with_env(directory, " ".join(words))
@@ -147,11 +155,13 @@ def one_off(settings: Settings, directory: str, image_var: str, argv: Sequence[s
 def dump_database(settings: Settings, directory: str, path: str) -> Command:
     """pg_dump through the overlay network from a one-off postgres container on the manager
     (wherever the database runs), at the lowest CPU priority, into `path` on the manager."""
-    script = ("PGPASSWORD=\"$DB_PASSWORD\" docker run --rm -e PGPASSWORD --network "
+    script = ("PGPASSWORD=\"$DB_PASSWORD\" docker run --rm -e PGPASSWORD "
+              f"{shlex.join(log_options(settings))} --network "
               f"{shlex.quote(network(settings))} \"$POSTGRES_IMAGE\" nice -n 19 pg_dump "
               f"-h {shlex.quote(settings.database_service)} -U \"$DB_USER\" -d \"$DB_NAME\" "
-              f"--format=custom > {shlex.quote(path)}")
-    return cmd("sh", "-c", f"set -a && {sourced(directory)} && set +a && umask 077 && {script}")
+              "--format=custom")
+    return cmd("sh", "-c", f"set -a && {sourced(directory)} && set +a && "
+                           f"{{ {whole_file(script, path)}; }}")
 
 
 def network_exists(name: str) -> Command:
@@ -212,6 +222,7 @@ def node_job(settings: Settings, name: str, image: str, *command: str,
         if docker_socket else ()
     return cmd("docker", "service", "create", "--detach", "--quiet", "--name", name,
                "--mode", "global-job", "--restart-condition", "none", "--with-registry-auth",
+               *log_options(settings),
                "--label", f"deploy.project={settings.project}",
                "--container-label", f"deploy.project={settings.project}", *socket,
                "--entrypoint", command[0], image, *command[1:])

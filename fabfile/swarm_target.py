@@ -379,7 +379,7 @@ class SwarmTarget:
         try:
             with reporter.step(f"prune (keeping the last {settings.KEEP_RELEASES} good releases)"):
                 reads = runner.run_all(file_reads(settings), "reading what prune may remove")
-                keep, files = kept_and_old_files(settings, reads, sha, previous)
+                keep, files = kept_and_old_files(runner, settings, reads, sha, previous)
                 if files:
                     runner.run(remove_paths(files), "removing old release files")
                 name = f"{settings.project}-prune"

@@ -15,10 +15,12 @@ machine (docker build and push, git), `Recorder` runs nothing: it writes every a
 caller; nothing else opens a channel or a subprocess.
 """
 import codecs
+import contextlib
 import os
 import posixpath
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Protocol, Tuple, Union
@@ -28,6 +30,7 @@ import requests
 from fabric import Connection
 
 from .errors import TimedOut
+from .interrupts import stop_requested
 from .shell import HELD_MARK, STDIN_MARK, Command, Result, TextSink, get_text, joined, put_text
 
 # What a GET answered: (status or None, body, response headers with lower-case names).
@@ -138,9 +141,10 @@ class SSHTransport(HttpFromHere):
 
     def stream(self, command: Command, out: TextSink, pty: bool, keys: bool) -> int:
         """With `keys` (a shell), Fabric forwards every key typed here. Otherwise the output is
-        read here, a look every half second; on a pty (following logs), Ctrl-C closes the
-        channel, whose pty then hangs the remote command up (SIGHUP): it ends, and so does this,
-        with 0 (the user ended it, as intended). No key has to travel through the pty for it."""
+        read here, a look every half second; on a pty (following logs), Ctrl-C (a flag:
+        interrupts.stop_requested) ends the loop and closes the channel, whose pty then hangs the
+        remote command up (SIGHUP): it ends, and this returns 0 (the user ended it, as intended).
+        No key has to travel through the pty for it."""
         if keys:
             return self.conn.run(command.render(), pty=True, warn=True, hide=False,
                                  out_stream=out, err_stream=out).exited
@@ -155,15 +159,16 @@ class SSHTransport(HttpFromHere):
                 channel.sendall(command.stdin.encode())
             channel.shutdown_write()
             channel.settimeout(0.5)
-            while True:
-                try:
-                    chunk = channel.recv(32768)
-                except socket.timeout:     # nothing new yet
-                    continue
-                if not chunk:
-                    break
-                out.write(decoder.decode(chunk))
-            return channel.recv_exit_status()
+            with stop_requested() if pty else contextlib.nullcontext(threading.Event()) as stop:
+                while not stop.is_set():
+                    try:
+                        chunk = channel.recv(32768)
+                    except socket.timeout:     # nothing new yet
+                        continue
+                    if not chunk:
+                        return channel.recv_exit_status()
+                    out.write(decoder.decode(chunk))
+            return 0                           # Ctrl-C: the user ended it
         except KeyboardInterrupt:
             if not pty:
                 raise

@@ -7,7 +7,15 @@ import requests
 
 import testbed
 from fabfile.plan import fold_repeats
-from tests.integration.conftest import APP_URL, deploy, health, live_good, make_commit, release
+from tests.integration.conftest import (
+    APP_URL,
+    deploy,
+    health,
+    live_good,
+    make_commit,
+    release,
+    staging_host,
+)
 
 
 def test_deploy_a_then_b_serves_b_and_keeps_data(testbed_env):
@@ -30,6 +38,15 @@ def test_deploy_a_then_b_serves_b_and_keeps_data(testbed_env):
     assert health() == (200, b)
     rows = requests.get(APP_URL + "/api/items", timeout=5).json()["data"]
     assert name in [row["name"] for row in rows]
+    # every container of the project (stable services, both slots) has bounded logs, and the
+    # infrastructure images run by the digest the first deploy pinned (pins.py)
+    ids = staging_host("docker", "ps", "-q", "--filter", "name=classroom-manager").split()
+    configs = staging_host("docker", "inspect", "--format", "{{.Name}} {{json .HostConfig.LogConfig}} "
+                           "{{.Config.Image}}", *ids).splitlines()
+    assert len(configs) >= 5, configs
+    for line in configs:
+        assert '{"Type":"json-file","Config":{"max-file":"3","max-size":"10m"}}' in line, line
+        assert "classroom-manager-" in line or "@sha256:" in line, line
 
 
 def test_redeploying_a_published_sha_skips_the_build(testbed_env):

@@ -1,6 +1,7 @@
 """Command builders are pure: compare the produced command text."""
 import json
 import shlex
+import subprocess
 
 from fabfile import images
 from fabfile.compose import (
@@ -209,11 +210,45 @@ def test_a_pull_asks_again_after_a_momentary_registry_error_and_fails_at_once_on
         assert (host.pulls, host.slept) == (1, [])
 
 
-def test_a_file_a_command_writes_is_our_users_only():
-    """A dump holds the whole database: written with umask 077 whatever the session's umask."""
+def test_a_file_a_command_writes_is_our_users_only_and_whole_or_not_at_all(tmp_path):
+    """A dump holds the whole database: written with umask 077 whatever the session's umask,
+    under a temporary name renamed once the command succeeded; a failed one (a full disk, a
+    pg_dump error) leaves no file, so nothing that looks like a backup."""
     from dataclasses import replace
 
     from fabfile.shell import cmd, to_file
     piped = to_file(replace(cmd("gzip"), upstream=cmd("pg_dump", "db")), "/d/backups/x.dump")
-    assert piped.render() == "umask 077; set -o pipefail; pg_dump db | gzip > /d/backups/x.dump"
-    assert to_file(cmd("pg_dump"), "/d/x").render() == "umask 077; pg_dump > /d/x"
+    assert piped.render() == (
+        "umask 077; { set -o pipefail; pg_dump db | gzip > /d/backups/x.dump.partial && "
+        "mv -f -- /d/backups/x.dump.partial /d/backups/x.dump; } || "
+        "{ rm -f -- /d/backups/x.dump.partial; false; }")
+    for ok, writer in ((True, "printf whole"), (False, "printf half; exit 28")):
+        path = tmp_path / f"{ok}.dump"
+        done = subprocess.run(["bash", "-c", to_file(cmd("sh", "-c", writer), str(path))
+                               .render() + " && echo next"], capture_output=True, text=True)
+        assert (done.returncode == 0) is ok and ("next" in done.stdout) is ok
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(str(ok))) == (
+            [f"{ok}.dump"] if ok else [])
+        assert not ok or path.read_text() == "whole" and oct(path.stat().st_mode)[-3:] == "600"
+
+
+def test_every_container_the_deploy_starts_has_bounded_logs(settings):
+    """Docker's json-file logs grow until the disk is full unless bounded: every service of the
+    compose and stack files, and every container the Swarm target starts by hand (one-offs,
+    the dump, the jobs on every node), rotates at LOG_MAX_SIZE and keeps LOG_MAX_FILE files."""
+    import yaml
+
+    from fabfile import swarm
+    from tests.conftest import ROOT
+    for name in ("compose.yaml", "app.yaml", "stack.yaml", "stack-app.yaml"):
+        services = yaml.safe_load((ROOT / "compose" / name).read_text())["services"]
+        for service, spec in services.items():
+            assert spec.get("logging") == {"driver": "json-file", "options": {
+                "max-size": "${LOG_MAX_SIZE:-10m}", "max-file": "${LOG_MAX_FILE:-3}"}}, \
+                (name, service)
+    assert {"LOG_MAX_SIZE": "10m", "LOG_MAX_FILE": "3"}.items() <= settings.app_env("x").items()
+    bounded = "--log-driver json-file --log-opt max-size=10m --log-opt max-file=3"
+    for command in (swarm.one_off(settings, "/d", "BACKEND_IMAGE", ["migrate"], [], "net"),
+                    swarm.dump_database(settings, "/d", "/d/x.dump"),
+                    swarm.prefetch_job(settings, "pull", "img@sha256:" + "a" * 64)):
+        assert bounded in command.render(), command.render()

@@ -210,3 +210,54 @@ def test_setup_of_a_swarm_names_each_node_missing_or_down_and_how_to_fix_it(defa
                      "prints on the manager); not Ready: s2 (Down) (start its Docker engine, or "
                      "`docker node rm` a server that is gone)")
     assert "s1 Ready, s2 Down" in out
+
+
+class LongLedger(Script):
+    """A ledger of `deploys` deploys (one in 50 with a dump), the newest last; `tail -n` and
+    `cat` answered as the host would."""
+
+    def __init__(self, deploys):
+        from fabfile.ledger import end_event
+        self.lines = []
+        for n in range(deploys):
+            start = {"event": "start", "id": f"id{n}", "action": "deploy", "sha": f"{n:040x}",
+                     "by": "ci", "started": "2026-01-01T00:00:00Z"}
+            end = end_event(f"id{n}", "succeeded" if n % 3 else "rolled_back",
+                            backup=f"/b/{n:040x}.dump" if n % 50 == 7 else None)
+            self.lines += [json.dumps(start) + "\n", json.dumps(end) + "\n"]
+        self.reads = []
+
+    def answer(self, command):
+        if command.argv[0] == "tail":
+            self.reads.append("tail")
+            return Result(0, "".join(self.lines[-int(command.argv[2]):]), "")
+        if command.argv[0] == "cat" and command.argv[-1].endswith("ledger.jsonl"):
+            self.reads.append("all")
+            return Result(0, "".join(self.lines), "")
+        return Result(0, "", "")
+
+
+def test_a_year_of_deploys_costs_a_read_of_the_ledgers_tail_unless_a_caller_needs_older(
+        settings):
+    """20,000 deploys: status, history and the deploy's own reads take the newest events only;
+    a caller that needs more than the tail holds (here: the 2,000 most recent entries have no
+    dump, or more history is asked for) reads the whole file, so no guarantee is lost."""
+    from fabfile.ledger import TAIL_LINES, latest_backup, read_entries
+    host = LongLedger(20000)
+    runner, _ = recorded(host)
+    entries = read_entries(runner, settings)
+    assert host.reads == ["tail"] and len(entries) == TAIL_LINES // 2
+    assert entries[-1].sha == f"{19999:040x}" and entries[-1].result == "succeeded"
+    assert len(history(runner, settings, 20)) == 20 and host.reads[-1] == "tail"
+    assert len(history(runner, settings, 5000)) == 5000 and host.reads[-2:] == ["tail", "all"]
+    # no dump in the tail: --restore-db and prune read the whole ledger, and find it
+    host = LongLedger(20000)
+    host.lines = [line.replace('"backup"', '"old"') if i > 20000 else line
+                  for i, line in enumerate(host.lines)]
+    runner, _ = recorded(host)
+    found = read_entries(runner, settings, lambda e: latest_backup(e) is not None)
+    assert host.reads == ["tail", "all"] and latest_backup(found) == f"/b/{9957:040x}.dump"
+    # a short ledger is read whole by its tail: nothing more to read
+    host = LongLedger(30)
+    runner, _ = recorded(host)
+    assert len(read_entries(runner, settings, lambda e: False)) == 30 and host.reads == ["tail"]

@@ -2,6 +2,7 @@
 import io
 import os
 import stat
+import time
 
 import pytest
 
@@ -94,3 +95,58 @@ def test_a_plan_shows_a_repeated_look_once_with_its_count():
     lines = ["--> check", "ps", "curl", "ps", "curl", "ps", "curl", "--> switch", "put", "put"]
     assert fold_repeats(lines) == ["--> check", "ps", "curl", "(the 2 lines above again, 2 more times)",
                                    "--> switch", "put", "(the 1 line above again, 1 more time)"]
+
+
+class Finalizer:
+    """Sends this process SIGINT from inside its finalizer and stays there a moment, so the
+    signal handler runs while a __del__ runs (as paramiko's Channel.__del__ may, at any time)."""
+
+    def __del__(self):
+        import os
+        import signal
+        os.kill(os.getpid(), signal.SIGINT)
+        deadline = time.monotonic() + 0.05
+        while time.monotonic() < deadline:
+            pass
+
+
+class FollowedChannel:
+    """A channel whose remote `logs --follow` prints a line per recv, for ever (200 here)."""
+
+    def __init__(self):
+        self.recvs, self.closed = 0, False
+
+    def recv(self, size):
+        self.recvs += 1
+        if self.recvs == 3:
+            Finalizer()                 # collected at once: Ctrl-C arrives inside its __del__
+        return b"a line\n" if self.recvs < 200 else b""
+
+    def recv_exit_status(self):
+        return 9
+
+    def close(self):
+        self.closed = True
+
+    def __getattr__(self, name):        # get_pty, exec_command, settimeout, ...
+        return lambda *args: None
+
+
+def test_ctrl_c_ends_a_follow_even_when_it_lands_in_a_finalizer():
+    """Python drops an exception a signal handler raises inside a finalizer: a KeyboardInterrupt
+    there never reached the loop, and `deploy.logs --follow` printed on after Ctrl-C (CI, stop
+    25). Ctrl-C sets a flag the loop checks instead: it ends, 0, the channel closed."""
+    import io
+    import signal
+
+    from fabfile.shell import cmd
+    from fabfile.transport import SSHTransport
+    transport = SSHTransport.__new__(SSHTransport)
+    channel = FollowedChannel()
+    transport._channel = lambda: channel
+    before = signal.getsignal(signal.SIGINT)
+    out = io.StringIO()
+    assert transport.stream(cmd("docker", "compose", "logs", "--follow"), out, pty=True,
+                            keys=False) == 0
+    assert channel.recvs < 10 and channel.closed and out.getvalue().startswith("a line\n")
+    assert signal.getsignal(signal.SIGINT) is before
