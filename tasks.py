@@ -355,9 +355,12 @@ def bench(c: Context, runs: str = "5", swarm_runs: str = "3") -> None:
 @task(name="bench-db", help={"runs": "deploys per size and side (median reported; default 3)"})
 @user_errors
 def bench_db(c: Context, runs: str = "3") -> None:
-    """Deploy time against database size, with and without the migration check -> docs/BENCHMARKS.md."""
+    """Deploy time against database size (with and without the migration check) and against
+    the ledger's size -> docs/BENCHMARKS.md."""
+    from testbed import bench_ledger
     from testbed.bench_db import main, write
-    text = main(whole_number("--runs", runs))
+    count = whole_number("--runs", runs)
+    text = main(count) + "\n" + bench_ledger.main(count)
     write(text)
     print(text)
 

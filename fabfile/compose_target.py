@@ -229,8 +229,15 @@ def upgrade_live_slot(remote: Runner, settings: Settings, live: str) -> None:
 
 def verify_pulled(remote: Runner, settings: Settings, sha: str, summary: Summary,
                   pushed: Dict[str, Optional[str]]) -> None:
-    """The host must hold exactly the digests we pushed (a moved tag would deploy other code)."""
+    """The host must hold exactly the digests we pushed (a moved tag would deploy other code),
+    built for its own platform (an image from a laptop of another CPU would never start)."""
     refs = {s.name: settings.image_ref(s.name, sha) for s in settings.services}
+    engine = remote.run(images.engine_platform(), "docker version").stdout.strip()
+    other = images.foreign(remote.run(images.platforms(*refs.values()), "docker image inspect")
+                           .stdout, refs, engine)
+    if other:
+        raise DeployError(f"{other}, which the host runs: set BUILD_PLATFORM={engine} "
+                          "(invoke.yaml platform) and deploy again with --rebuild")
     pulled = local_digests(settings, refs, remote)
     for name, ref in refs.items():
         summary.images[name] = f"{ref}@{pulled[name]}" if pulled.get(name) else ref

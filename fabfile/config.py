@@ -231,6 +231,11 @@ SETTINGS = [
             _image_ref),
     Setting("DOCKER_CLI_IMAGE", "an image with the docker CLI: the swarm target's prune runs "
             "it on every node", "", "docker_cli_image", _image_ref),
+    Setting("BUILD_PLATFORM", "os/arch the images are built for, the staging server's (the host "
+            "refuses an image for another; one in the registry for another is built again)", "",
+            "platform",
+            _matching(r"linux/(amd64|arm64(/v8)?|arm/v[67]|386|ppc64le|s390x|riscv64)",
+                      "a platform such as linux/amd64 or linux/arm64")),
     Setting("LOG_MAX_SIZE", "size at which a container's log file is rotated (every container "
             "the deploy starts: json-file driver)", "", "log_max_size",
             _matching(r"[1-9][0-9]{0,5}[kmg]", "a size such as 10m (a number, then k, m or g)")),
@@ -323,6 +328,7 @@ class Settings:
     REDIS_IMAGE: ClassVar[str]
     EDGE_IMAGE: ClassVar[str]
     DOCKER_CLI_IMAGE: ClassVar[str]
+    BUILD_PLATFORM: ClassVar[str]
     LOG_MAX_SIZE: ClassVar[str]
     LOG_MAX_FILE: ClassVar[int]
 

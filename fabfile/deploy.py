@@ -193,7 +193,11 @@ def publish_images(settings: Settings, sha: str, local: Runner, reporter: Report
             with reporter.step("pull them here (their digests are what the host must run)"):
                 for ref in refs.values():
                     local.run(images.pull(ref), "docker pull")
-            return local_digests(settings, refs, local)
+            other = images.foreign(local.run(images.platforms(*refs.values()), "docker image "
+                                             "inspect").stdout, refs, settings.BUILD_PLATFORM)
+            if other is None:
+                return local_digests(settings, refs, local)
+            reporter.note(f"{other} (BUILD_PLATFORM): building it again for {settings.BUILD_PLATFORM}")
     for service in settings.services:
         with reporter.step(f"build {service.name} from {sha[:12]}"):
             # the previous image, as a layer cache (absent on a first build: that is fine)

@@ -48,6 +48,7 @@ def build(settings: Settings, service: Service, sha: str) -> Command:
             "--label", f"{PROJECT_LABEL}={settings.project}",
             "--label", f"{SHA_LABEL}={sha}",
             "--build-arg", f"GIT_SHA={sha}",
+            "--platform", settings.BUILD_PLATFORM,
             "-t", settings.image_ref(service.name, sha),
             "-t", latest_ref(settings, service.name),
             "-f", service.dockerfile, "-"),
@@ -95,6 +96,25 @@ def exists_in_registry(ref: str, plain_http: bool = False) -> Command:
     """Exits 0 when the registry has this tag (uses the local docker login). `plain_http`
     (REGISTRY_PLAIN_HTTP, a registry without TLS such as a local test one) allows http."""
     return cmd("docker", "manifest", "inspect", *(("--insecure",) if plain_http else ()), ref)
+
+
+def platforms(*refs: str) -> Command:
+    """One line `os/arch` per image, in order."""
+    return cmd("docker", "image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", *refs)
+
+
+def engine_platform() -> Command:
+    """The engine's `os/arch`: what the images it runs must be built for."""
+    return cmd("docker", "version", "--format", "{{.Server.Os}}/{{.Server.Arch}}")
+
+
+def foreign(platform_lines: str, refs: Dict[str, str], wanted: str) -> Optional[str]:
+    """One line naming the first image (of `refs`, service -> ref) whose platform, as
+    `platforms` printed them, is not `wanted` (os/arch; a variant such as arm64/v8 is ignored)."""
+    for (name, ref), found in zip(refs.items(), platform_lines.split()):
+        if found != "/".join(wanted.split("/")[:2]):
+            return f"{name} ({ref}) is built for {found}, not {wanted}"
+    return None
 
 
 def repo_digests(*refs: str) -> Command:

@@ -25,7 +25,16 @@ def test_build_uses_the_commit_tree_not_the_working_tree(settings):
     assert "-t ghcr.io/acme/classroom-manager-backend:staging-latest" in text
     assert "--label deploy.project=classroom-manager" in text
     assert f"--label org.opencontainers.image.revision={SHA}" in text
+    assert "--platform linux/amd64" in text           # BUILD_PLATFORM: the server's, not ours
     assert text.endswith("-f Dockerfile -")
+
+
+def test_an_image_for_another_platform_is_named_in_one_line():
+    refs = {"frontend": "r/f:staging-1", "backend": "r/b:staging-1"}
+    assert images.foreign("linux/amd64\nlinux/amd64\n", refs, "linux/amd64") is None
+    assert images.foreign("linux/amd64\nlinux/arm64\n", refs, "linux/amd64") == (
+        "backend (r/b:staging-1) is built for linux/arm64, not linux/amd64")
+    assert images.foreign("linux/arm64\n", {"backend": "b"}, "linux/arm64/v8") is None
 
 
 def test_registry_login_keeps_the_password_off_the_command_line():

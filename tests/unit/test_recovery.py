@@ -223,6 +223,49 @@ def test_a_release_already_in_the_registry_is_not_built_again(settings, mocker):
     assert any(c.startswith("docker pull --quiet") and SHA in c for c in local)
 
 
+def test_a_release_in_the_registry_for_another_platform_is_built_again(settings, mocker):
+    """A laptop of another CPU pushed staging-<sha> (arm64): CI's deploy of the same sha must
+    not skip the build and ship it to an amd64 server."""
+    class FromAMac(SimulatedHost):
+        def answer(self, command):
+            if command.argv[:3] == ("docker", "manifest", "inspect"):
+                return Result(0, "{}", "")
+            if "{{.Os}}/{{.Architecture}}" in command.argv:
+                return Result(0, "linux/arm64\n" * len(command.argv[5:]), "")
+            return super().answer(command)
+
+    plan = Plan()
+    mocker.patch("fabfile.deploy.HostSession",
+                 lambda s, r: PlannedSession(s, r, plan, SimulatedHost(settings)))
+    mocker.patch("fabfile.deploy.LocalTransport", lambda: Recorder(plan, "local", FromAMac(settings)))
+    from fabfile.deploy import deploy_staging
+    out = io.StringIO()
+    deploy_staging(settings, SHA, Reporter(stream=out))
+    local = [a.text for a in plan.actions if isinstance(a, Action) and a.label == "local"]
+    builds = [c for c in local if "docker build" in c]
+    assert len(builds) == 2 and all("--platform linux/amd64" in c for c in builds)
+
+
+def test_an_image_the_host_cannot_run_is_refused_before_anything_changes(settings):
+    """The host's engine says linux/arm64; the pulled images are linux/amd64 (BUILD_PLATFORM
+    left at its default): one line naming both and the fix, before the stable services, the
+    dump or the migrations, and the running release untouched."""
+    class ArmServer(SimulatedHost):
+        def answer(self, command):
+            if command.argv[:2] == ("docker", "version"):
+                return Result(0, "linux/arm64\n", "")
+            return super().answer(command)
+
+    plan, error = deploy_to(settings, ArmServer(settings))
+    assert error.startswith(
+        "frontend (ghcr.io/acme/classroom-manager-frontend:staging-" + SHA + ") is built for "
+        "linux/amd64, not linux/arm64, which the host runs: set BUILD_PLATFORM=linux/arm64 "
+        "(invoke.yaml platform) and deploy again with --rebuild; <running-sha kept serving")
+    after = remote_commands(plan)[[i for i, c in enumerate(remote_commands(plan))
+                                   if c.startswith("docker version")][0]:]
+    assert not any("pg_dump" in c or " up " in c or "migrate" in c for c in after), after
+
+
 def test_an_older_sha_is_refused_before_anything_changes(settings, mocker):
     class Ancestor(SimulatedHost):
         def answer(self, command):
