@@ -9,6 +9,7 @@ Read `deploy.py` first: it tells a deploy's story top to bottom. Then, by concer
 - host.py       the SSH connection: pinned host key, liveness watch, reconnect
 - images.py     build from a commit, tag, push, digests (local docker)
 - pins.py       postgres, redis, the edge and the Swarm job image run by digest, pinned once
+- disk.py       free space on the host, checked before a pull or a dump
 - compose.py    compose commands on the host (stable project, blue/green slots), parsing docker
 - running.py    what runs now, read from the containers; waiting for a slot to be healthy
 - slots.py      blue/green: start in the idle slot, check, switch the edge, retire the old slot

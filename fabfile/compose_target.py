@@ -10,7 +10,7 @@ from __future__ import annotations
 import posixpath
 from typing import TYPE_CHECKING, Dict, List, Optional
 
-from . import backup, images, prune
+from . import backup, disk, images, prune
 from .compose import (
     APP_FILE,
     BASE_FILE,
@@ -118,6 +118,8 @@ def release(settings: Settings, sha: str, remote: Runner, reporter: Reporter, su
     candidate = ComposeCommands(settings, staged.dir, slot)
     stage_files(remote, settings, sha, staged, live, reporter)
     stable = stable_state(remote, settings)
+    disk.check_images(remote, settings, {s.name: settings.image_ref(s.name, sha)
+                                         for s in settings.services}, published.sizes, reporter)
     with reporter.step("pull images"):
         for compose in (candidate,) if stable.unchanged else (staged, candidate):
             images.pull_patiently(remote, compose.pull(),
@@ -269,6 +271,7 @@ def backup_database(remote: Runner, settings: Settings, sha: str, reporter: Repo
     why = "it has migrations to apply" if pending else "before every release: no migrate_check_command"
     path = backup.backup_path(settings, sha)
     with reporter.step(f"back up the database to {path} ({why})"):
+        disk.check_dump(remote, settings)
         remote.run(cmd("install", "-d", "-m", "0700", "--", posixpath.dirname(path)))
         remote.run(backup.dump(ComposeCommands(settings), path), "pg_dump")
     return path

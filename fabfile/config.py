@@ -82,6 +82,13 @@ def _count(value: str) -> int:
     return number
 
 
+def _megabytes(value: str) -> int:
+    number = _number(value, int)
+    if not 0 <= number <= 100_000_000:
+        raise ValueError("must be a whole number of megabytes from 0 to 100000000")
+    return number
+
+
 def _port(value: str) -> int:
     number = _number(value, int)
     if not 0 < number < 65536:
@@ -236,6 +243,9 @@ SETTINGS = [
             "platform",
             _matching(r"linux/(amd64|arm64(/v8)?|arm/v[67]|386|ppc64le|s390x|riscv64)",
                       "a platform such as linux/amd64 or linux/arm64")),
+    Setting("DISK_MARGIN", "megabytes the deploy keeps free on the host: it refuses, before "
+            "anything changes, a pull or a dump that would eat into them", "", "disk_margin",
+            _megabytes),
     Setting("LOG_MAX_SIZE", "size at which a container's log file is rotated (every container "
             "the deploy starts: json-file driver)", "", "log_max_size",
             _matching(r"[1-9][0-9]{0,5}[kmg]", "a size such as 10m (a number, then k, m or g)")),
@@ -329,6 +339,7 @@ class Settings:
     EDGE_IMAGE: ClassVar[str]
     DOCKER_CLI_IMAGE: ClassVar[str]
     BUILD_PLATFORM: ClassVar[str]
+    DISK_MARGIN: ClassVar[int]
     LOG_MAX_SIZE: ClassVar[str]
     LOG_MAX_FILE: ClassVar[int]
 

@@ -116,7 +116,9 @@ def deploy(settings: Settings, sha: str, reporter: Reporter, local: Runner,
     """Publish the images, then, on the host (`session()`) under the lock, release; recover on
     any failure after the lock. Fills `summary`."""
     latest = LatestMove(settings, sha, local)
-    published = Published(publish_images(settings, sha, local, reporter, rebuild), latest.start)
+    published = Published(publish_images(settings, sha, local, reporter, rebuild), latest.start,
+                          images.local_sizes({s.name: settings.image_ref(s.name, sha)
+                                              for s in settings.services}, local))
     try:
         release_on_host(settings, sha, reporter, local, session, summary, force, wait_lock,
                         published)

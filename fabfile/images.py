@@ -98,6 +98,13 @@ def exists_in_registry(ref: str, plain_http: bool = False) -> Command:
     return cmd("docker", "manifest", "inspect", *(("--insecure",) if plain_http else ()), ref)
 
 
+def local_sizes(refs: Dict[str, str], runner: Runner) -> Dict[str, int]:
+    """service -> its image's unpacked size in bytes, as the given engine knows it."""
+    sizes = runner.run(cmd("docker", "image", "inspect", "--format", "{{.Size}}",
+                           *refs.values()), check=False).stdout.split()
+    return {name: int(size) for name, size in zip(refs, sizes) if size.isdigit()}
+
+
 def platforms(*refs: str) -> Command:
     """One line `os/arch` per image, in order."""
     return cmd("docker", "image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", *refs)

@@ -1,16 +1,20 @@
 """Ctrl-C and SIGTERM during a deploy become an exception the deploy can recover from.
 
-Inside `interruptible()`, SIGINT and SIGTERM raise `Interrupted` (a BaseException, so no
-`except Exception` swallows it, and unlike KeyboardInterrupt Invoke does not absorb it while
-waiting on a command). Inside `shielded()`, used while rolling back, they are noted and ignored:
-stopping a rollback half-way is what would leave staging broken. Inside `stop_requested()`,
-used by `deploy.logs --follow`, Ctrl-C sets a flag the loop checks.
+Inside `interruptible()`, SIGINT and SIGTERM are recorded, and `check()` raises `Interrupted`
+(a BaseException, so no `except Exception` swallows it) at the next safe point: before and
+after each command, every tenth of a second while one runs (shell.Runner, transport.py), in
+every pause of a polling loop. Not from the signal handler itself: an exception raised at an
+arbitrary point can land inside paramiko while its transport thread holds a lock (a deploy
+SIGTERMed in its health check then hung in its own undo, CI ci18 of stop 26), or inside a
+finalizer, where Python drops it. Inside `shielded()`, used while rolling back, they are noted
+and ignored: stopping a rollback half-way is what would leave staging broken. Inside
+`stop_requested()`, used by `deploy.logs --follow`, Ctrl-C sets a flag the loop checks.
 """
 import contextlib
 import signal
 import threading
 from types import FrameType
-from typing import Callable, ContextManager, Iterator, Optional
+from typing import Callable, Iterator, List, Optional
 
 Handler = Callable[[int, Optional[FrameType]], None]
 
@@ -36,16 +40,53 @@ def _handlers(handler: Handler) -> Iterator[None]:
             signal.signal(s, h)
 
 
-def interruptible() -> ContextManager[None]:
+_received: List[int] = []          # signals recorded inside interruptible(), not yet raised
+_shields: List[bool] = []          # inside shielded(): nothing is raised
+_arrived = threading.Event()         # wakes a pause() at once
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
     def handler(signum: int, frame: Optional[FrameType]) -> None:
+        _received.append(signum)
+        _arrived.set()
+    _received.clear()
+    _arrived.clear()
+    try:
+        with _handlers(handler):
+            yield
+    finally:
+        _received.clear()
+        _arrived.clear()
+
+
+def check() -> None:
+    """At a safe point: raise Interrupted for a signal `interruptible()` recorded (once; never
+    inside `shielded()`, where a rollback must finish)."""
+    if _received and not _shields and threading.current_thread() is threading.main_thread():
+        signum = _received[0]
+        _received.clear()
+        _arrived.clear()
         raise Interrupted(signum)
-    return _handlers(handler)
 
 
-def shielded(say: Callable[[str], None]) -> ContextManager[None]:
+def pause(seconds: float) -> None:
+    """time.sleep that a recorded signal ends at once (and raises)."""
+    check()
+    _arrived.wait(max(0.0, seconds))
+    check()
+
+
+@contextlib.contextmanager
+def shielded(say: Callable[[str], None]) -> Iterator[None]:
     def handler(signum: int, frame: Optional[FrameType]) -> None:
         say(f"received {signal.Signals(signum).name} while restoring staging: finishing that first")
-    return _handlers(handler)
+    _shields.append(True)
+    try:
+        with _handlers(handler):
+            yield
+    finally:
+        _shields.pop()
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, List, Optional, Protocol, Sequence, Tuple, Union
 
+from . import interrupts
 from .errors import ConnectionLost, RemoteCommandError, TimedOut
 
 if TYPE_CHECKING:
@@ -169,6 +170,7 @@ class Runner:
 
     def run(self, command: Command, what: str = "", check: bool = True,
             timeout: Optional[float] = None) -> Result:
+        interrupts.check()                 # a safe point for Ctrl-C/SIGTERM (interrupts.py)
         self._connected(what or command.argv[0])
         limit = timeout or self.timeout
         began = time.monotonic()

@@ -17,7 +17,7 @@ import posixpath
 import time
 from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
-from . import swarm
+from . import disk, swarm
 from .compose import ENV_FILE, compose_text, edge_dir, health_on_host, parse_http, release_dir, write_secrets
 from .envfile import render_sh_env
 from .errors import DeployError
@@ -249,6 +249,7 @@ class SwarmTarget:
         why = "it has migrations to apply" if pending else "before every release"
         with reporter.step(f"back up the database to {path} ({why})"):
             runner.run(cmd("install", "-d", "-m", "0700", "--", posixpath.dirname(path)))
+            disk.check_dump(runner, settings)
             runner.run(swarm.dump_database(settings, directory, path), "pg_dump")
         journal.keeps(f"the migrations of {sha[:12]} (forward-only; the dump taken before them "
                       f"is {path})")

@@ -9,7 +9,7 @@ switched, restored and pruned (DEPLOY_TARGET, invoke.yaml `target`):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Dict, Optional, Protocol
 
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ class Published:
     its filesystem driver) once answered the pull with a 500."""
     digests: Dict[str, Optional[str]]
     pulled: Callable[[], None] = lambda: None
+    sizes: Dict[str, int] = field(default_factory=dict)   # unpacked, as the local engine says
 
 
 class Target(Protocol):

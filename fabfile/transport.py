@@ -29,6 +29,7 @@ import paramiko
 import requests
 from fabric import Connection
 
+from . import interrupts
 from .errors import TimedOut
 from .interrupts import stop_requested
 from .shell import HELD_MARK, STDIN_MARK, Command, Result, TextSink, get_text, joined, put_text
@@ -72,7 +73,7 @@ class SSHTransport(HttpFromHere):
     """The staging host, over one Fabric Connection (opened and watched by host.connect)."""
 
     records = False
-    clock, sleep = staticmethod(time.monotonic), staticmethod(time.sleep)
+    clock, sleep = staticmethod(time.monotonic), staticmethod(interrupts.pause)
 
     def __init__(self, conn: Connection) -> None:
         super().__init__()
@@ -103,6 +104,7 @@ class SSHTransport(HttpFromHere):
                     err += channel.recv_stderr(65536)
                 if finished:
                     break
+                interrupts.check()                         # Ctrl-C/SIGTERM: a safe point
                 if deadline is not None and time.monotonic() > deadline:
                     raise TimedOut()
             out += channel.makefile("rb").read()          # anything after the exit, up to EOF
@@ -118,17 +120,28 @@ class SSHTransport(HttpFromHere):
 
     def hold(self, command: Command, timeout: Optional[float]) -> Held:
         channel = self._channel()
-        channel.settimeout(timeout)
+        channel.settimeout(0.5)
         channel.exec_command(command.render())
         line = b""
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
             while not line.endswith(b"\n"):
-                chunk = channel.recv(64)
+                try:
+                    chunk = channel.recv(64)
+                except socket.timeout:                 # still waiting (for the lock, say)
+                    interrupts.check()
+                    if deadline is not None and time.monotonic() > deadline:
+                        break
+                    continue
                 if not chunk:
                     break
                 line += chunk
         except OSError:
             pass
+        except BaseException:
+            channel.close()
+            raise
+        channel.settimeout(timeout)
         return HeldChannel(channel, line.decode(errors="replace").strip())
 
     def put(self, path: str, data: bytes, mode: int) -> None:
@@ -199,15 +212,27 @@ class LocalTransport(HttpFromHere):
 
     records = False
     alive = True
-    clock, sleep = staticmethod(time.monotonic), staticmethod(time.sleep)
+    clock, sleep = staticmethod(time.monotonic), staticmethod(interrupts.pause)
 
     def run(self, command: Command, timeout: Optional[float]) -> Result:
+        process = subprocess.Popen(["bash", "-c", command.render()], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        given: Optional[str] = command.stdin or ""
         try:
-            done = subprocess.run(["bash", "-c", command.render()], input=command.stdin,
-                                  capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise TimedOut() from None
-        return Result(done.returncode, done.stdout, done.stderr)
+            while True:
+                try:
+                    out, err = process.communicate(given, timeout=0.1)
+                    return Result(process.returncode, out, err)
+                except subprocess.TimeoutExpired:
+                    given = None                       # sent with the first call
+                interrupts.check()                     # Ctrl-C/SIGTERM: a safe point
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimedOut()
+        finally:
+            if process.returncode is None:             # interrupted or timed out: end it
+                process.kill()
+                process.communicate()
 
     def hold(self, command: Command, timeout: Optional[float]) -> Held:
         process = subprocess.Popen(["bash", "-c", command.render()], stdin=subprocess.PIPE,

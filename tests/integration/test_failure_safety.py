@@ -198,3 +198,19 @@ def test_lock_of_a_frozen_deploy_is_stale_after_max_age_and_unlock_frees_it(test
         frozen.process.kill()
     after = deploy(testbed_env, release("after-unlock"))
     assert after.returncode == 0, after.output
+
+
+def test_a_disk_too_full_for_the_release_is_refused_before_anything_changes(testbed_env, good):
+    """The free-space check before the pull (issue 22), against the host's real `df` and
+    `docker info`; a margin larger than any disk stands in for a full one. Refused in one line
+    with the figures before the pull; the live release serves on, its containers untouched."""
+    previous, row = good
+    ours = ("docker", "ps", "-q", "--filter", "name=classroom-manager")
+    before = sorted(staging_host(*ours).split())
+    result = deploy(testbed_env, release("no-room", parent=previous), DISK_MARGIN="100000000")
+    assert re.search(r"error: not enough disk space on the host: /\S+ has [\d,]+ MB free, but "
+                     r"the release's images take up to [\d,]+ MB and DISK_MARGIN keeps "
+                     r"100,000,000 MB free", result.output), result.output
+    assert "--> pull images" not in result.stdout and "Traceback" not in result.output
+    assert_recovered(testbed_env, result.returncode, result.output, previous, row)
+    assert sorted(staging_host(*ours).split()) == before

@@ -2,6 +2,8 @@
 import io
 import json
 
+import pytest
+
 from fabfile.errors import DeployError
 from fabfile.plan import RUNNING, SimulatedHost
 from fabfile.provision import setup_host
@@ -261,3 +263,47 @@ def test_a_year_of_deploys_costs_a_read_of_the_ledgers_tail_unless_a_caller_need
     host = LongLedger(30)
     runner, _ = recorded(host)
     assert len(read_entries(runner, settings, lambda e: False)) == 30 and host.reads == ["tail"]
+
+
+class Disk(Script):
+    """A host with `free` bytes on every filesystem, holding the images named in `present`, and
+    a newest dump of `dump` bytes."""
+
+    def __init__(self, free, present=(), dump=None):
+        self.free, self.present, self.dump = free, set(present), dump
+
+    def answer(self, command):
+        argv = command.argv
+        if argv[:2] == ("df", "-P"):
+            return Result(0, "Filesystem 1-blocks Used Available Capacity Mounted on\n"
+                             f"/dev/vda 99999999999 1 {self.free} 1% /\n", "")
+        if argv[:2] == ("docker", "info"):
+            return Result(0, "/var/lib/docker\n", "")
+        if argv[:3] == ("docker", "image", "inspect"):
+            return Result(0 if argv[-1] in self.present else 1, "x", "")
+        if "find" in command.render() and self.dump is not None:
+            return Result(0, f"1767225600.0 {self.dump}\n", "")
+        return Result(0, "", "")
+
+
+def test_a_pull_or_a_dump_the_disk_cannot_take_is_refused_with_the_figures(settings):
+    from fabfile import disk
+    mb = disk.MB
+    refs = {"frontend": "r/f:staging-1", "backend": "r/b:staging-1"}
+    sizes = {"frontend": 300 * mb, "backend": 500 * mb}
+    reporter = Reporter(stream=io.StringIO())
+    runner, _ = recorded(Disk(free=1500 * mb))               # 800 MB + 1024 MB margin > 1500
+    with pytest.raises(DeployError) as refused:
+        disk.check_images(runner, settings, refs, sizes, reporter)
+    assert str(refused.value) == (
+        "not enough disk space on the host: /var/lib/docker has 1,500 MB free, but the "
+        "release's images take up to 800 MB and DISK_MARGIN keeps 1,024 MB free; free some "
+        "(`docker system df` shows what Docker holds) or lower DISK_MARGIN")
+    runner, _ = recorded(Disk(free=1500 * mb, present={"r/b:staging-1"}))   # only frontend
+    disk.check_images(runner, settings, refs, sizes, reporter)
+    runner, _ = recorded(Disk(free=1500 * mb, dump=600 * mb))
+    with pytest.raises(DeployError, match="/opt/classroom-manager has 1,500 MB free, but a "
+                                          "dump the size of the last one takes 600 MB"):
+        disk.check_dump(runner, settings)
+    runner, _ = recorded(Disk(free=1500 * mb))                # no dump yet: the margin only
+    disk.check_dump(runner, settings)

@@ -150,3 +150,35 @@ def test_ctrl_c_ends_a_follow_even_when_it_lands_in_a_finalizer():
                             keys=False) == 0
     assert channel.recvs < 10 and channel.closed and out.getvalue().startswith("a line\n")
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_signal_during_a_deploy_is_raised_at_a_safe_point_never_inside_the_handler():
+    """Inside interruptible(), SIGTERM is recorded, not raised where it lands (inside paramiko
+    holding a lock, a SIGTERMed deploy hung in its own undo: ci18, stop 26): a command that
+    runs ends within a tenth of a second, killed; the next safe point raises Interrupted once;
+    inside shielded() (a rollback) nothing is raised."""
+    import signal
+    import threading
+
+    from fabfile import interrupts
+    later = lambda: threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()  # noqa
+    with interrupts.interruptible():
+        later()
+        began = time.monotonic()
+        with pytest.raises(interrupts.Interrupted, match="SIGTERM"):
+            LocalTransport().run(cmd("sleep", "30"), timeout=None)
+        assert time.monotonic() - began < 3
+        interrupts.check()                                   # raised once, not again
+        later()
+        began = time.monotonic()
+        with pytest.raises(interrupts.Interrupted):
+            interrupts.pause(30)                             # a polling loop's pause ends too
+        assert time.monotonic() - began < 3
+        with interrupts.shielded(lambda text: None):
+            os.kill(os.getpid(), signal.SIGTERM)
+            interrupts.pause(0.2)
+            interrupts.check()                               # a rollback is never stopped
+        os.kill(os.getpid(), signal.SIGTERM)                 # recorded: the handler raises nothing
+        with pytest.raises(interrupts.Interrupted):
+            Runner(LocalTransport(), "local").run(cmd("true"))
+    interrupts.check()                                       # outside: nothing pending
