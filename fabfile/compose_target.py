@@ -118,8 +118,7 @@ def release(settings: Settings, sha: str, remote: Runner, reporter: Reporter, su
     candidate = ComposeCommands(settings, staged.dir, slot)
     stage_files(remote, settings, sha, staged, live, reporter)
     stable = stable_state(remote, settings)
-    disk.check_images(remote, settings, {s.name: settings.image_ref(s.name, sha)
-                                         for s in settings.services}, published.sizes, reporter)
+    disk.check_images(remote, settings, settings.image_refs(sha), published.sizes, reporter)
     with reporter.step("pull images"):
         for compose in (candidate,) if stable.unchanged else (staged, candidate):
             images.pull_patiently(remote, compose.pull(),
@@ -233,7 +232,7 @@ def verify_pulled(remote: Runner, settings: Settings, sha: str, summary: Summary
                   pushed: Dict[str, Optional[str]]) -> None:
     """The host must hold exactly the digests we pushed (a moved tag would deploy other code),
     built for its own platform (an image from a laptop of another CPU would never start)."""
-    refs = {s.name: settings.image_ref(s.name, sha) for s in settings.services}
+    refs = settings.image_refs(sha)
     engine = remote.run(images.engine_platform(), "docker version").stdout.strip()
     other = images.foreign(remote.run(images.platforms(*refs.values()), "docker image inspect")
                            .stdout, refs, engine)

@@ -356,6 +356,10 @@ class Settings:
     def image_ref(self, service: str, sha: str) -> str:
         return f"{self.image_repo(service)}:staging-{sha}"
 
+    def image_refs(self, sha: str) -> Dict[str, str]:
+        """service -> its image_ref, for every service of the app."""
+        return {s.name: self.image_ref(s.name, sha) for s in self.services}
+
     @property
     def secrets(self) -> list:
         """Every secret value, and `user:password` of each credential pair (whose base64 is an

@@ -117,8 +117,7 @@ def deploy(settings: Settings, sha: str, reporter: Reporter, local: Runner,
     any failure after the lock. Fills `summary`."""
     latest = LatestMove(settings, sha, local)
     published = Published(publish_images(settings, sha, local, reporter, rebuild), latest.start,
-                          images.local_sizes({s.name: settings.image_ref(s.name, sha)
-                                              for s in settings.services}, local))
+                          images.local_sizes(settings.image_refs(sha), local))
     try:
         release_on_host(settings, sha, reporter, local, session, summary, force, wait_lock,
                         published)
@@ -184,7 +183,7 @@ def publish_images(settings: Settings, sha: str, local: Runner, reporter: Report
         with reporter.step(f"log in to {settings.REGISTRY} (local)"):
             local.run(images.login(settings.REGISTRY, settings.REGISTRY_USER,
                                    settings.REGISTRY_PASSWORD or ""), "docker login")
-    refs = {s.name: settings.image_ref(s.name, sha) for s in settings.services}
+    refs = settings.image_refs(sha)
     if not rebuild:
         with reporter.step("look for staging-%s in the registry" % sha[:12]):
             present = all(local.run(images.exists_in_registry(ref, settings.REGISTRY_PLAIN_HTTP),

@@ -13,6 +13,7 @@ import posixpath
 from typing import TYPE_CHECKING, Dict, List
 
 from .errors import DeployError
+from .images import exists_locally
 from .shell import Command, batch, cmd, pipe, split
 
 if TYPE_CHECKING:
@@ -56,8 +57,7 @@ def check_images(runner: Runner, settings: Settings, refs: Dict[str, str],
     """Refuse before the pull when Docker's data root cannot take the images it lacks."""
     margin = settings.DISK_MARGIN * MB
     with reporter.step("check free disk space for the images"):
-        present = batch(*(cmd("docker", "image", "inspect", "--format", "{{.Id}}", ref)
-                          for ref in refs.values()))
+        present = batch(*(exists_locally(ref) for ref in refs.values()))
         have = split(present, runner.run(present, check=False))
         need = sum(sizes.get(name, 0) for (name, _), found in zip(refs.items(), have)
                    if not found.ok)

@@ -1,9 +1,9 @@
 """Ctrl-C and SIGTERM during a deploy become an exception the deploy can recover from.
 
 Inside `interruptible()`, SIGINT and SIGTERM are recorded, and `check()` raises `Interrupted`
-(a BaseException, so no `except Exception` swallows it) at the next safe point: before and
-after each command, every tenth of a second while one runs (shell.Runner, transport.py), in
-every pause of a polling loop. Not from the signal handler itself: an exception raised at an
+(a BaseException, so no `except Exception` swallows it) at the next safe point: before each
+command, every tenth of a second while one runs or waits for the lock (shell.Runner,
+transport.py), in every pause of a polling loop. Not from the signal handler itself: an exception raised at an
 arbitrary point can land inside paramiko while its transport thread holds a lock (a deploy
 SIGTERMed in its health check then hung in its own undo, CI ci18 of stop 26), or inside a
 finalizer, where Python drops it. Inside `shielded()`, used while rolling back, they are noted

@@ -100,8 +100,7 @@ def with_pins(settings: Settings, pins: Dict[str, str]) -> Settings:
 
 def resolve(runner: Runner, ref: str, reporter: Reporter) -> str:
     """Pull `ref` on the host and name it by the digest the registry gave it."""
-    images.pull_patiently(runner, cmd("docker", "pull", "--quiet", ref), f"docker pull {ref}",
-                          reporter)
+    images.pull_patiently(runner, images.pull(ref), f"docker pull {ref}", reporter)
     found = images.digest_from_inspect(runner.run(images.repo_digests(ref),
                                                   "docker image inspect").stdout,
                                        repository(ref))
