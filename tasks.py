@@ -18,6 +18,8 @@ from typing import Any, Callable, List, Optional, Sequence, TypeVar, Union
 
 from invoke import Collection, Context, Exit, task
 
+from fabfile.certificate import domain, https_on
+from fabfile.certificate import ensure as ensure_certificate
 from fabfile.ci_gate import is_required
 from fabfile.config import (
     SHA_RE,
@@ -32,10 +34,11 @@ from fabfile.errors import ConfigError, DeployError
 from fabfile.host import HostSession
 from fabfile.images import commit_exists
 from fabfile.incident import exec_in_live, exec_problems, log_problems, show_logs
-from fabfile.lock import break_lock
+from fabfile.lock import break_lock, held
 from fabfile.provision import setup_host
 from fabfile.report import KNOWN_SECRETS, RedactingStream, Reporter, redact, secret_forms
 from fabfile.rollback import rollback_staging
+from fabfile.slots import reload_edge
 from fabfile.status import history, read_status, render_history, render_status
 
 ROOT = Path(__file__).resolve().parent
@@ -181,6 +184,24 @@ def rollback(c: Context, to: Optional[str] = None, restore_db: bool = False, yes
     wait = lock_wait(wait_lock)
     rollback_staging(settings, reporter_for(settings), to=to, restore_db=restore_db, yes=yes,
                      wait_lock=wait, confirm=confirm)
+
+
+@task(name="certificate", optional=["wait_lock"], help={
+    "force": "renew even when the certificate in place is not due",
+    "wait-lock": "if a deploy holds the lock, wait for it (default 600 s, or =SECONDS)",
+})
+@user_errors
+def certificate_(c: Context, force: bool = False, wait_lock: Union[None, bool, str] = None) -> None:
+    """Obtain or renew STAGING_URL's HTTPS certificate now, if due (a daily job runs this)."""
+    settings = settings_for(c, ("host",))
+    if not https_on(settings):
+        raise ConfigError(["EDGE_TLS is none: the edge serves no HTTPS (set EDGE_TLS=acme and "
+                           "an https STAGING_URL to turn it on)"])
+    reporter = reporter_for(settings)
+    with HostSession(settings, reporter) as host, \
+            held(host, settings, "certificate", domain(settings), lock_wait(wait_lock), reporter):
+        reporter.say(ensure_certificate(host.runner, settings, reporter,
+                                        lambda: reload_edge(host.runner, settings), force=force))
 
 
 def confirm(question: str) -> str:
@@ -366,7 +387,7 @@ def bench_db(c: Context, runs: str = "3") -> None:
 
 
 deploy = Collection("deploy")
-for deploy_task in (staging, rollback, status, history_, logs, exec_, unlock):
+for deploy_task in (staging, rollback, status, history_, logs, exec_, unlock, certificate_):
     deploy.add_task(deploy_task)
 staging_hosts = Collection("staging")
 staging_hosts.add_task(setup)

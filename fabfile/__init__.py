@@ -30,6 +30,7 @@ Read `deploy.py` first: it tells a deploy's story top to bottom. Then, by concer
 - incident.py   `deploy.logs` and `deploy.exec` on the live release
 - plan.py       `--dry-run`: the deploy against a simulated host, printed as its plan
 - provision.py  `staging.setup`: a fresh Debian/Ubuntu server made ready for deploys
+- certificate.py HTTPS at the edge: its certificate by ACME, renewed, installed by a reload
 - ci_gate.py    the GitHub check that CI passed for the sha, on main (in Actions)
 - notify.py     the webhook after a deploy
 - report.py     step lines, the summary, secret redaction

@@ -158,12 +158,15 @@ def health_on_host(settings: Settings, slot: Optional[str] = None) -> Command:
     """The health endpoint through the host's loopback: response headers, body, then the HTTP
     code on its own line (parse_http). Through the public port, or, for `slot`, straight to
     that slot through the edge's candidate port (whether or not it is live)."""
-    port: object = settings.APP_PORT
+    url = f"http://127.0.0.1:{settings.APP_PORT}"
     headers: Tuple[str, ...] = ()
     if slot:
-        port, headers = settings.PREVIEW_PORT, ("-H", f"{SLOT_HEADER}: {slot}")
+        url, headers = f"http://127.0.0.1:{settings.PREVIEW_PORT}", ("-H", f"{SLOT_HEADER}: {slot}")
+    elif settings.EDGE_TLS == "acme":
+        # plain HTTP is redirected: the HTTPS port, its certificate checked from here (PUBLIC)
+        url, headers = f"https://127.0.0.1:{settings.HTTPS_PORT}", ("-k",)
     return cmd("curl", "-sS", "-m", "3", "-D", "-", "-w", r"\n%{http_code}", *headers,
-               f"http://127.0.0.1:{port}{settings.health_path}")
+               url + settings.health_path)
 
 
 def engine_version() -> Command:

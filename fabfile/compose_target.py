@@ -10,11 +10,12 @@ from __future__ import annotations
 import posixpath
 from typing import TYPE_CHECKING, Dict, List, Optional
 
-from . import backup, disk, images, prune
+from . import backup, certificate, disk, images, prune
 from .compose import (
     APP_FILE,
     BASE_FILE,
     EDGE_CONFIG,
+    EDGE_SERVICE,
     ENV_FILE,
     RELEASE_FILES,
     SLOTS,
@@ -25,6 +26,7 @@ from .compose import (
     other_slot,
     release_dir,
     remove_containers,
+    running_services,
     slot_project,
     stable_digest_path,
     strip_terminal_codes,
@@ -46,6 +48,7 @@ from .shell import chain, cmd
 from .slots import (
     check_candidate,
     confirm_switch,
+    reload_edge,
     remove_slot,
     retire,
     standing_by,
@@ -68,6 +71,15 @@ class ComposeTarget:
 
     def __init__(self, settings: Settings):
         self.settings = settings
+
+    def secure_edge(self, runner: Runner, reporter: Reporter) -> str:
+        """The certificate, once the edge runs (it answers the ACME challenge); on a first
+        deploy, release() sees to it as soon as it does."""
+        if certificate.https_on(self.settings) and EDGE_SERVICE not in runner.run(
+                running_services(self.settings.project)).stdout.split():
+            return ""
+        return certificate.ensure(runner, self.settings, reporter,
+                                  lambda: reload_edge(runner, self.settings))
 
     def read_running(self, runner: Runner) -> RunningRelease:
         return read_running(runner, self.settings)
@@ -145,6 +157,11 @@ def release(settings: Settings, sha: str, remote: Runner, reporter: Reporter, su
             start_stable(remote, settings)
             if stable.digest:
                 remote.put(stable_digest_path(settings), stable.digest + "\n")
+    if not stable.unchanged:   # the edge (re)started: its certificate, if it had none yet
+        https = certificate.ensure(remote, settings, reporter,
+                                   lambda: reload_edge(remote, settings))
+        if https and https not in summary.notes:
+            summary.notes[:] = [n for n in summary.notes if not n.startswith("https:")] + [https]
     if pending is not False:
         journal.keeps(f"the migrations of {sha[:12]} (forward-only; `inv deploy.rollback "
                       "--restore-db` loads the dump taken before them)")

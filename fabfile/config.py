@@ -89,6 +89,13 @@ def _megabytes(value: str) -> int:
     return number
 
 
+def _days(value: str) -> float:
+    number = _number(value)
+    if not 0 < number <= 60:
+        raise ValueError("must be a number of days from 0 to 60 (such as 30)")
+    return number
+
+
 def _port(value: str) -> int:
     number = _number(value, int)
     if not 0 < number < 65536:
@@ -203,6 +210,17 @@ SETTINGS = [
             "", parse=_registry_user),
     Setting("REGISTRY_PULL_PASSWORD", "read-only registry token for the host", "", secret=True),
     Setting("APP_PORT", "public port the edge proxy publishes on the host", "", "app_port", _port),
+    Setting("EDGE_TLS", "`acme`: the edge serves HTTPS for STAGING_URL's host (https) with a "
+            "certificate it obtains and renews by ACME; `none`: plain HTTP (TLS, if any, ends in "
+            "front of the server)", "", "edge_tls", _matching(r"none|acme", "none or acme")),
+    Setting("HTTPS_PORT", "public HTTPS port the edge publishes (served with EDGE_TLS=acme)",
+            "", "https_port", _port),
+    Setting("ACME_DIRECTORY", "ACME server that issues the edge's certificate (EDGE_TLS=acme)",
+            "", "acme_directory", _token_url),
+    Setting("ACME_EMAIL", "contact address for the ACME account (expiry notices)", "",
+            parse=_matching(r"[^@\s'\"]+@[^@\s'\"]+\.[^@\s'\"]+", "an e-mail address")),
+    Setting("TLS_RENEW_DAYS", "days before expiry the certificate is renewed (by a deploy or "
+            "`inv deploy.certificate`)", "", "tls_renew_days", _days),
     Setting("PREVIEW_PORT", "host-loopback port where the deploy checks a release before the switch",
             "", "preview_port", _port),
     Setting("HEALTH_TIMEOUT", "seconds to wait for a healthy release", "", "health_timeout",
@@ -319,6 +337,11 @@ class Settings:
     REGISTRY_PULL_USER: ClassVar[Optional[str]]
     REGISTRY_PULL_PASSWORD: ClassVar[Optional[str]]
     APP_PORT: ClassVar[int]
+    EDGE_TLS: ClassVar[str]
+    HTTPS_PORT: ClassVar[int]
+    ACME_DIRECTORY: ClassVar[str]
+    ACME_EMAIL: ClassVar[Optional[str]]
+    TLS_RENEW_DAYS: ClassVar[float]
     PREVIEW_PORT: ClassVar[int]
     HEALTH_TIMEOUT: ClassVar[float]
     HEALTH_SETTLE: ClassVar[float]
@@ -376,7 +399,7 @@ class Settings:
         """The variables the compose files read on the host (written to the release's .env):
         the stack's own (ports, database, images, where things are) and the app's declared
         ones (invoke.yaml `app_env`)."""
-        names = ["APP_PORT", "PREVIEW_PORT", "STAGING_URL", "DB_USER", "DB_NAME", "DB_PASSWORD",
+        names = ["APP_PORT", "HTTPS_PORT", "PREVIEW_PORT", "STAGING_URL", "DB_USER", "DB_NAME", "DB_PASSWORD",
                  "DATABASE_URL", "POSTGRES_IMAGE", "REDIS_IMAGE", "EDGE_IMAGE", "LOG_MAX_SIZE",
                  "LOG_MAX_FILE"]
         env = {name: str(self.values[name]) for name in names if self.values.get(name) is not None}
@@ -518,6 +541,14 @@ def load_settings(defaults: Mapping, environ: Mapping[str, str],
         values["DATABASE_URL"] = "postgresql://{}:{}@postgres:5432/{}".format(
             quote(values["DB_USER"], safe=""), quote(values["DB_PASSWORD"], safe=""),
             values["DB_NAME"])
+    if values.get("EDGE_TLS") == "acme":
+        if values.get("DEPLOY_TARGET") == "swarm":
+            problems.append("EDGE_TLS=acme: the swarm target's edge serves plain HTTP only (HTTPS "
+                            "is the compose target's, for now); set EDGE_TLS=none and end TLS in "
+                            "front of the stack")
+        elif values.get("STAGING_URL") and not str(values["STAGING_URL"]).startswith("https://"):
+            problems.append(f"EDGE_TLS=acme needs an https STAGING_URL (its host names the "
+                            f"certificate), not {values['STAGING_URL']}")
     floor = lock_floor(values, float(defaults.get("command_timeout", 600)))
     if values.get("LOCK_MAX_AGE") is not None and values["LOCK_MAX_AGE"] < floor:
         problems.append(f"LOCK_MAX_AGE={values['LOCK_MAX_AGE']:g} must be at least {floor:g} "

@@ -136,6 +136,9 @@ def release_on_host(settings: Settings, sha: str, reporter: Reporter, local: Run
         ledger = ReleaseLedger(settings)
         entries = close_abandoned(host.runner, settings, reporter,
                                   lambda found: bool(good_releases(found)))
+        https = target.secure_edge(host.runner, reporter)
+        if https:
+            summary.notes.append(https)
         previous, running = record_running(host.runner, target, entries, reporter)
         refuse_older(sha, previous, force, local, reporter)
         if settings.REGISTRY_PULL_USER:

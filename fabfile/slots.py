@@ -106,6 +106,11 @@ def switch_edge(runner: Runner, settings: Settings, sha: str, slot: str, reporte
 def point_edge(runner: Runner, settings: Settings, slot: str, fallback: Optional[str] = None) -> None:
     """Write edge/live.conf and reload the edge (graceful: in-flight requests finish)."""
     runner.put(posixpath.join(edge_dir(settings), LIVE_FILE), live_conf(slot, fallback), 0o644)
+    reload_edge(runner, settings)
+
+
+def reload_edge(runner: Runner, settings: Settings) -> None:
+    """The edge re-reads its config (nginx -t first; graceful: in-flight requests finish)."""
     runner.run(ComposeCommands(settings).reload_edge(), "reloading the edge proxy")
 
 

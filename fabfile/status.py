@@ -6,6 +6,7 @@ import posixpath
 import time
 from typing import TYPE_CHECKING
 
+from . import certificate
 from .ledger import as_dict, read_entries
 from .lock import INFO_FILE, describe_holder, lock_holders
 from .shell import cmd
@@ -38,6 +39,7 @@ def read_status(runner: Runner, settings: Settings) -> dict:
         "lock": {"held": held, "holder": holder,
                  "description": describe_holder(holder, time.time()) if held else "free"},
         "last": as_dict(entries[-1]) if entries else None,
+        "certificate": certificate.status(runner, settings),
     }
 
 
@@ -47,6 +49,8 @@ def render_status(status: dict) -> str:
              f"health    {'HEALTHY' if status['healthy'] else 'NOT HEALTHY'} ({status['reason']})",
              f"url       {status['url']}",
              f"lock      {status['lock']['description']}"]
+    if status.get("certificate"):
+        lines.insert(3, f"https     {status['certificate']}")
     for c in status["containers"]:
         lines.append(f"  {c['Service']:<10} {c['State']:<10} {c['Health'] or '-':<10} "
                      f"restarts={c['RestartCount']} {c['Revision'][:12]}")

@@ -89,6 +89,9 @@ class SwarmTarget:
     def keep(self, runner: Runner, running: RunningRelease) -> None:
         """Nothing to tag: releases are pinned by digest and their files are kept."""
 
+    def secure_edge(self, runner: Runner, reporter: Reporter) -> str:
+        return ""      # the Swarm edge serves plain HTTP (config refuses an https STAGING_URL)
+
     def retained(self, runner: Runner, sha: str) -> bool:
         return runner.run(chain(*(cmd("test", "-f", f)
                                   for f in swarm.release_files(self.settings, sha))),

@@ -34,6 +34,10 @@ class Published:
 class Target(Protocol):
     settings: Settings
 
+    def secure_edge(self, runner: Runner, reporter: Reporter) -> str:
+        """HTTPS as STAGING_URL asks (certificate.py), before what runs is judged through it;
+        a line for the summary ("" when there is nothing to say)."""
+
     def read_running(self, runner: Runner) -> RunningRelease:
         """The live release, from what runs (never a tag), and whether it is healthy now."""
 

@@ -41,6 +41,7 @@ if not 0 <= INSTANCE <= 60:
     raise DeployError(f"TESTBED_INSTANCE={INSTANCE} must be a number from 0 to 60")
 PREFIX = "cm-testbed" if INSTANCE == 0 else f"cm-testbed{INSTANCE}"
 ENV_FILE = ROOT / (".env.testbed" if INSTANCE == 0 else f".env.testbed-{INSTANCE}")
+ACME_CA_BUNDLE = STATE / f"acme-ca-{INSTANCE}.pem"
 
 LABEL = "cm-testbed=1"                          # every testbed's (the images: shared)
 INSTANCE_LABEL = f"cm-testbed.instance={INSTANCE}"
@@ -62,11 +63,17 @@ REGISTRY_PORT = port(5000, 50)
 SSH_PORT = port(2222, 22, "TESTBED_SSH_PORT")
 HTTP_PORT = port(8080, 80, "TESTBED_HTTP_PORT")
 BASELINE_HTTP_PORT = port(8081, 81, "TESTBED_BASELINE_HTTP_PORT")  # `inv bench`
+HTTPS_PORT = port(8443, 43, "TESTBED_HTTPS_PORT")
+# The instance's ACME server (pebble) and its DNS (challtestsrv), on this machine's loopback.
+ACME = f"{PREFIX}-acme"
+ACME_PORTS = {"ACME_PORT": port(14000, 40), "ACME_MANAGEMENT_PORT": port(15000, 41),
+              "DNS_PORT": port(8053, 53), "DNS_MANAGEMENT_PORT": port(8055, 55),
+              "HTTP01_PORT": HTTP_PORT}
 # The docker client's logins: an instance's own, so that parallel instances never write one file.
 if INSTANCE:
     os.environ.setdefault("DOCKER_CONFIG", str(STATE / f"docker-{INSTANCE}"))
 # Bumped when the containers' run arguments change, so `up` replaces older ones.
-LAYOUT = "4"
+LAYOUT = "5"
 BASE_IMAGE = "cm-testbed/bookworm"
 # Built here, pushed to the testbed registry: stand-ins for postgres:16-alpine, redis:7-alpine
 # and nginx:1.27-alpine (the edge proxy).
@@ -121,6 +128,7 @@ def up(swarm=False):
     ensure_network()
     ensure_registry(creds["TESTBED_ID"])
     ensure_staging_host(creds["TESTBED_ID"])
+    ensure_acme(creds["TESTBED_ID"])
     push_stand_ins(creds)
     write_env_file(creds, known_hosts_line())
     if swarm:
@@ -184,7 +192,7 @@ def ensure_base_image():
 def build_images():
     shutil.copy(compose_plugin(), HERE / "images" / "staging-host" / "docker-compose")
     for name, tag in [("registry", "cm-testbed/registry"), ("staging-host", "cm-testbed/staging-host"),
-                      *STAND_INS.items()]:
+                      ("acme", "cm-testbed/acme"), *STAND_INS.items()]:
         log(f"build {tag}")
         sh("docker", "build", "--quiet", "--label", LABEL, "-t", tag, HERE / "images" / name)
 
@@ -288,7 +296,7 @@ def ensure_staging_host(testbed_id):
     # --init: an init that reaps orphans (dockerd as PID 1 leaves zombies behind)
     args = ["--hostname", "staging", "--init", "--restart", "unless-stopped",
             "-p", f"127.0.0.1:{SSH_PORT}:22", "-p", f"127.0.0.1:{HTTP_PORT}:80",
-            "-p", f"127.0.0.1:{BASELINE_HTTP_PORT}:81",
+            "-p", f"127.0.0.1:{BASELINE_HTTP_PORT}:81", "-p", f"127.0.0.1:{HTTPS_PORT}:443",
             "-v", f"{VOLUMES[1]}:/var/lib/docker",
             "-v", f"{STATE / 'deploy_key.pub'}:/home/deploy/.ssh/authorized_keys:ro",
             "cm-testbed/staging-host"]
@@ -304,6 +312,46 @@ def ensure_staging_host(testbed_id):
         ensure_container(HOST, args, testbed_id)
     wait_for("staging host engine", lambda: ok("docker", "exec", HOST, "docker", "info"), 60)
     wait_for("staging host sshd", ssh_banner, 30)
+
+
+def acme_answers() -> bool:
+    try:
+        return requests.get(f"https://127.0.0.1:{ACME_PORTS['ACME_PORT']}/dir", timeout=1,
+                            verify=str(ACME_CA_BUNDLE)).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def ensure_acme(testbed_id):
+    """The instance's ACME server, on this machine's network (it checks challenges at the
+    staging host's published port 80); its CAs (its API's and the one that signs what it
+    issues, new at each start) written to ACME_CA_BUNDLE for the clients here."""
+    if not container_running(ACME):
+        sh("docker", "rm", "-f", ACME, check=False)
+        sh("docker", "run", "-d", "--name", ACME, "--label", LABEL, "--label", INSTANCE_LABEL,
+           "--label", f"cm-testbed.id={testbed_id}-{LAYOUT}", "--network", "host",
+           *(f"--env={name}={value}" for name, value in ACME_PORTS.items()), "cm-testbed/acme")
+    wait_for("ACME server's certificate", lambda: ok("docker", "exec", ACME, "test", "-s",
+                                                     "/state/api-cert.pem"), 30)
+    write_atomically(ACME_CA_BUNDLE, sh("docker", "exec", ACME, "cat", "/state/api-cert.pem"))
+    wait_for("ACME server", acme_answers, 30)
+    root = requests.get(f"https://127.0.0.1:{ACME_PORTS['ACME_MANAGEMENT_PORT']}/roots/0",
+                        timeout=5, verify=str(ACME_CA_BUNDLE)).text
+    write_atomically(ACME_CA_BUNDLE, ACME_CA_BUNDLE.read_text() + root)
+
+
+def https_settings(**more) -> dict:
+    """The settings of a deploy over HTTPS on this instance, its certificate from its ACME server
+    (REQUESTS_CA_BUNDLE: the clients here trust that server's CAs, as they trust a public one)."""
+    return {"EDGE_TLS": "acme", "STAGING_URL": f"https://localhost:{HTTPS_PORT}", "HTTPS_PORT": "443",
+            "ACME_DIRECTORY": f"https://127.0.0.1:{ACME_PORTS['ACME_PORT']}/dir",
+            "REQUESTS_CA_BUNDLE": str(ACME_CA_BUNDLE), "TLS_RENEW_DAYS": "0.5", **more}
+
+
+def point_dns(name: str, address: str) -> None:
+    """The ACME server's DNS answers `address` for `name` (another server than ours)."""
+    requests.post(f"http://127.0.0.1:{ACME_PORTS['DNS_MANAGEMENT_PORT']}/add-a", timeout=5,
+                  json={"host": name.rstrip(".") + ".", "addresses": [address]}).raise_for_status()
 
 
 def ssh_banner(port=SSH_PORT) -> bool:

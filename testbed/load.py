@@ -13,7 +13,7 @@ import itertools
 import threading
 import time
 from dataclasses import dataclass
-from typing import List, NamedTuple, Optional, Sequence
+from typing import List, NamedTuple, Optional, Sequence, Union
 from urllib.parse import urlparse
 
 import requests
@@ -84,11 +84,12 @@ def first_serving(results: List[Answer], version: str, after: float) -> Optional
 
 class SteadyLoad:
     def __init__(self, url: str, rate: float = 50, max_seconds: float = 300, timeout: float = 2,
-                 paths: Sequence[str] = ("",)):
+                 paths: Sequence[str] = ("",), verify: Union[bool, str] = True):
         host = urlparse(url).hostname
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError(f"load only goes to loopback addresses, not {host}")
         self.url, self.rate, self.max_seconds, self.timeout = url, rate, max_seconds, timeout
+        self.verify = verify     # https: the CA bundle that signed the edge's certificate
         self.paths = itertools.cycle(paths)
         self.results: List[Answer] = []
         self.lock = threading.Lock()
@@ -100,7 +101,7 @@ class SteadyLoad:
     def _one(self, path):
         sent, version = time.time(), None
         try:
-            response = requests.get(self.url + path, timeout=self.timeout)
+            response = requests.get(self.url + path, timeout=self.timeout, verify=self.verify)
             ok, status = response.status_code == 200, str(response.status_code)
             version = response.headers.get(VERSION_HEADER)
         except requests.RequestException as exc:

@@ -59,6 +59,18 @@ def test_ci_runs_once_per_commit_of_main():
 def test_only_main_can_reach_the_staging_secrets():
     for name, job in (("deploy-staging.yml", "deploy"), ("rollback-staging.yml", "rollback")):
         assert load(name)["jobs"][job]["if"] == "github.ref == 'refs/heads/main'", name
+    assert load("certificate-staging.yml")["jobs"]["renew"]["if"].startswith(
+        "github.ref == 'refs/heads/main' && ")
+
+
+def test_the_certificate_is_renewed_daily_in_the_deploys_queue_by_the_one_task_command():
+    renew = load("certificate-staging.yml")
+    assert set(renew["on"]) == {"schedule", "workflow_dispatch"}
+    assert renew["concurrency"] == load("deploy-staging.yml")["concurrency"]
+    steps = renew["jobs"]["renew"]["steps"]
+    assert [s["run"] for s in steps if "run" in s] == [
+        "python -m pip install --require-hashes -r .github/deploy-requirements.txt",
+        "python -m invoke deploy.certificate"]
 
 
 def test_every_job_has_a_timeout():
@@ -106,7 +118,8 @@ def test_permissions_are_empty_at_the_top_and_least_per_job():
     allowed = {"ci.yml": {"contents": "read"},
                "deploy-staging.yml": {"contents": "read", "packages": "write", "checks": "read",
                                       "actions": "read"},
-               "rollback-staging.yml": {"contents": "read"}}
+               "rollback-staging.yml": {"contents": "read"},
+               "certificate-staging.yml": {"contents": "read"}}
     for name in allowed:
         doc = load(name)
         assert doc["permissions"] == {}
