@@ -364,13 +364,15 @@ def testbed_down(c: Context, images: bool = False, instance: str = "0", all: boo
 
 
 @task(help={"runs": "runs of each scenario (median reported; default 5)",
-            "swarm-runs": "runs of each scenario on the testbed's swarm (default 3; 0: none)"})
+            "swarm-runs": "runs of each scenario on the testbed's swarm (default 3; 0: none)",
+            "https": "ours over HTTPS (EDGE_TLS=acme, the testbed's ACME server), with what a "
+                     "TLS handshake costs a request"})
 @user_errors
-def bench(c: Context, runs: str = "5", swarm_runs: str = "3") -> None:
+def bench(c: Context, runs: str = "5", swarm_runs: str = "3", https: bool = False) -> None:
     """Benchmark the story's original pipeline against ours (compose and swarm) -> docs/BENCHMARKS.md."""
     from testbed.bench import main
     print(main(whole_number("--runs", runs),
-               0 if swarm_runs == "0" else whole_number("--swarm-runs", swarm_runs)))
+               0 if swarm_runs == "0" else whole_number("--swarm-runs", swarm_runs), https))
 
 
 @task(name="bench-db", help={"runs": "deploys per size and side (median reported; default 3)"})

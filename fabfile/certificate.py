@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from .errors import DeployError
-from .shell import chain, cmd
+from .shell import cmd
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -321,8 +321,10 @@ def ensure(runner: Runner, settings: Settings, reporter: Reporter,
     or, with EDGE_TLS=none, the edge's https files removed. Returns a line for the summary."""
     now = now or utc_now()
     if not https_on(settings):
-        runner.run(chain(cmd("rm", "-f", "--", edge_path(settings, HTTPS_CONF),
-                             edge_path(settings, REDIRECT_CONF))), "turning HTTPS off")
+        removed = runner.run(cmd("rm", "-fv", "--", edge_path(settings, HTTPS_CONF),
+                                 edge_path(settings, REDIRECT_CONF)), "turning HTTPS off")
+        if removed.stdout.strip():       # it was on: the edge stops serving it now
+            reload_edge()
         return ""
     name = domain(settings)
     found = read_host(runner, settings)

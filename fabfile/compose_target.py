@@ -250,12 +250,7 @@ def verify_pulled(remote: Runner, settings: Settings, sha: str, summary: Summary
     """The host must hold exactly the digests we pushed (a moved tag would deploy other code),
     built for its own platform (an image from a laptop of another CPU would never start)."""
     refs = settings.image_refs(sha)
-    engine = remote.run(images.engine_platform(), "docker version").stdout.strip()
-    other = images.foreign(remote.run(images.platforms(*refs.values()), "docker image inspect")
-                           .stdout, refs, engine)
-    if other:
-        raise DeployError(f"{other}, which the host runs: set BUILD_PLATFORM={engine} "
-                          "(invoke.yaml platform) and deploy again with --rebuild")
+    images.refuse_foreign(remote, refs, "the host")
     pulled = local_digests(settings, refs, remote)
     for name, ref in refs.items():
         summary.images[name] = f"{ref}@{pulled[name]}" if pulled.get(name) else ref

@@ -10,7 +10,7 @@ import json
 import re
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional
 
-from .errors import RemoteCommandError
+from .errors import DeployError, RemoteCommandError
 from .shell import Command, cmd, pipe
 
 if TYPE_CHECKING:
@@ -122,6 +122,17 @@ def foreign(platform_lines: str, refs: Dict[str, str], wanted: str) -> Optional[
         if found != "/".join(wanted.split("/")[:2]):
             return f"{name} ({ref}) is built for {found}, not {wanted}"
     return None
+
+
+def refuse_foreign(runner: Runner, refs: Dict[str, str], where: str) -> None:
+    """Refuse, in one line, images the engine holds that were built for another platform than
+    its own (they would never start): before anything runs them."""
+    engine = runner.run(engine_platform(), "docker version").stdout.strip()
+    found = runner.run(platforms(*refs.values()), check=False)
+    other = foreign(found.stdout, refs, engine) if found.ok else None
+    if other:
+        raise DeployError(f"{other}, which {where} runs: set BUILD_PLATFORM={engine} "
+                          "(invoke.yaml platform) and deploy again with --rebuild")
 
 
 def repo_digests(*refs: str) -> Command:

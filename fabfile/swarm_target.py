@@ -17,7 +17,7 @@ import posixpath
 import time
 from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
-from . import disk, swarm
+from . import disk, images, swarm
 from .compose import ENV_FILE, compose_text, edge_dir, health_on_host, parse_http, release_dir, write_secrets
 from .envfile import render_sh_env
 from .errors import DeployError
@@ -83,8 +83,8 @@ class SwarmTarget:
                                   containers=rows)
         sha = shas.pop()
         state, reason = judge(look, self.expected(sha))
-        images = {n: s.image for n, s in look.services.items() if n in self.services}
-        return RunningRelease(sha, state == "healthy", reason, None, images, rows)
+        running_images = {n: s.image for n, s in look.services.items() if n in self.services}
+        return RunningRelease(sha, state == "healthy", reason, None, running_images, rows)
 
     def keep(self, runner: Runner, running: RunningRelease) -> None:
         """Nothing to tag: releases are pinned by digest and their files are kept."""
@@ -125,6 +125,9 @@ class SwarmTarget:
                            "registry)"):
             for service in self.services:
                 self.prefetch(runner, reporter, service, env[f"{service.upper()}_IMAGE"])
+        # (a manager that runs no tasks holds no image: Swarm itself then finds no node for it)
+        images.refuse_foreign(runner, {s: env[f"{s.upper()}_IMAGE"] for s in self.services},
+                              "the swarm's manager")
         published.pulled()
         summary.backup = self.migrate(runner, reporter, sha, directory, journal)
         if running.sha is None:

@@ -11,6 +11,10 @@ story's two routes in turn: the API (/api/health) and the frontend (/). To fit i
 hour, ours runs while the baseline sleeps its 30 s: the baseline's pull, up and prune have the
 host to themselves, and ours overlaps only its idle wait.
 
+With `--https`, ours serves over HTTPS (EDGE_TLS=acme, its certificate from the testbed's
+ACME server) and its load goes through https://localhost:<port>, each request a new connection
+(a TLS handshake); the report adds what a handshake costs a request on the live release.
+
 Then the same scenarios on the Swarm target (`inv testbed.up --swarm`: three nodes, the app on
 127.0.0.1:8082, same releases, same load) for `--swarm-runs` runs: a third column.
 """
@@ -25,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
+import requests
 import yaml
 from dotenv import dotenv_values
 
@@ -37,6 +42,7 @@ from testbed.timeline import Timeline, draw
 ROOT = testbed.ROOT
 DEFAULTS = yaml.safe_load((ROOT / "invoke.yaml").read_text())["deploy"]
 OURS_URL = f"http://127.0.0.1:{testbed.HTTP_PORT}"
+HTTPS_URL = f"https://localhost:{testbed.HTTPS_PORT}"
 BASELINE_URL = f"http://127.0.0.1:{testbed.BASELINE_HTTP_PORT}"
 SWARM_URL = f"http://127.0.0.1:{swarm.HTTP_PORT}"
 SIDES = {"baseline": "baseline (story's pipeline)", "ours": "ours (`inv deploy.staging`)",
@@ -103,7 +109,7 @@ BROKEN = ("broken: health-500", "broken: crash", LATE_CRASH)
 
 def under_load(url: str, action) -> tuple:
     """Run `action()` under steady load; return (its result, wall seconds, load results, stats)."""
-    with SteadyLoad(url, rate=50, max_seconds=240, paths=STORY_ROUTES) as load:
+    with SteadyLoad(url, rate=50, max_seconds=240, paths=STORY_ROUTES, verify=verify(url)) as load:
         time.sleep(STEADY)
         started = time.time()
         result = action()
@@ -111,6 +117,26 @@ def under_load(url: str, action) -> tuple:
         time.sleep(STEADY)
     summary = load.stop()
     return result, wall, load.results, summary, started
+
+
+def verify(url: str):
+    """What a client trusts for `url`: the testbed ACME server's CAs for our HTTPS side."""
+    return str(testbed.ACME_CA_BUNDLE) if url.startswith("https:") else True
+
+
+def tls_cost(url: str, count: int = 200) -> Tuple[float, float]:
+    """Median seconds of a GET of `url` on a new connection (TCP and TLS handshakes) and on a
+    kept-alive one: the difference is what a handshake costs a request."""
+    def timed(get) -> float:
+        began = time.perf_counter()
+        get().raise_for_status()
+        return time.perf_counter() - began
+
+    fresh = [timed(lambda: requests.get(url, verify=verify(url), timeout=5)) for _ in range(count)]
+    with requests.Session() as session:
+        session.verify = verify(url)
+        kept = [timed(lambda: session.get(url, timeout=5)) for _ in range(count)]
+    return statistics.median(fresh), statistics.median(kept)
 
 
 class Beside:
@@ -138,12 +164,15 @@ class Beside:
 
 
 class Bench:
-    def __init__(self, runs: int, swarm_runs: int = 3, say=print):
-        self.runs, self.swarm_runs, self.say = runs, swarm_runs, say
+    def __init__(self, runs: int, swarm_runs: int = 3, say=print, https: bool = False):
+        self.runs, self.swarm_runs, self.say, self.https = runs, swarm_runs, say, https
         self.env = {k: v for k, v in os.environ.items()
                     if not k.startswith(("STAGING_", "REGISTRY", "GITHUB_"))}
         self.env["DEPLOY_ENV_FILE"] = str(testbed.ENV_FILE)
-        self.targets = {"ours": (self.env, OURS_URL),
+        if https:
+            self.env.update(testbed.https_settings())
+        self.handshake: Optional[Tuple[float, float]] = None
+        self.targets = {"ours": (self.env, HTTPS_URL if https else OURS_URL),
                         "swarm": (dict(self.env, DEPLOY_ENV_FILE=str(swarm.ENV_FILE)), SWARM_URL)}
         self.results: Dict[str, Dict[str, List[Run]]] = {}
         self.timelines: Dict[str, Dict[str, Timeline]] = {}   # the last run of each
@@ -294,6 +323,8 @@ class Bench:
             self.ours_rollback()   # back to the good release before the current one
             running["ours"] = self.good[1] if running["ours"] == self.good[0] else self.good[0]
         on_host(f"cd {BASELINE_DIR} && docker compose down")
+        if self.https:
+            self.handshake = tls_cost(HTTPS_URL + "/api/health")
         if self.swarm_runs:
             self.run_swarm(broken)
         return self.report(time.monotonic() - started)
@@ -332,10 +363,18 @@ class Bench:
             f"{memory:.0f} GiB memory, {platform.system()} {platform.release()}; the local testbed "
             f"(registry and staging host on this machine). Medians of {self.runs} runs each. Each "
             f"side gets its own steady 50 requests/s, the story's two routes in turn (the API's "
-            f"`/api/health`, the frontend's `/`); ours runs while the baseline "
+            f"`/api/health`, the frontend's `/`; each request a new connection); ours runs "
+            f"while the baseline "
             f"sleeps its 30 s (the baseline's pull, up and prune have the host to themselves). "
             f"Took {took / 60:.1f} min.", "",
         ]
+        if self.https:
+            lines += [f"`--https`: ours serves over HTTPS (EDGE_TLS=acme, its certificate from "
+                      f"the testbed's ACME server, pebble), and its load, its health checks and "
+                      f"its watch window go through `{HTTPS_URL}`; the baseline stays on plain "
+                      f"HTTP, as the story's pipeline has it" + (", and so does the Swarm "
+                      "target's edge (it serves no HTTPS yet)" if self.swarm_runs else "") + ".",
+                      ""]
         sides = [side for side in SIDES if any(side in r for r in self.results.values())]
         if "swarm" in sides:
             lines += [f"The Swarm column: the same releases and load on the testbed's three-node "
@@ -396,6 +435,12 @@ class Bench:
                       f"{watch:.1f}s of watch window after the switch (the new release already "
                       f"serves users then; WATCH_SECONDS) and the {settle:.0f}s settle of the "
                       f"candidate check (HEALTH_SETTLE) = **{overhead:.1f}s**."]
+        if self.handshake:
+            fresh, kept = self.handshake
+            lines += ["", f"What TLS costs a request (`{HTTPS_URL}/api/health` on the live "
+                      f"release, 200 sequential GETs each way, medians): {fresh * 1000:.1f} ms "
+                      f"on a new connection (TCP and TLS handshakes), {kept * 1000:.1f} ms on a "
+                      f"kept-alive one: **{(fresh - kept) * 1000:.1f} ms per handshake**."]
         for side, scenario in [(s, n) for s in ("ours", "swarm") for n in ("good release",
                                                                              "rollback")]:
             medians = {k: med(side, scenario, k) or 0.0
@@ -427,8 +472,8 @@ def draw_timelines(bench: Bench, folder) -> str:
     return "\n".join(lines)
 
 
-def main(runs: int = 5, swarm_runs: int = 3) -> str:
-    bench = Bench(runs, swarm_runs)
+def main(runs: int = 5, swarm_runs: int = 3, https: bool = False) -> str:
+    bench = Bench(runs, swarm_runs, https=https)
     text = bench.run()
     out = ROOT / "docs" / "BENCHMARKS.md"
     out.parent.mkdir(exist_ok=True)

@@ -18,8 +18,8 @@ if os.environ.get("PYTEST_XDIST_WORKER", "").startswith("gw"):
 # The integration modules, longest first (docs/TESTING.md has their measured times): each runs
 # on one worker, so handing the long ones out first lets the workers end together.
 LONGEST_FIRST = ["test_swarm_stack", "test_failure_safety", "test_staying_up", "test_zero_downtime",
-                 "test_rollback_and_prune", "test_security", "test_deploy", "test_incident_tools",
-                 "test_setup"]
+                 "test_rollback_and_prune", "test_security", "test_deploy", "test_https",
+                 "test_incident_tools", "test_setup"]
 
 
 def pytest_collection_modifyitems(items):

@@ -117,3 +117,24 @@ def test_the_dry_run_plan_is_what_a_deploy_runs(testbed_env, good):
     assert comparable(ran, running, swap) == comparable(planned, running)
     moved = sorted(line for line in ran if moves_latest(line))
     assert len(moved) == 2 and moved == sorted(line for line in planned if moves_latest(line))
+
+
+def test_an_image_in_the_registry_built_for_another_cpu_is_built_again(testbed_env, tmp_path):
+    """staging-<sha> already in the registry, but its config names arm64 (a laptop of another
+    CPU pushed it): the deploy builds it again for BUILD_PLATFORM instead of skipping the build,
+    and the host runs what it can run."""
+    sha = release("other-cpu", parent=live_good(testbed_env))
+    (tmp_path / "Dockerfile").write_text("FROM scratch\nCOPY note /note\n")
+    (tmp_path / "note").write_text("built for another CPU\n")
+    for service in ("frontend", "backend"):
+        ref = f"localhost:{testbed.REGISTRY_PORT}/testbed/classroom-manager-{service}:staging-{sha}"
+        testbed.sh("docker", "build", "--quiet", "--platform", "linux/arm64", "-t", ref, tmp_path)
+        testbed.sh("docker", "push", "--quiet", ref)
+        testbed.sh("docker", "rmi", ref)        # the deploy finds it in the registry, not here
+    result = deploy(testbed_env, sha)
+    assert result.returncode == 0, result.output
+    assert re.search(r"frontend \(\S+:staging-" + sha + r"\) is built for linux/arm64, not "
+                     r"linux/amd64 \(BUILD_PLATFORM\): building it again for linux/amd64",
+                     result.stdout), result.output
+    assert "--> build backend" in result.stdout
+    assert health() == (200, sha)

@@ -18,6 +18,7 @@ from tests.integration.conftest import (
     deploy,
     health,
     inv,
+    make_commit,
     release,
     rows,
     staging_host,
@@ -214,3 +215,32 @@ def test_a_disk_too_full_for_the_release_is_refused_before_anything_changes(test
     assert "--> pull images" not in result.stdout and "Traceback" not in result.output
     assert_recovered(testbed_env, result.returncode, result.output, previous, row)
     assert sorted(staging_host(*ours).split()) == before
+
+
+def test_a_dump_that_fills_the_disk_leaves_no_backup_and_the_previous_release_serving(
+        testbed_env, good):
+    """A real full disk (issue 22): backups/ on a 1 MB filesystem filled up, and a release
+    with a migration, so that pg_dump runs out of space half-way. The check before the dump lets
+    it through (DISK_MARGIN=0, no earlier dump in that filesystem); the dump fails, leaves no
+    file behind (nothing that `--restore-db` or a person could take for a backup), and the
+    deploy fails cleanly before the migration."""
+    previous, row = good
+    backups = "/opt/classroom-manager/backups"
+    staging_host("install", "-d", "-m", "0700", "-o", "deploy", backups, user="root")
+    staging_host("sh", "-c", "mount -t tmpfs -o size=1m,mode=0700,uid=$(id -u deploy) tmpfs "
+                 + backups, user="root")
+    try:
+        staging_host("sh", "-c", f"cat /dev/zero > {backups}/filler; df -k {backups}", check=False)
+        version = int(time.time())
+        sha = make_commit({"app/backend/RELEASE": f"full {version}\n",
+                           f"app/backend/migrations/{version}-full.sql":
+                               f"CREATE TABLE full_{version} (id INT)"}, previous)
+        result = deploy(testbed_env, sha, DISK_MARGIN="0")
+        assert "--> back up the database to" in result.stdout, result.output
+        assert re.search(r"error: pg_dump failed:\s+.*no space left on device", result.output,
+                         re.I), result.output
+        assert "--> run migrations" not in result.stdout
+        assert staging_host("ls", "-A", backups).split() == ["filler"]
+        assert_recovered(testbed_env, result.returncode, result.output, previous, row)
+    finally:
+        staging_host("umount", backups, user="root", check=False)

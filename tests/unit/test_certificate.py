@@ -174,10 +174,19 @@ def test_a_dry_run_says_it_would_ask_and_asks_nothing(https, mocker):
     assert line == "https: a certificate for staging.example.com would be obtained"
 
 
-def test_an_http_url_turns_https_off(http):
-    host = Host(pem())
-    assert ensure(http, host)[0] == ""
-    assert ("rm", "-f", "--", f"{EDGE}/https.conf", f"{EDGE}/https-redirect.conf") in host.commands
+class WasOn(Host):
+    def answer(self, command):
+        result = super().answer(command)
+        return Result(0, "removed 'https.conf'\n", "") if command.argv[0] == "rm" else result
+
+
+def test_edge_tls_none_turns_https_off_and_reloads_only_if_it_was_on(http):
+    for host, reloaded in ((Host(), []), (WasOn(), [1])):
+        reloads = []
+        assert ensure(http, host, reloads=reloads)[0] == ""
+        assert host.commands == [
+            ("rm", "-fv", "--", f"{EDGE}/https.conf", f"{EDGE}/https-redirect.conf")]
+        assert reloads == reloaded
 
 
 def test_the_host_check_asks_the_https_port_once_https_is_on(http, https):

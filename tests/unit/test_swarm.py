@@ -409,3 +409,23 @@ def test_the_node_prune_script_removes_only_old_images_of_this_project(tmp_path,
     assert "rm c-old-task" in log.read_text().splitlines()
     assert done.stdout.split("\n")[:1] == [f"removed {b}@sha256:1"]
     assert "@sha256:3" not in done.stdout and "--force" not in script and " -f " not in script
+
+
+def test_images_for_another_platform_than_the_managers_are_refused_before_the_migrations(
+        defaults, environ):
+    from fabfile.plan import SimulatedHost
+    from fabfile.shell import Result
+    from tests.unit.test_recovery import deploy_to, remote_commands
+
+    class ArmManager(SimulatedHost):
+        def answer(self, command):
+            if command.argv[:2] == ("docker", "version"):
+                return Result(0, "linux/arm64\n", "")
+            return super().answer(command)
+
+    settings = swarm_settings(defaults, environ)
+    plan, error = deploy_to(settings, ArmManager(settings))
+    assert "is built for linux/amd64, not linux/arm64, which the swarm's manager runs: set " \
+           "BUILD_PLATFORM=linux/arm64" in error
+    assert not any("migrate" in c or "stack deploy" in c and "-app" in c
+                   for c in remote_commands(plan)), remote_commands(plan)
