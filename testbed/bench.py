@@ -133,9 +133,9 @@ def tls_cost(url: str, count: int = 200) -> Tuple[float, float]:
         return time.perf_counter() - began
 
     fresh = [timed(lambda: requests.get(url, verify=verify(url), timeout=5)) for _ in range(count)]
-    with requests.Session() as session:
-        session.verify = verify(url)
-        kept = [timed(lambda: session.get(url, timeout=5)) for _ in range(count)]
+    with requests.Session() as session:   # (verify per request: REQUESTS_CA_BUNDLE in the
+        kept = [timed(lambda: session.get(url, verify=verify(url), timeout=5))  # environment
+                for _ in range(count)]                     # would override a session's own)
     return statistics.median(fresh), statistics.median(kept)
 
 
@@ -169,11 +169,12 @@ class Bench:
         self.env = {k: v for k, v in os.environ.items()
                     if not k.startswith(("STAGING_", "REGISTRY", "GITHUB_"))}
         self.env["DEPLOY_ENV_FILE"] = str(testbed.ENV_FILE)
+        plain = dict(self.env)       # the Swarm target's edge serves plain HTTP only
         if https:
             self.env.update(testbed.https_settings())
         self.handshake: Optional[Tuple[float, float]] = None
         self.targets = {"ours": (self.env, HTTPS_URL if https else OURS_URL),
-                        "swarm": (dict(self.env, DEPLOY_ENV_FILE=str(swarm.ENV_FILE)), SWARM_URL)}
+                        "swarm": (dict(plain, DEPLOY_ENV_FILE=str(swarm.ENV_FILE)), SWARM_URL)}
         self.results: Dict[str, Dict[str, List[Run]]] = {}
         self.timelines: Dict[str, Dict[str, Timeline]] = {}   # the last run of each
 
@@ -359,7 +360,8 @@ class Bench:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
         lines = [
             "# Benchmarks", "",
-            f"`inv bench --runs {self.runs}` on {time.strftime('%Y-%m-%d')}: {cores} cores, "
+            f"`inv bench --runs {self.runs} --swarm-runs {self.swarm_runs}"
+            f"{' --https' if self.https else ''}` on {time.strftime('%Y-%m-%d')}: {cores} cores, "
             f"{memory:.0f} GiB memory, {platform.system()} {platform.release()}; the local testbed "
             f"(registry and staging host on this machine). Medians of {self.runs} runs each. Each "
             f"side gets its own steady 50 requests/s, the story's two routes in turn (the API's "
