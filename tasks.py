@@ -18,28 +18,28 @@ from typing import Any, Callable, List, Optional, Sequence, TypeVar, Union
 
 from invoke import Collection, Context, Exit, task
 
-from fabfile.certificate import domain, https_on
-from fabfile.certificate import ensure as ensure_certificate
-from fabfile.ci_gate import is_required
-from fabfile.config import (
-    SHA_RE,
+from fabfile.compose.certificate import domain, https_on
+from fabfile.compose.certificate import ensure as ensure_certificate
+from fabfile.compose.slots import reload_edge
+from fabfile.config.definitions import SHA_RE
+from fabfile.config.settings import (
     Settings,
     environment_secrets,
     load_settings,
     read_environment,
     validate_sha,
 )
-from fabfile.deploy import deploy_staging
 from fabfile.errors import ConfigError, DeployError
-from fabfile.host import HostSession
-from fabfile.images import commit_exists
-from fabfile.incident import exec_in_live, exec_problems, log_problems, show_logs
-from fabfile.lock import break_lock, held
-from fabfile.provision import setup_host
+from fabfile.ops.incident import exec_in_live, exec_problems, log_problems, show_logs
+from fabfile.ops.provision import setup_host
+from fabfile.ops.status import history, read_status, render_history, render_status
 from fabfile.report import KNOWN_SECRETS, RedactingStream, Reporter, redact, secret_forms
-from fabfile.rollback import rollback_staging
-from fabfile.slots import reload_edge
-from fabfile.status import history, read_status, render_history, render_status
+from fabfile.story.ci_gate import is_required
+from fabfile.story.deploy import deploy_staging
+from fabfile.story.images import commit_exists
+from fabfile.story.lock import break_lock, held
+from fabfile.story.rollback import rollback_staging
+from fabfile.transport.session import HostSession
 
 ROOT = Path(__file__).resolve().parent
 T = TypeVar("T")

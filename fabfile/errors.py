@@ -12,7 +12,7 @@ class ConfigError(DeployError):
     def __init__(self, problems: Iterable[str]) -> None:
         self.problems = list(problems)
         super().__init__("configuration: " + "; ".join(self.problems)
-                         + ". Set them in the environment or in .env (see README, Configuration).")
+                         + ". Set them in the environment or in .env (see docs/CONFIGURATION.md).")
 
 
 class RemoteCommandError(DeployError):

@@ -8,27 +8,12 @@ Writes `.env.testbed-swarm` (`.env.testbed-<N>-swarm`); `inv testbed.down` remov
 """
 import subprocess
 
-from . import (
-    DIND_FLAGS,
-    NETWORK,
-    PREFIX,
-    STATE,
-    container_running,
-    ensure_container,
-    ensure_volume,
-    log,
-    ok,
-    port,
-    sh,
-    ssh_banner,
-    wait_for,
-    write_atomically,
-)
-from . import (
-    ENV_FILE as COMPOSE_ENV_FILE,
-)
+from .hosts import ensure_container, ensure_volume, ssh_banner
+from .names import DIND_FLAGS, NETWORK, STATE, SWARM_NODES, port
+from .names import ENV_FILE as COMPOSE_ENV_FILE
+from .run import container_running, log, ok, sh, wait_for, write_atomically
 
-NODES = tuple(f"{PREFIX}-swarm-{n}" for n in (1, 2, 3))
+NODES = SWARM_NODES
 MANAGER = NODES[0]
 SSH_PORT = port(2224, 24, "TESTBED_SWARM_SSH_PORT")
 HTTP_PORT = port(8082, 82, "TESTBED_SWARM_HTTP_PORT")

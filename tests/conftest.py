@@ -57,7 +57,7 @@ def environ():
 
 @pytest.fixture
 def settings(defaults, environ):
-    from fabfile.config import load_settings
+    from fabfile.config.settings import load_settings
     return load_settings(defaults, environ, cwd=ROOT)
 
 

@@ -10,13 +10,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 
-from fabfile import certificate
-from fabfile.compose import health_on_host
-from fabfile.config import load_settings
+from fabfile.compose import certificate
+from fabfile.compose.commands import health_on_host
+from fabfile.config.settings import load_settings
 from fabfile.errors import ConfigError, DeployError
 from fabfile.report import Reporter
-from fabfile.shell import Result, Runner
-from fabfile.transport import Plan, Recorder, Script
+from fabfile.transport.commands import Result
+from fabfile.transport.machines import Plan, Recorder, Script
+from fabfile.transport.runner import Runner
 from tests.conftest import ROOT
 
 NOW = datetime.datetime(2026, 11, 30, 12, 0)

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from fabfile.ci_gate import check_problems, is_required, next_page, on_branch, verify
+from fabfile.story.ci_gate import check_problems, is_required, next_page, on_branch, verify
 from tests.unit.test_cli import inv
 
 SHA = "9" * 40

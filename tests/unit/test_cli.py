@@ -141,7 +141,7 @@ def test_hostile_flags_and_inputs_end_in_one_line_never_a_traceback(environ):
 def test_a_base64_wrapped_key_is_read_as_the_key(defaults, environ):
     import base64
 
-    from fabfile.config import load_settings
+    from fabfile.config.settings import load_settings
     key = environ["STAGING_SSH_KEY"]
     environ["STAGING_SSH_KEY"] = base64.b64encode(key.encode()).decode()
     assert load_settings(defaults, environ).STAGING_SSH_KEY == key + "\n"
@@ -174,7 +174,7 @@ def test_an_unexpected_error_is_one_redacted_line_and_deploy_debug_shows_where(t
     """A bug (here: a settings loader that raises with a secret in its message) never prints a
     raw traceback or the secret; DEPLOY_DEBUG=1 adds the traceback, redacted."""
     folder = copy_of_the_tool(tmp_path)
-    config = folder / "fabfile" / "config.py"
+    config = folder / "fabfile" / "config" / "settings.py"
     config.write_text(config.read_text() + "\n\ndef load_settings(*args, **kwargs):\n"
                       "    raise RuntimeError('boom ' + __import__('os').environ['JWT_SECRET'])\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("STAGING_")}

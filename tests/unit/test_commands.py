@@ -3,16 +3,16 @@ import json
 import shlex
 import subprocess
 
-from fabfile import images
-from fabfile.compose import (
+from fabfile.compose.commands import (
     ComposeCommands,
     health_on_host,
     parse_http,
     parse_inspect,
     strip_terminal_codes,
 )
-from fabfile.envfile import render_env
-from fabfile.shell import chain, cmd, pipe
+from fabfile.config.envfile import render_env
+from fabfile.story import images
+from fabfile.transport.commands import chain, cmd, pipe
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
@@ -85,13 +85,13 @@ def test_a_slot_is_its_own_project_with_the_release_files(settings):
 
 
 def test_slots_alternate():
-    from fabfile.compose import other_slot
+    from fabfile.compose.commands import other_slot
     assert other_slot(None) == "blue" and other_slot("blue") == "green"
     assert other_slot("green") == "blue"
 
 
 def test_only_our_projects_containers_are_picked():
-    from fabfile.compose import ours
+    from fabfile.compose.commands import ours
     listing = ("a1 classroom-manager\nb2 classroom-manager-blue\nc3 other-project\n"
                "d4 classroom-manager-green\ne5 classroom-manager-blue-x\n")
     assert ours(listing, ["classroom-manager", "classroom-manager-blue",
@@ -161,7 +161,7 @@ def test_the_digests_of_all_images_come_from_one_inspect():
 def test_the_stable_digest_follows_the_file_and_the_values_it_reads(settings):
     from dataclasses import replace
 
-    from fabfile.compose import stable_digest
+    from fabfile.compose.commands import stable_digest
     text = "services:\n  db:\n    image: ${POSTGRES_IMAGE}\n    environment: {P: '${DB_PASSWORD}'}\n"
     digest = stable_digest(settings, text)
     assert digest and digest == stable_digest(settings, text)
@@ -178,7 +178,7 @@ class PullingHost:
     """A runner whose pulls answer from `answers` in turn (exit code, stderr)."""
 
     def __init__(self, *answers):
-        from fabfile.shell import Result
+        from fabfile.transport.commands import Result
         self.answers = [Result(code, "", err) for code, err in answers]
         self.pulls, self.slept = 0, []
 
@@ -225,7 +225,7 @@ def test_a_file_a_command_writes_is_our_users_only_and_whole_or_not_at_all(tmp_p
     pg_dump error) leaves no file, so nothing that looks like a backup."""
     from dataclasses import replace
 
-    from fabfile.shell import cmd, to_file
+    from fabfile.transport.commands import cmd, to_file
     piped = to_file(replace(cmd("gzip"), upstream=cmd("pg_dump", "db")), "/d/backups/x.dump")
     assert piped.render() == (
         "umask 077; { set -o pipefail; pg_dump db | gzip > /d/backups/x.dump.partial && "
@@ -247,7 +247,7 @@ def test_every_container_the_deploy_starts_has_bounded_logs(settings):
     the dump, the jobs on every node), rotates at LOG_MAX_SIZE and keeps LOG_MAX_FILE files."""
     import yaml
 
-    from fabfile import swarm
+    from fabfile.swarm import stacks
     from tests.conftest import ROOT
     for name in ("compose.yaml", "app.yaml", "stack.yaml", "stack-app.yaml"):
         services = yaml.safe_load((ROOT / "compose" / name).read_text())["services"]
@@ -257,7 +257,7 @@ def test_every_container_the_deploy_starts_has_bounded_logs(settings):
                 (name, service)
     assert {"LOG_MAX_SIZE": "10m", "LOG_MAX_FILE": "3"}.items() <= settings.app_env("x").items()
     bounded = "--log-driver json-file --log-opt max-size=10m --log-opt max-file=3"
-    for command in (swarm.one_off(settings, "/d", "BACKEND_IMAGE", ["migrate"], [], "net"),
-                    swarm.dump_database(settings, "/d", "/d/x.dump"),
-                    swarm.prefetch_job(settings, "pull", "img@sha256:" + "a" * 64)):
+    for command in (stacks.one_off(settings, "/d", "BACKEND_IMAGE", ["migrate"], [], "net"),
+                    stacks.dump_database(settings, "/d", "/d/x.dump"),
+                    stacks.prefetch_job(settings, "pull", "img@sha256:" + "a" * 64)):
         assert bounded in command.render(), command.render()

@@ -3,15 +3,15 @@ window), each slot's server routing by path to the slot's services with the rout
 release in it, Swarm's routes to the services' tasks; and the live slot read back."""
 import re
 
-from fabfile.config import load_settings
-from fabfile.declared import Route
-from fabfile.edge import (
+from fabfile.compose.edge import (
     entry_before_routes,
     live_conf,
     parse_live_conf,
     routes_conf,
     swarm_routes_conf,
 )
+from fabfile.config.declared import Route
+from fabfile.config.settings import load_settings
 from tests.conftest import ROOT
 
 EDGE = (ROOT / "compose" / "edge" / "nginx.conf").read_text()

@@ -1,6 +1,6 @@
 import json
 
-from fabfile.health import (
+from fabfile.story.health import (
     ANY_BODY,
     FAILED,
     HEALTHY,

@@ -8,11 +8,12 @@ import pytest
 import yaml
 from dotenv import dotenv_values
 
-from fabfile.config import SETTINGS, load_settings
-from fabfile.deploy import deploy_staging
-from fabfile.envfile import render_env
+from fabfile.config.definitions import SETTINGS
+from fabfile.config.envfile import render_env
+from fabfile.config.settings import load_settings
 from fabfile.errors import ConfigError
 from fabfile.report import Reporter
+from fabfile.story.deploy import deploy_staging
 from tests.conftest import ROOT
 
 SHA = "0123456789abcdef0123456789abcdef01234567"

@@ -2,8 +2,8 @@
 and the redaction of streamed output."""
 import io
 
-from fabfile.compose import ComposeCommands
-from fabfile.incident import PlainText, exec_problems, log_problems
+from fabfile.compose.commands import ComposeCommands
+from fabfile.ops.incident import PlainText, exec_problems, log_problems
 from fabfile.report import RedactingStream, held_back
 
 SLOT = ("env DEPLOY_SLOT=blue docker compose -p classroom-manager-blue "

@@ -75,7 +75,8 @@ def test_load_only_goes_to_loopback():
 
 
 def test_bench_report_puts_baseline_and_ours_side_by_side():
-    from testbed.bench import Bench, Run
+    from testbed.bench import Bench
+    from testbed.bench_report import Run, report
     bench = Bench(runs=3, say=lambda text: None)
     for wall in (30.0, 32.0, 31.0):
         bench.record("good release", "baseline", Run(wall, 120, 2.5, extra={"pull": 0.5, "to-healthy": 3.0}))
@@ -86,7 +87,7 @@ def test_bench_report_puts_baseline_and_ours_side_by_side():
         bench.record("broken: crash after 12s", "baseline", Run(34.0, 300, 4.0, reported_ok=ok))
     bench.record("broken: crash after 12s", "ours", Run(20.0, 0, 0.1, recovered=0.0,
                                                         extra={"detect": 6.4}, reported_ok=False))
-    table = bench.report(took=600)
+    table = report(bench, took=600)
     assert "| good release | wall time until the command exits | 31.0s | 10.0s |" in table
     assert "| good release | failed requests | 120 | 0 |" in table
     assert ("| broken: crash | previous release answers again after | never (no rollback) | "

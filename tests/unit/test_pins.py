@@ -4,11 +4,12 @@ import json
 
 import pytest
 
-from fabfile import pins
 from fabfile.errors import DeployError
 from fabfile.report import Reporter
-from fabfile.shell import Result, Runner
-from fabfile.transport import Plan, Recorder, Script
+from fabfile.story import pins
+from fabfile.transport.commands import Result
+from fabfile.transport.machines import Plan, Recorder, Script
+from fabfile.transport.runner import Runner
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -80,8 +81,8 @@ def test_an_image_set_by_digest_is_used_as_it_is_and_a_new_tag_is_pinned_on_its_
 
 
 def test_the_swarm_target_pins_the_job_image_that_mounts_the_docker_socket(defaults, environ):
-    from fabfile.config import load_settings
-    from fabfile.swarm import node_job
+    from fabfile.config.settings import load_settings
+    from fabfile.swarm.stacks import node_job
     from tests.conftest import ROOT
     settings = load_settings(defaults, dict(environ, DEPLOY_TARGET="swarm"), cwd=ROOT)
     result = pinned(settings, Registry())

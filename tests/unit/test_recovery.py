@@ -9,16 +9,17 @@ import re
 
 import pytest
 
-from fabfile.compose_target import ComposeTarget
-from fabfile.declared import Route
-from fabfile.deploy import deploy
-from fabfile.edge import live_conf, routes_conf
+from fabfile.compose.edge import live_conf, routes_conf
+from fabfile.compose.target import ComposeTarget
+from fabfile.config.declared import Route
 from fabfile.errors import DeployError
-from fabfile.plan import RUNNING, PlannedSession, PlanReporter, SimulatedHost
 from fabfile.report import Reporter, Summary
-from fabfile.rollback import rollback_on_host
-from fabfile.shell import Result, Runner
-from fabfile.transport import Action, Plan, Recorder
+from fabfile.story.deploy import deploy
+from fabfile.story.plan import RUNNING, PlannedSession, PlanReporter, SimulatedHost
+from fabfile.story.rollback import rollback_on_host
+from fabfile.transport.commands import Result
+from fabfile.transport.machines import Action, Plan, Recorder
+from fabfile.transport.runner import Runner
 from tests.conftest import ROOT
 
 SHA = "a" * 40
@@ -182,11 +183,11 @@ def check_rollback_failing_at(settings, fail_at):
 
 def simulated_deploy_staging(settings, mocker, host, sha=SHA, **flags):
     """deploy_staging itself (summary, exit), its host and this machine replaced by the recorder."""
-    from fabfile.deploy import deploy_staging
+    from fabfile.story.deploy import deploy_staging
     plan, out = Plan(), io.StringIO()
-    mocker.patch("fabfile.deploy.HostSession",
+    mocker.patch("fabfile.story.deploy.HostSession",
                  lambda s, r: PlannedSession(s, r, plan, host))
-    mocker.patch("fabfile.deploy.LocalTransport",
+    mocker.patch("fabfile.story.deploy.LocalTransport",
                  lambda: Recorder(plan, "local", SimulatedHost(settings)))
     try:
         deploy_staging(settings, sha, Reporter(stream=out), **flags)
@@ -213,10 +214,10 @@ def test_a_release_already_in_the_registry_is_not_built_again(settings, mocker):
             return super().answer(command)
 
     plan = Plan()
-    mocker.patch("fabfile.deploy.HostSession",
+    mocker.patch("fabfile.story.deploy.HostSession",
                  lambda s, r: PlannedSession(s, r, plan, SimulatedHost(settings)))
-    mocker.patch("fabfile.deploy.LocalTransport", lambda: Recorder(plan, "local", Published(settings)))
-    from fabfile.deploy import deploy_staging
+    mocker.patch("fabfile.story.deploy.LocalTransport", lambda: Recorder(plan, "local", Published(settings)))
+    from fabfile.story.deploy import deploy_staging
     deploy_staging(settings, SHA, Reporter(stream=io.StringIO()))
     local = [a.text for a in plan.actions if isinstance(a, Action) and a.label == "local"]
     assert not any("docker build" in c for c in local)
@@ -235,10 +236,10 @@ def test_a_release_in_the_registry_for_another_platform_is_built_again(settings,
             return super().answer(command)
 
     plan = Plan()
-    mocker.patch("fabfile.deploy.HostSession",
+    mocker.patch("fabfile.story.deploy.HostSession",
                  lambda s, r: PlannedSession(s, r, plan, SimulatedHost(settings)))
-    mocker.patch("fabfile.deploy.LocalTransport", lambda: Recorder(plan, "local", FromAMac(settings)))
-    from fabfile.deploy import deploy_staging
+    mocker.patch("fabfile.story.deploy.LocalTransport", lambda: Recorder(plan, "local", FromAMac(settings)))
+    from fabfile.story.deploy import deploy_staging
     out = io.StringIO()
     deploy_staging(settings, SHA, Reporter(stream=out))
     local = [a.text for a in plan.actions if isinstance(a, Action) and a.label == "local"]
@@ -275,9 +276,9 @@ def test_an_older_sha_is_refused_before_anything_changes(settings, mocker):
 
     plan = Plan()
     host = SimulatedHost(settings)
-    mocker.patch("fabfile.deploy.HostSession", lambda s, r: PlannedSession(s, r, plan, host))
-    mocker.patch("fabfile.deploy.LocalTransport", lambda: Recorder(plan, "local", Ancestor(settings)))
-    from fabfile.deploy import deploy_staging
+    mocker.patch("fabfile.story.deploy.HostSession", lambda s, r: PlannedSession(s, r, plan, host))
+    mocker.patch("fabfile.story.deploy.LocalTransport", lambda: Recorder(plan, "local", Ancestor(settings)))
+    from fabfile.story.deploy import deploy_staging
     with pytest.raises(DeployError, match="is older than the running"):
         deploy_staging(settings, SHA, Reporter(stream=io.StringIO()))
     assert host.ledger == [] and host.slots == {"green": RUNNING}
@@ -360,7 +361,7 @@ def test_a_live_release_from_before_routes_keeps_its_one_entry_route(settings):
                          f"{len((ROOT / 'compose/edge/nginx.conf').read_bytes())} bytes)"]
 
 
-# ---- recovery as data: the exact undo of each step (fabfile/undo.py) ----------------------------
+# ---- recovery as data: the exact undo of each step (fabfile/story/undo.py) ----------------------------
 
 MAKE_SURE = "make sure <running-sha serves, healthy (restore it if not)"
 SWITCH = "^docker exec classroom-manager-edge-1 sh -c 'nginx -t"   # the reload that switches
@@ -412,7 +413,7 @@ def test_a_failed_rollback_undoes_its_steps_and_what_ran_serves_again(settings, 
 def test_staging_latest_is_pushed_beside_the_host_work_and_a_failure_only_warns(settings):
     import threading
 
-    from fabfile.deploy import LatestMove
+    from fabfile.story.deploy import LatestMove
 
     class SlowLocal:
         """A local runner whose pushes wait until the test lets them go, then fail."""

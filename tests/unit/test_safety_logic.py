@@ -5,9 +5,9 @@ from unittest import mock
 
 import pytest
 
-from fabfile import ledger, prune
-from fabfile.health import FAILED, HEALTHY, Answer, Expected, Probe, wait_until_healthy
-from fabfile.lock import acquire_command, describe_holder, file_identity, holder_pids, is_stale
+from fabfile.story import ledger, prune
+from fabfile.story.health import FAILED, HEALTHY, Answer, Expected, Probe, wait_until_healthy
+from fabfile.story.lock import acquire_command, describe_holder, file_identity, holder_pids, is_stale
 from tests.conftest import FakeClock
 
 A, B, C, D = ("a" * 40, "b" * 40, "c" * 40, "d" * 40)
@@ -147,7 +147,7 @@ class ScriptedRunner:
     dry_run = False
 
     def __init__(self, exits):
-        from fabfile.shell import Result
+        from fabfile.transport.commands import Result
         self.exits, self.ran, self.Result = exits, [], Result
 
     def run(self, command, what="", check=True, timeout=None):
@@ -161,10 +161,10 @@ def test_the_dump_and_the_migrate_run_happen_only_when_the_release_has_migration
     import io
     from dataclasses import replace
 
-    from fabfile.deploy import print_plan
-    from fabfile.plan import SimulatedHost
     from fabfile.report import Reporter
-    from fabfile.shell import Result
+    from fabfile.story.deploy import print_plan
+    from fabfile.story.plan import SimulatedHost
+    from fabfile.transport.commands import Result
 
     def plan(check_exit=None, config=settings, database=True):
         class Host(SimulatedHost):
@@ -176,7 +176,7 @@ def test_the_dump_and_the_migrate_run_happen_only_when_the_release_has_migration
                 return super().answer(command)
 
         out = io.StringIO()
-        with mock.patch("fabfile.plan.SimulatedHost", Host):
+        with mock.patch("fabfile.story.plan.SimulatedHost", Host):
             print_plan(config, A, Reporter(stream=out), False, False, None, False)
         text = out.getvalue()
         return "pg_dump" in text, " run --rm -T --no-deps backend migrate\n" in text + "\n", text
@@ -195,9 +195,9 @@ def test_a_container_gone_between_listing_and_inspecting_does_not_fail_the_read(
     """A one-off container (`deploy.exec`'s `run --rm`) may end between `docker ps` and `docker
     inspect`: inspect then exits 1 naming it, and what it printed of the others holds. Any other
     failure of inspect still fails the read."""
+    from fabfile.compose.running import containers
     from fabfile.errors import RemoteCommandError
-    from fabfile.running import containers
-    from fabfile.shell import Result
+    from fabfile.transport.commands import Result
     listing = ("c1 classroom-manager\nc2 classroom-manager-blue\n")
     found = [{"Id": "c1", "Config": {"Labels": {"com.docker.compose.service": "postgres",
                                                  "com.docker.compose.project": "classroom-manager"}},

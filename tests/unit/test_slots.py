@@ -1,10 +1,10 @@
 """Blue/green decisions, without Docker: which containers are the live release, where a
 release is, and that retiring a slot touches that slot's containers only."""
-from fabfile.compose_target import slot_holding
-from fabfile.health import Answer, Probe
-from fabfile.running import release_from
-from fabfile.shell import Result
-from fabfile.slots import retire
+from fabfile.compose.running import release_from
+from fabfile.compose.slots import retire
+from fabfile.compose.target import slot_holding
+from fabfile.story.health import Answer, Probe
+from fabfile.transport.commands import Result
 
 A, B = "a" * 40, "b" * 40
 

@@ -3,16 +3,16 @@ value of the .env ever on a command line), how `docker service` output is read, 
 release counts as converged, still updating, or given up on by Swarm."""
 import json
 
-from fabfile import swarm
-from fabfile.health import Answer, Expected, HealthContract
-from fabfile.swarm import Look, Service, Task, judge
+from fabfile.story.health import Answer, Expected, HealthContract
+from fabfile.swarm import progress, stacks
+from fabfile.swarm.progress import Look, Service, Task, judge
 
 SHA = "a" * 40
 OLD = "b" * 40
 
 
 def test_stack_deploy_sources_the_env_file_and_never_asks_the_registry(settings):
-    command = swarm.stack_deploy("/opt/cm/releases/x", swarm.APP_FILE, "cm-app")
+    command = stacks.stack_deploy("/opt/cm/releases/x", stacks.APP_FILE, "cm-app")
     assert command.argv[:2] == ("sh", "-c")
     script = command.argv[2]
     # the release's .env, then the host's current secrets over it (a rollback never brings back
@@ -22,14 +22,14 @@ def test_stack_deploy_sources_the_env_file_and_never_asks_the_registry(settings)
     assert script.startswith(sourced + "set +a && exec docker stack")
     assert "--resolve-image never" in script and "--with-registry-auth" in script
     assert script.endswith("-c /opt/cm/releases/x/stack-app.yaml cm-app")
-    restore = swarm.stack_deploy("/opt/cm/releases/x", swarm.APP_FILE, "cm-app", "2s").argv[2]
+    restore = stacks.stack_deploy("/opt/cm/releases/x", stacks.APP_FILE, "cm-app", "2s").argv[2]
     assert restore.startswith(sourced + "UPDATE_WINDOW=2s && set +a && exec docker stack deploy")
 
 
 def test_one_off_containers_get_variables_by_name_only(settings):
-    env = swarm.release_env(settings, SHA, {"backend": "r/backend:staging-x@sha256:1"})
-    command = swarm.one_off(settings, "/d", "BACKEND_IMAGE", ["migrate", "--check"], sorted(env),
-                            swarm.network(settings))
+    env = stacks.release_env(settings, SHA, {"backend": "r/backend:staging-x@sha256:1"})
+    command = stacks.one_off(settings, "/d", "BACKEND_IMAGE", ["migrate", "--check"], sorted(env),
+                            stacks.network(settings))
     text = command.render()
     assert "-e JWT_SECRET" in text and "-e DB_PASSWORD" in text
     for secret in ("jwt-very-secret", "s3cret-db-pw"):
@@ -39,13 +39,13 @@ def test_one_off_containers_get_variables_by_name_only(settings):
 
 
 def test_the_dump_reads_the_password_from_the_env_file_not_argv(settings):
-    text = swarm.dump_database(settings, "/d", "/opt/cm/backups/x.dump").render()
+    text = stacks.dump_database(settings, "/d", "/opt/cm/backups/x.dump").render()
     assert settings.DB_PASSWORD not in text and "-e PGPASSWORD" in text
     assert "nice -n 19 pg_dump -h postgres" in text and "umask 077" in text
 
 
 def test_release_env_pins_images_and_names_the_swarm_parts(settings):
-    env = swarm.release_env(settings, SHA, {"frontend": "r/f@sha256:1", "backend": "r/b@sha256:2"})
+    env = stacks.release_env(settings, SHA, {"frontend": "r/f@sha256:1", "backend": "r/b@sha256:2"})
     assert env["FRONTEND_IMAGE"] == "r/f@sha256:1" and env["BACKEND_IMAGE"] == "r/b@sha256:2"
     assert env["APP_NETWORK"] == "classroom-manager-net"
     assert env["DATA_LABEL"] == "classroom-manager.data" and env["RELEASE_SHA"] == SHA
@@ -55,9 +55,9 @@ def test_release_env_pins_images_and_names_the_swarm_parts(settings):
 
 def test_the_stable_digest_changes_with_a_value_the_stack_reads_only():
     text = "image: ${EDGE_IMAGE}\nport: ${APP_PORT:-80}\n"
-    base = swarm.stable_digest(text, {"EDGE_IMAGE": "nginx:1", "APP_PORT": "80", "X": "1"})
-    assert base == swarm.stable_digest(text, {"EDGE_IMAGE": "nginx:1", "APP_PORT": "80", "X": "2"})
-    assert base != swarm.stable_digest(text, {"EDGE_IMAGE": "nginx:2", "APP_PORT": "80"})
+    base = stacks.stable_digest(text, {"EDGE_IMAGE": "nginx:1", "APP_PORT": "80", "X": "1"})
+    assert base == stacks.stable_digest(text, {"EDGE_IMAGE": "nginx:1", "APP_PORT": "80", "X": "2"})
+    assert base != stacks.stable_digest(text, {"EDGE_IMAGE": "nginx:2", "APP_PORT": "80"})
 
 
 def inspected(name, sha, image, replicas=2, state=None, message="", stack="cm-app"):
@@ -70,14 +70,14 @@ def inspected(name, sha, image, replicas=2, state=None, message="", stack="cm-ap
 
 
 def test_service_and_task_output_is_read():
-    services = swarm.parse_services(json.dumps([inspected("backend", SHA, "b@1", 2, "updating")]),
+    services = progress.parse_services(json.dumps([inspected("backend", SHA, "b@1", 2, "updating")]),
                                     "cm-app")
     assert services["backend"] == Service("backend", SHA, "b@1", 2, "updating", "")
     rows = [{"Name": "cm-app_backend.1", "Image": "b@1", "Node": "swarm-2", "DesiredState":
              "Running", "CurrentState": "Running 3 seconds ago", "Error": ""},
             {"Name": "cm-app_backend.2", "Image": "b@0", "Node": "swarm-3", "DesiredState":
              "Shutdown", "CurrentState": "Failed 1 second ago", "Error": "task: non-zero exit (3)"}]
-    tasks = swarm.parse_tasks("\n".join(json.dumps(r) for r in rows) + "\nnot json\n", "cm-app")
+    tasks = progress.parse_tasks("\n".join(json.dumps(r) for r in rows) + "\nnot json\n", "cm-app")
     assert [t.service for t in tasks] == ["backend", "backend"]
     assert tasks[0].running and not tasks[1].running and tasks[1].error.endswith("(3)")
 
@@ -124,7 +124,7 @@ def test_tasks_on_a_node_that_is_down_are_not_counted_and_the_node_is_named():
     out = "\n".join(json.dumps(r) for r in [
         {"Hostname": "swarm-1", "Status": "Ready", "Availability": "Active"},
         {"Hostname": "swarm-3", "Status": "Down", "Availability": "Active"}])
-    assert swarm.parse_down_nodes(out + "\nnot json") == ["swarm-3"]
+    assert progress.parse_down_nodes(out + "\nnot json") == ["swarm-3"]
     services = [Service("backend", SHA, "b@1", 2)]
     # swarm-3 went away: its task still says Running; Swarm starts a replacement elsewhere
     tasks = [running("backend", "b@1"), running("backend", "b@1", "swarm-3")]
@@ -154,7 +154,7 @@ def test_a_missing_service_or_an_unreadable_look_is_waiting():
 
 
 def swarm_settings(defaults, environ):
-    from fabfile.config import load_settings
+    from fabfile.config.settings import load_settings
     from tests.conftest import ROOT
     return load_settings(defaults, dict(environ, DEPLOY_TARGET="swarm"), cwd=ROOT)
 
@@ -163,8 +163,8 @@ def test_the_dry_run_plan_of_a_swarm_deploy_shows_the_one_offs_and_the_stack_upd
                                                                                      environ):
     import io
 
-    from fabfile.deploy import print_plan
     from fabfile.report import Reporter
+    from fabfile.story.deploy import print_plan
     out = io.StringIO()
     print_plan(swarm_settings(defaults, environ), SHA, Reporter(stream=out), False, False, None,
                False)
@@ -186,8 +186,8 @@ def test_the_dry_run_plan_of_a_swarm_deploy_shows_the_one_offs_and_the_stack_upd
 
 def test_a_failed_swarm_update_is_undone_by_deploying_the_recorded_release_again(defaults,
                                                                                  environ):
-    from fabfile.plan import RUNNING, SimulatedHost
-    from fabfile.shell import Result
+    from fabfile.story.plan import RUNNING, SimulatedHost
+    from fabfile.transport.commands import Result
     from tests.unit.test_recovery import deploy_to, remote_commands
 
     class GivesUp(SimulatedHost):
@@ -221,8 +221,8 @@ def test_a_failed_swarm_update_is_undone_by_deploying_the_recorded_release_again
 
 
 def test_a_node_that_is_down_does_not_hold_up_the_pull_of_the_images(defaults, environ):
-    from fabfile.plan import SimulatedHost
-    from fabfile.shell import Result
+    from fabfile.story.plan import SimulatedHost
+    from fabfile.transport.commands import Result
     from tests.unit.test_recovery import deploy_to
 
     class NodeDown(SimulatedHost):
@@ -251,19 +251,19 @@ def test_an_update_waiting_for_a_task_on_a_node_that_is_down_is_found():
                            placed])
     seen.down = ["swarm-3"]
     both = ["frontend", "backend"]
-    assert swarm.stalls(seen, SHA, both, 18) == [swarm.Stall(
+    assert progress.stalls(seen, SHA, both, 18) == [progress.Stall(
         "frontend", "waits for a task on node swarm-3, which is down (Swarm would wait until the "
         "node returns)", 0)]
-    assert swarm.stalls(seen, OLD, both, 18) == []       # not our update
+    assert progress.stalls(seen, OLD, both, 18) == []       # not our update
     for harmless in (Task("frontend", "f@1", "swarm-3", "Running", "Running 1 minute ago"),
                      Task("frontend", "f@0", "swarm-3", "Shutdown", "Assigned 20 seconds ago"),
                      Task("frontend", "f@1", "swarm-3", "Shutdown", "Shutdown 2 seconds ago")):
         seen.tasks[-1] = harmless       # it ran there, or it is the old release's, or it ended
-        assert swarm.stalls(seen, SHA, ["frontend"], 18) == [], harmless
+        assert progress.stalls(seen, SHA, ["frontend"], 18) == [], harmless
     seen.tasks[-1], seen.down = placed, []
-    assert swarm.stalls(seen, SHA, ["frontend"], 18) == []   # the node is up: it starts
+    assert progress.stalls(seen, SHA, ["frontend"], 18) == []   # the node is up: it starts
     seen.down, services[0].update = ["swarm-3"], "completed"
-    assert swarm.stalls(seen, SHA, ["frontend"], 18) == []
+    assert progress.stalls(seen, SHA, ["frontend"], 18) == []
 
 
 def slot_task(slot, image, node, state="Running 2 seconds ago", desired="Running"):
@@ -278,7 +278,7 @@ def test_a_replica_running_two_tasks_of_the_release_after_a_node_went_down_count
                                 "Node": node, "DesiredState": "Running",
                                 "CurrentState": "Running 3 seconds ago", "Error": ""})
                     for slot, node in ((1, "swarm-2"), (1, "swarm-2"), (2, "swarm-1")))
-    tasks = swarm.parse_tasks(out, "classroom-manager-app")
+    tasks = progress.parse_tasks(out, "classroom-manager-app")
     assert [(t.service, t.slot) for t in tasks] == [("frontend", "1"), ("frontend", "1"),
                                                    ("frontend", "2")]
     gone = slot_task("1", "f@0", "swarm-3", "Running 24 seconds ago", "Shutdown")
@@ -286,17 +286,17 @@ def test_a_replica_running_two_tasks_of_the_release_after_a_node_went_down_count
     seen = look([service], tasks + [gone])
     seen.down = ["swarm-3"]
     assert judge(seen, expect("frontend")) == ("waiting", "frontend: update in progress")
-    stall = swarm.Stall("frontend", "runs two tasks for replica 1 since node swarm-3 went down, "
+    stall = progress.Stall("frontend", "runs two tasks for replica 1 since node swarm-3 went down, "
                                     "and is not over after 18s", 18)
-    assert swarm.stalls(seen, SHA, ["frontend"], 18) == [stall]
+    assert progress.stalls(seen, SHA, ["frontend"], 18) == [stall]
     service.update = "completed"                  # Swarm drops one later: nothing to wait for
     assert judge(seen, expect("frontend"))[0] == "healthy"
-    assert swarm.stalls(seen, SHA, ["frontend"], 18) == []
+    assert progress.stalls(seen, SHA, ["frontend"], 18) == []
     # a replica with a task of the release and one of the last (start-first) is not there yet
     seen.tasks[1] = slot_task("1", "f@0", "swarm-1")
     assert judge(seen, expect("frontend"))[0] == "waiting"
     service.update = "updating"
-    assert swarm.stalls(seen, SHA, ["frontend"], 18) == []
+    assert progress.stalls(seen, SHA, ["frontend"], 18) == []
     # three replicas of the release where two are asked for is not full strength either
     seen.tasks[1] = slot_task("3", "f@1", "swarm-1")
     assert judge(seen, expect("frontend")) == (
@@ -304,8 +304,8 @@ def test_a_replica_running_two_tasks_of_the_release_after_a_node_went_down_count
 
 
 def test_a_stall_is_due_once_it_lasted_its_patience_without_a_break_and_only_once():
-    now, hung = swarm.Stall("frontend", "waits"), swarm.Stall("backend", "twice", 18)
-    unsticker = swarm.Unsticker()
+    now, hung = progress.Stall("frontend", "waits"), progress.Stall("backend", "twice", 18)
+    unsticker = progress.Unsticker()
     assert unsticker.due([now, hung], 100) == [now]
     assert unsticker.due([now, hung], 110) == []
     assert unsticker.due([now], 115) == []         # backend's ended: its patience starts again
@@ -316,8 +316,8 @@ def test_a_stall_is_due_once_it_lasted_its_patience_without_a_break_and_only_onc
 
 
 def test_an_update_that_hangs_on_a_node_that_stopped_is_started_again_once(defaults, environ):
-    from fabfile.plan import RUNNING, SimulatedHost
-    from fabfile.shell import Result
+    from fabfile.story.plan import RUNNING, SimulatedHost
+    from fabfile.transport.commands import Result
     from tests.unit.test_recovery import deploy_to, remote_commands
 
     class WorkerStops(SimulatedHost):
@@ -396,7 +396,7 @@ def test_the_node_prune_script_removes_only_old_images_of_this_project(tmp_path,
     fake.write_text(FAKE_DOCKER.replace("KEPT", SHA).replace("OLD", OLD))
     fake.chmod(0o755)
     log = tmp_path / "log"
-    script = swarm.node_prune_script(settings, {SHA, "c" * 40})
+    script = stacks.node_prune_script(settings, {SHA, "c" * 40})
     done = subprocess.run(["sh", "-c", script], capture_output=True, text=True,
                           env=dict(os.environ, PATH=f"{tmp_path}:{os.environ['PATH']}",
                                    LOG=str(log)))
@@ -413,8 +413,8 @@ def test_the_node_prune_script_removes_only_old_images_of_this_project(tmp_path,
 
 def test_images_for_another_platform_than_the_managers_are_refused_before_the_migrations(
         defaults, environ):
-    from fabfile.plan import SimulatedHost
-    from fabfile.shell import Result
+    from fabfile.story.plan import SimulatedHost
+    from fabfile.transport.commands import Result
     from tests.unit.test_recovery import deploy_to, remote_commands
 
     class ArmManager(SimulatedHost):

@@ -1,0 +1,1 @@
+"""The compose target: one server, blue/green slots behind an nginx edge."""

@@ -1,0 +1,300 @@
+"""Remote commands for the app's compose projects on the staging host.
+
+The stack is three compose projects: `<project>` (compose.yaml: postgres, redis and the `edge`
+proxy that owns the public port) and two app slots, `<project>-blue` and `<project>-green`
+(app.yaml: frontend, backend). A release starts in the idle slot beside the live one; the edge
+is switched to it once it is healthy. Which slot is live is written in `edge/live.conf`.
+
+Every compose call names the project, the compose file and the env file explicitly with
+absolute paths, so it never depends on the remote working directory. The files of every
+release are kept in `STAGING_DIR/releases/<sha>/`; the pair at the top of STAGING_DIR is what
+the stable project runs with.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+import re
+import shlex
+from dataclasses import replace
+from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+
+from fabfile.story.health import SLOT_HEADER
+from fabfile.transport.commands import Command, cmd
+
+if TYPE_CHECKING:
+    from fabfile.config.settings import Settings
+    from fabfile.transport.runner import Runner
+
+BASE_FILE = "compose.yaml"
+APP_FILE = "app.yaml"
+ENV_FILE = ".env"
+# The secrets of the app's environment, at the top of STAGING_DIR (0600): written by every
+# deploy from its settings, read by every release after its own .env (which keeps only its
+# non-secret configuration), so a rollback or an undo never brings back a rotated secret.
+SECRETS_FILE = "secrets.env"
+RELEASE_FILES = (BASE_FILE, APP_FILE, ENV_FILE)
+SLOTS = ("blue", "green")
+EDGE_SERVICE = "edge"
+EDGE_CONFIG = "nginx.conf"
+STABLE_DIGEST = "stable.digest"
+# Where compose.yaml mounts edge/ in the edge container, and the config nginx runs with.
+EDGE_MOUNT = "/etc/nginx/deploy"
+PROJECT_LABEL = "com.docker.compose.project"
+
+
+def release_dir(settings: Settings, sha: str) -> str:
+    return posixpath.join(settings.STAGING_DIR, "releases", sha)
+
+
+def edge_dir(settings: Settings) -> str:
+    return posixpath.join(settings.STAGING_DIR, "edge")
+
+
+def slot_project(settings: Settings, slot: str) -> str:
+    return f"{settings.project}-{slot}"
+
+
+def other_slot(slot: Optional[str]) -> str:
+    """The slot a new release goes to: the one that is not live (blue when none is)."""
+    return "green" if slot == "blue" else "blue"
+
+
+def secrets_path(settings: Settings) -> str:
+    return posixpath.join(settings.STAGING_DIR, SECRETS_FILE)
+
+
+def ensure_secrets_file(settings: Settings) -> Command:
+    """The secrets file exists (empty on a host deployed by a version before it), so that
+    Compose, which refuses a missing --env-file, runs; its content is left as it is."""
+    return cmd("sh", "-c", 'umask 077 && touch -- "$1"', "sh", secrets_path(settings))
+
+
+def write_secrets(runner: Runner, settings: Settings, render: Callable[[Mapping[str, str]], str]) -> bool:
+    """The host's secrets file from these settings, if they carry every secret (a deploy's
+    do; a rollback from a shell may not: then the host's current ones stay). Whether written."""
+    if not settings.carries_secrets():
+        runner.run(ensure_secrets_file(settings))
+        return False
+    runner.put(secrets_path(settings), render(settings.split_secrets(settings.app_env("0" * 40))[1]))
+    return True
+
+
+class ComposeCommands:
+    """Compose commands for the stable project (slot None) or an app slot, using the files in
+    `directory` (default: the pair at the top of STAGING_DIR)."""
+
+    def __init__(self, settings: Settings, directory: Optional[str] = None, slot: Optional[str] = None):
+        self.settings = settings
+        self.slot = slot
+        self.dir = directory or settings.STAGING_DIR
+        self.project = slot_project(settings, slot) if slot else settings.project
+        self.compose_path = posixpath.join(self.dir, APP_FILE if slot else BASE_FILE)
+        self.env_path = posixpath.join(self.dir, ENV_FILE)
+
+    def _compose(self, *args: str) -> Command:
+        slot = ("env", f"DEPLOY_SLOT={self.slot}") if self.slot else ()
+        return cmd(*slot, "docker", "compose", "-p", self.project, "-f", self.compose_path,
+                   "--env-file", self.env_path, "--env-file", secrets_path(self.settings), *args)
+
+    def prepare_dir(self) -> Command:
+        """The directory, readable by the deploy user only (it holds a .env)."""
+        return cmd("install", "-d", "-m", "0700", "--", self.dir)
+
+    def pull(self) -> Command:
+        return self._compose("pull", "--quiet")
+
+    def up_stable(self) -> Command:
+        """Start (or leave running, if unchanged) the stable services and wait until healthy."""
+        return self._compose("up", "-d", "--wait", "--remove-orphans")
+
+    def migrate(self) -> Command:
+        """Migrations as a one-off container of the new image, before it gets traffic."""
+        return self._one_off(self.settings.migrate_command)
+
+    def migrate_check(self) -> Command:
+        """Asks the new image whether it has migrations to apply (exit 0: none)."""
+        return self._one_off(self.settings.migrate_check_command)
+
+    def _one_off(self, argv: Sequence[str]) -> Command:
+        return self._compose("run", "--rm", "-T", "--no-deps", self.settings.migrate_service, *argv)
+
+    def up(self, pull_never: bool = False) -> Command:
+        """Bring the project to these files; with pull_never, only images already on the host."""
+        extra = ("--pull", "never") if pull_never else ()
+        return self._compose("up", "-d", "--remove-orphans", *extra)
+
+    def reload_edge(self) -> Command:
+        """nginx checks, then re-reads its config (edge_reload), in the stable project's edge
+        container, named as Compose v2 names it (`docker exec`: a third of the time of
+        `docker compose exec`, which reads the project first)."""
+        return edge_reload(f"{self.project}-{EDGE_SERVICE}-1", f"{EDGE_MOUNT}/{EDGE_CONFIG}")
+
+    def logs(self, *services: str, tail: str = "15", since: Optional[str] = None, follow: bool = False,
+             prefix: bool = False) -> Command:
+        """The services' logs (all of the project's when none is named), each line prefixed
+        with its container's name if `prefix`."""
+        return self._compose("logs", "--no-color", *(() if prefix else ("--no-log-prefix",)),
+                             "--tail", str(tail), *(("--since", since) if since else ()),
+                             *(("--follow",) if follow else ()), *services)
+
+    def run_one_off(self, service: str, argv: Sequence[str], interactive: bool = False,
+                    stdin: Optional[str] = None) -> Command:
+        """`argv` in a new container of `service` (its image, its environment; the image's
+        entrypoint replaced, as with docker exec), removed after. No dependency is started and
+        it has no network alias, so it never gets a request."""
+        tty = () if interactive else ("-T",)
+        command = self._compose("run", "--rm", "--no-deps", *tty,
+                                "--entrypoint", shlex.quote(argv[0]), service, *argv[1:])
+        return replace(command, stdin=stdin)
+
+    def exec_in(self, service: str, script: str) -> Command:
+        """A shell script inside a running service container (its env vars, not our argv)."""
+        return self._compose("exec", "-T", service, "sh", "-c", script)
+
+
+def health_on_host(settings: Settings, slot: Optional[str] = None) -> Command:
+    """The health endpoint through the host's loopback: response headers, body, then the HTTP
+    code on its own line (parse_http). Through the public port, or, for `slot`, straight to
+    that slot through the edge's candidate port (whether or not it is live)."""
+    url = f"http://127.0.0.1:{settings.APP_PORT}"
+    headers: Tuple[str, ...] = ()
+    if slot:
+        url, headers = f"http://127.0.0.1:{settings.PREVIEW_PORT}", ("-H", f"{SLOT_HEADER}: {slot}")
+    elif settings.EDGE_TLS == "acme":
+        # plain HTTP is redirected: the HTTPS port, its certificate checked from here (PUBLIC)
+        url, headers = f"https://127.0.0.1:{settings.HTTPS_PORT}", ("-k",)
+    return cmd("curl", "-sS", "-m", "3", "-D", "-", "-w", r"\n%{http_code}", *headers,
+               url + settings.health_path)
+
+
+def engine_version() -> Command:
+    """Answers (exit 0) once the host's Docker engine is up."""
+    return cmd("docker", "version", "--format", "{{.Server.Version}}")
+
+
+def compose_text(settings: Settings, name: str) -> str:
+    """A file of the compose folder (compose.yaml, app.yaml, edge/nginx.conf), to upload."""
+    with open(posixpath.join(settings.compose_dir, name), encoding="utf-8") as handle:
+        return handle.read()
+
+
+def stable_services(settings: Settings) -> Set[str]:
+    return set(settings.data_services) | {EDGE_SERVICE}
+
+
+def stable_text(settings: Settings) -> str:
+    """Everything the stable project runs from: compose.yaml and the edge's own config (the
+    routes belong to each release, live.conf to each switch)."""
+    return compose_text(settings, BASE_FILE) + compose_text(settings, posixpath.join("edge", EDGE_CONFIG))
+
+
+def stable_digest(settings: Settings, text: str) -> Optional[str]:
+    """What the stable project runs with, as one hash: its compose file (`text`) and the values
+    of the variables it reads. None when that would change with every release (the file reads
+    RELEASE_SHA or an app image): then the stable services are brought up on every deploy."""
+    names = sorted(set(re.findall(r"\$\{(\w+)", text)))
+    per_release = {"RELEASE_SHA"} | {f"{s.name.upper()}_IMAGE" for s in settings.services}
+    if per_release & set(names):
+        return None
+    env = settings.app_env("")
+    material = json.dumps([settings.project, text, [env.get(name) for name in names]])
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+def stable_digest_path(settings: Settings) -> str:
+    """Where the digest of the stable project's last successful `up` is kept on the host."""
+    return posixpath.join(settings.STAGING_DIR, STABLE_DIGEST)
+
+
+def running_services(project: str) -> Command:
+    """The services of compose project `project` that have a running container, one a line."""
+    return cmd("docker", "ps", "--filter", f"label={PROJECT_LABEL}={project}", "--filter",
+               "status=running", "--format", '{{.Label "com.docker.compose.service"}}')
+
+
+def all_containers() -> Command:
+    """Every compose container on the host with its project; `ours` picks ours."""
+    return cmd("docker", "ps", "-a", "--no-trunc", "--filter", f"label={PROJECT_LABEL}",
+               "--format", "{{.ID}} {{.Label \"%s\"}}" % PROJECT_LABEL)
+
+
+def ours(output: str, projects: Iterable[str]) -> List[str]:
+    """Container ids (from `all_containers`) that belong to exactly these compose projects."""
+    wanted = set(projects)
+    rows = [line.split() for line in output.splitlines()]
+    return [row[0] for row in rows if len(row) == 2 and row[1] in wanted]
+
+
+def edge_reload(container: str, config: str) -> Command:
+    """nginx in `container` checks `config`, then re-reads it; old workers finish their
+    in-flight requests. Through `exec`, never a signal from the engine: Docker 20.10 counts
+    `docker kill` as a stop by hand, and does not restart such a container when the server
+    reboots."""
+    return cmd("docker", "exec", container, "sh", "-c",
+               f"nginx -t -q -c {config} && nginx -s reload -c {config}")
+
+
+def stop_containers(ids: List[str]) -> Command:
+    """Each stops with its own stop signal and grace period (nginx SIGQUIT drains)."""
+    return cmd("docker", "stop", *ids)
+
+
+def remove_containers(ids: List[str]) -> Command:
+    return cmd("docker", "rm", *ids)
+
+
+def inspect(ids: Sequence[str]) -> Command:
+    return cmd("docker", "inspect", *ids)
+
+
+def only_vanished(stderr: str) -> bool:
+    """`docker inspect` failed only because containers listed a moment before are gone (a
+    one-off `run --rm`, such as `deploy.exec`'s, ended in between): what it printed of the
+    others still holds."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    return bool(lines) and all(line.startswith("Error: No such object: ") for line in lines)
+
+
+def parse_inspect(output: str) -> list:
+    """`docker inspect` of the project's containers -> one row per service container.
+
+    One-off containers (migrations) are left out. Container labels include the image's
+    labels, so each row carries the sha the image was built from."""
+    rows = []
+    for item in json.loads(output or "[]"):
+        labels = item.get("Config", {}).get("Labels") or {}
+        if labels.get("com.docker.compose.oneoff") == "True":
+            continue
+        state = item.get("State", {})
+        rows.append({
+            "Id": item.get("Id", ""),
+            "Service": labels.get("com.docker.compose.service", ""),
+            "Project": labels.get(PROJECT_LABEL, ""),
+            "State": state.get("Status", ""),
+            "Health": (state.get("Health") or {}).get("Status", ""),
+            "ExitCode": state.get("ExitCode"),
+            "RestartCount": item.get("RestartCount", 0),
+            "Image": item.get("Image", ""),
+            "ImageRef": item.get("Config", {}).get("Image", ""),
+            "Revision": labels.get("org.opencontainers.image.revision", ""),
+        })
+    return rows
+
+
+def strip_terminal_codes(text: str) -> str:
+    """compose writes terminal control sequences even with --no-color; drop them from logs."""
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+
+
+def parse_http(output: str) -> Tuple[Optional[int], str, Dict[str, str]]:
+    """Split curl's `-D - -w '\\n%{http_code}'` output into (status or None, body, headers with
+    lower-case names)."""
+    text, _, code = output.rstrip("\n").rpartition("\n")
+    head, _, body = text.partition("\r\n\r\n") if text.startswith("HTTP/") else ("", "", text)
+    headers = {}
+    for line in head.split("\r\n")[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return (int(code) if code.isdigit() and code != "000" else None), body, headers

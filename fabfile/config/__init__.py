@@ -1,0 +1,1 @@
+"""The settings: invoke.yaml, the dotenv file and the environment, checked once."""

@@ -1,0 +1,1 @@
+"""The deploy's story both targets share: images, lock, ledger, health, undo, prune."""

@@ -1,0 +1,1 @@
+"""The Swarm target: a stable stack and an app stack, start-first updates."""

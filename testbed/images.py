@@ -1,0 +1,70 @@
+"""The images every instance shares: the engine, a Debian base made with debootstrap, the
+stand-ins for the public images, built once and pushed to each instance's registry."""
+import contextlib
+import fcntl
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from .names import BASE_IMAGE, CACHE, HERE, INSTANCE, LABEL, REGISTRY_PORT, STAND_INS
+from .run import image_exists, log, ok, sh
+
+
+@contextlib.contextmanager
+def shared_work():
+    """What every instance shares (the images, the credentials), made by one at a time."""
+    CACHE.mkdir(exist_ok=True)
+    with open(CACHE / "shared.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+def ensure_engine():
+    if ok("docker", "info") and compose_plugin():
+        return
+    log("installing/starting the Docker engine (testbed/install-host.sh)")
+    subprocess.run(["bash", str(HERE / "install-host.sh")], check=True)
+
+def compose_plugin():
+    """The builder's Compose v2 CLI plugin binary (the staging host image gets a copy)."""
+    candidates = ["/usr/libexec/docker/cli-plugins", "/usr/lib/docker/cli-plugins",
+                  "/usr/local/lib/docker/cli-plugins", "/usr/local/libexec/docker/cli-plugins",
+                  os.path.expanduser("~/.docker/cli-plugins")]
+    return next((Path(d) / "docker-compose" for d in candidates
+                 if (Path(d) / "docker-compose").is_file()), None)
+
+def ensure_base_image():
+    """A Debian bookworm base made with debootstrap (no public registry is reachable)."""
+    if not image_exists(BASE_IMAGE):
+        log("making the bookworm base image with debootstrap (about 30 s)")
+        rootfs = CACHE / "bookworm-rootfs"
+        shutil.rmtree(rootfs, ignore_errors=True)
+        sh("debootstrap", "--variant=minbase", "bookworm", rootfs, "http://deb.debian.org/debian")
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+        subprocess.run(["docker", "import", "-", BASE_IMAGE], stdin=tar.stdout, check=True,
+                       stdout=subprocess.DEVNULL)
+        tar.wait()
+        shutil.rmtree(rootfs, ignore_errors=True)
+    # The app's Dockerfiles say FROM debian:bookworm-slim; offline, that name is this image.
+    if not image_exists("debian:bookworm-slim"):
+        sh("docker", "tag", BASE_IMAGE, "debian:bookworm-slim")
+
+def build_images():
+    shutil.copy(compose_plugin(), HERE / "images" / "staging-host" / "docker-compose")
+    for name, tag in [("registry", "cm-testbed/registry"), ("staging-host", "cm-testbed/staging-host"),
+                      ("acme", "cm-testbed/acme"), *STAND_INS.items()]:
+        log(f"build {tag}")
+        sh("docker", "build", "--quiet", "--label", LABEL, "-t", tag, HERE / "images" / name)
+
+def push_stand_ins(creds):
+    if INSTANCE:
+        Path(os.environ["DOCKER_CONFIG"]).mkdir(mode=0o700, parents=True, exist_ok=True)
+    sh("docker", "login", f"localhost:{REGISTRY_PORT}", "--username", "pusher", "--password-stdin",
+       stdin=creds["REGISTRY_PASSWORD"])
+    for local in STAND_INS.values():
+        remote = stand_in_ref(local)
+        sh("docker", "tag", local, remote)
+        sh("docker", "push", "--quiet", remote)
+
+def stand_in_ref(local: str) -> str:
+    return f"localhost:{REGISTRY_PORT}/testbed/{local.split('/', 1)[1]}"
