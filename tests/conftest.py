@@ -15,8 +15,8 @@ if os.environ.get("PYTEST_XDIST_WORKER", "").startswith("gw"):
     os.environ["TESTBED_INSTANCE"] = str(int(os.environ["PYTEST_XDIST_WORKER"][2:]) + 1)
 
 
-# The integration modules, longest first (docs/TESTING.md has their measured times): each runs
-# on one worker, so handing the long ones out first lets the workers end together.
+# The integration modules, longest first (docs/TESTING.md has their measured times): the order
+# within a worker. xdist itself hands modules out by their number of tests (docs/TESTING.md).
 LONGEST_FIRST = ["test_swarm_stack", "test_failure_safety", "test_staying_up", "test_zero_downtime",
                  "test_rollback_and_prune", "test_security", "test_deploy", "test_https",
                  "test_incident_tools", "test_setup"]
