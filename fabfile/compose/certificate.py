@@ -37,6 +37,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fabfile.errors import DeployError
 from fabfile.transport.commands import cmd
 
+from .commands import EDGE_MOUNT, edge_dir
+
 if TYPE_CHECKING:
     from fabfile.config.settings import Settings
     from fabfile.report import Reporter
@@ -48,7 +50,6 @@ TLS_FOLDER = "tls"
 CHALLENGE_ROOT = "acme"                      # served as /.well-known/acme-challenge/ (nginx.conf)
 CHALLENGE_PATH = ".well-known/acme-challenge"
 ACCOUNT_FILE = "acme-account.pem"
-EDGE_MOUNT = "/etc/nginx/deploy"             # where the edge container sees STAGING_DIR/edge
 ORDER_DEADLINE = 90                          # seconds the ACME server has to validate and issue
 
 
@@ -68,7 +69,7 @@ def origin(settings: Settings) -> str:
 
 
 def edge_path(settings: Settings, *parts: str) -> str:
-    return posixpath.join(settings.STAGING_DIR, "edge", *parts)
+    return posixpath.join(edge_dir(settings), *parts)
 
 
 def https_conf(serial: str) -> str:
