@@ -28,3 +28,8 @@ class ConnectionLost(DeployError):
 
 class TimedOut(Exception):
     """A command ran longer than its limit (a transport raises it; the Runner names the command)."""
+
+
+class CommandTimedOut(RemoteCommandError):
+    """A command ran past its timeout; the Runner ended its wait (the command itself may still
+    run on the host: whoever gave it the timeout stops it)."""

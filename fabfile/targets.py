@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fabfile.compose.target import ComposeTarget
-from fabfile.swarm.target import SwarmTarget
+from .compose.target import ComposeTarget
+from .swarm.target import SwarmTarget
 
 if TYPE_CHECKING:
-    from fabfile.config.settings import Settings
-    from fabfile.story.target import Target
+    from .config.settings import Settings
+    from .story.target import Target
 
 
 def target_for(settings: Settings) -> Target:

@@ -12,9 +12,10 @@ from typing import Dict, List, Optional
 import yaml
 
 import testbed
+from staging_deploy.config.defaults import with_tool_defaults
 from testbed.timeline import draw
 
-DEFAULTS = yaml.safe_load((testbed.ROOT / "invoke.yaml").read_text())["deploy"]
+DEFAULTS = with_tool_defaults(yaml.safe_load((testbed.ROOT / "invoke.yaml").read_text())["deploy"])
 SIDES = {"baseline": "baseline (story's pipeline)", "ours": "ours (`inv deploy.staging`)",
          "swarm": "ours on Swarm, 3 nodes (`DEPLOY_TARGET=swarm`)"}
 

@@ -7,7 +7,7 @@ import subprocess
 
 import requests
 
-from fabfile.errors import DeployError
+from staging_deploy.errors import DeployError
 
 from .images import shared_work, stand_in_ref
 from .names import (

@@ -38,8 +38,10 @@ def ensure_base_image():
     if not image_exists(BASE_IMAGE):
         log("making the bookworm base image with debootstrap (about 30 s)")
         rootfs = CACHE / "bookworm-rootfs"
+        unmount_under(rootfs)
         shutil.rmtree(rootfs, ignore_errors=True)
         sh("debootstrap", "--variant=minbase", "bookworm", rootfs, "http://deb.debian.org/debian")
+        unmount_under(rootfs)   # debootstrap can leave the rootfs's /proc mounted
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
         subprocess.run(["docker", "import", "-", BASE_IMAGE], stdin=tar.stdout, check=True,
                        stdout=subprocess.DEVNULL)
@@ -48,6 +50,17 @@ def ensure_base_image():
     # The app's Dockerfiles say FROM debian:bookworm-slim; offline, that name is this image.
     if not image_exists("debian:bookworm-slim"):
         sh("docker", "tag", BASE_IMAGE, "debian:bookworm-slim")
+
+
+def unmount_under(folder: Path):
+    """Unmount whatever is mounted below `folder` (deepest first), so that nothing walks into
+    a live /proc."""
+    root = str(folder.resolve())
+    with open("/proc/self/mounts") as mounts:
+        points = [line.split()[1] for line in mounts]
+    for point in sorted((p for p in points if p.startswith(root + "/")), reverse=True):
+        subprocess.run(["umount", "-l", point], check=False)
+
 
 def build_images():
     shutil.copy(compose_plugin(), HERE / "images" / "staging-host" / "docker-compose")

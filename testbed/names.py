@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-from fabfile.errors import DeployError
+from staging_deploy.errors import DeployError
 
 HERE = Path(__file__).resolve().parent
 

@@ -4,7 +4,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from fabfile.errors import DeployError
+from staging_deploy.errors import DeployError
 
 
 def log(text):

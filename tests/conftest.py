@@ -35,9 +35,11 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture
 def defaults():
+    """This repository's invoke.yaml `deploy:` keys over the tool's defaults."""
+    from staging_deploy.config.defaults import with_tool_defaults
     config = Config(project_location=str(ROOT))
     config.load_project()
-    return config.deploy
+    return with_tool_defaults(config.deploy)
 
 
 @pytest.fixture
@@ -57,7 +59,7 @@ def environ():
 
 @pytest.fixture
 def settings(defaults, environ):
-    from fabfile.config.settings import load_settings
+    from staging_deploy.config.settings import load_settings
     return load_settings(defaults, environ, cwd=ROOT)
 
 

@@ -34,15 +34,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from fabfile.errors import DeployError
-from fabfile.transport.commands import cmd
-
+from ..errors import DeployError
+from ..transport.commands import cmd
 from .commands import EDGE_MOUNT, edge_dir
 
 if TYPE_CHECKING:
-    from fabfile.config.settings import Settings
-    from fabfile.report import Reporter
-    from fabfile.transport.runner import Runner
+    from ..config.settings import Settings
+    from ..report import Reporter
+    from ..transport.runner import Runner
 
 HTTPS_CONF = "https.conf"
 REDIRECT_CONF = "https-redirect.conf"

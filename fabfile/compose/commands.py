@@ -18,14 +18,16 @@ import posixpath
 import re
 import shlex
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
-from fabfile.story.health import SLOT_HEADER
-from fabfile.transport.commands import Command, cmd
+from ..config.declared import image_variable
+from ..story.health import SLOT_HEADER
+from ..transport.commands import Command, cmd
 
 if TYPE_CHECKING:
-    from fabfile.config.settings import Settings
-    from fabfile.transport.runner import Runner
+    from ..config.settings import Settings
+    from ..transport.runner import Runner
 
 BASE_FILE = "compose.yaml"
 APP_FILE = "app.yaml"
@@ -42,6 +44,19 @@ STABLE_DIGEST = "stable.digest"
 # Where compose.yaml mounts edge/ in the edge container, and the config nginx runs with.
 EDGE_MOUNT = "/etc/nginx/deploy"
 PROJECT_LABEL = "com.docker.compose.project"
+ONE_OFF_LABEL = "deploy.migration"   # on a migration's one-off container: stopped at its timeout
+TOOL_FILES = Path(__file__).resolve().parent.parent / "files"
+
+
+def one_off_label(settings: Settings) -> str:
+    """The label of a migration's container (or its check's), on either target."""
+    return f"{ONE_OFF_LABEL}={settings.project}"
+
+
+def stop_one_off(settings: Settings) -> Command:
+    """Stops and removes a migration's container that outlived its timeout (none: no error)."""
+    return cmd("sh", "-c", 'ids=$(docker ps -aq --filter "label=$1") && '
+               '{ [ -z "$ids" ] || docker rm -f $ids >/dev/null; }', "sh", one_off_label(settings))
 
 
 def release_dir(settings: Settings, sha: str) -> str:
@@ -106,8 +121,10 @@ class ComposeCommands:
         return self._compose("pull", "--quiet")
 
     def up_stable(self) -> Command:
-        """Start (or leave running, if unchanged) the stable services and wait until healthy."""
-        return self._compose("up", "-d", "--wait", "--remove-orphans")
+        """Start (or leave running, if unchanged) the stable services the app uses (the edge and
+        its data_services: an app without Redis runs none) and wait until healthy."""
+        return self._compose("up", "-d", "--wait", "--remove-orphans",
+                             *sorted(stable_services(self.settings)))
 
     def migrate(self) -> Command:
         """Migrations as a one-off container of the new image, before it gets traffic."""
@@ -118,7 +135,12 @@ class ComposeCommands:
         return self._one_off(self.settings.migrate_check_command)
 
     def _one_off(self, argv: Sequence[str]) -> Command:
-        return self._compose("run", "--rm", "-T", "--no-deps", self.settings.migrate_service, *argv)
+        """A container of the migrate service's image, labelled (so that one still running at
+        migrate_timeout can be stopped), through its ENTRYPOINT or migrate_entrypoint."""
+        entrypoint = self.settings.migrate_entrypoint
+        return self._compose("run", "--rm", "-T", "--no-deps", "--label", one_off_label(self.settings),
+                             *(("--entrypoint", entrypoint) if entrypoint else ()),
+                             self.settings.migrate_service, *argv)
 
     def up(self, pull_never: bool = False) -> Command:
         """Bring the project to these files; with pull_never, only images already on the host."""
@@ -174,10 +196,25 @@ def engine_version() -> Command:
     return cmd("docker", "version", "--format", "{{.Server.Version}}")
 
 
-def compose_text(settings: Settings, name: str) -> str:
-    """A file of the compose folder (compose.yaml, app.yaml, edge/nginx.conf), to upload."""
+def app_file(settings: Settings, name: str) -> str:
+    """A file of the app's own compose folder (its slot file: app.yaml, stack-app.yaml)."""
     with open(posixpath.join(settings.compose_dir, name), encoding="utf-8") as handle:
         return handle.read()
+
+
+# Lines of the tool's files that belong only to an edge serving HTTPS (EDGE_TLS=acme): without
+# it, the edge publishes no port 443 (a proxy on the host may own it).
+HTTPS_ONLY = "# with EDGE_TLS=acme"
+
+
+def tool_file(settings: Settings, name: str) -> str:
+    """A file the tool ships (files/: the stable project's compose.yaml, stack.yaml, the edge's
+    nginx config), as uploaded for these settings."""
+    text = (TOOL_FILES / name).read_text(encoding="utf-8")
+    if settings.EDGE_TLS != "acme":
+        text = "".join(line for line in text.splitlines(keepends=True)
+                       if not line.rstrip().endswith(HTTPS_ONLY))
+    return text
 
 
 def stable_services(settings: Settings) -> Set[str]:
@@ -187,7 +224,7 @@ def stable_services(settings: Settings) -> Set[str]:
 def stable_text(settings: Settings) -> str:
     """Everything the stable project runs from: compose.yaml and the edge's own config (the
     routes belong to each release, live.conf to each switch)."""
-    return compose_text(settings, BASE_FILE) + compose_text(settings, posixpath.join("edge", EDGE_CONFIG))
+    return tool_file(settings, BASE_FILE) + tool_file(settings, posixpath.join("edge", EDGE_CONFIG))
 
 
 def stable_digest(settings: Settings, text: str) -> Optional[str]:
@@ -195,7 +232,7 @@ def stable_digest(settings: Settings, text: str) -> Optional[str]:
     of the variables it reads. None when that would change with every release (the file reads
     RELEASE_SHA or an app image): then the stable services are brought up on every deploy."""
     names = sorted(set(re.findall(r"\$\{(\w+)", text)))
-    per_release = {"RELEASE_SHA"} | {f"{s.name.upper()}_IMAGE" for s in settings.services}
+    per_release = {"RELEASE_SHA"} | {image_variable(s.name) for s in settings.services}
     if per_release & set(names):
         return None
     env = settings.app_env("")

@@ -19,10 +19,10 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Optional, Sequence, Tuple
 
-from fabfile.config.declared import Route
+from ..config.declared import Route
 
 if TYPE_CHECKING:
-    from fabfile.config.settings import Settings
+    from ..config.settings import Settings
 
 LIVE_FILE = "live.conf"
 ROUTES_FILE = "routes.conf"

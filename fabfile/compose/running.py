@@ -11,8 +11,8 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Dict, List, NamedTuple, Optional, Set, Tuple
 
-from fabfile.errors import RemoteCommandError
-from fabfile.story.health import (
+from ..errors import RemoteCommandError
+from ..story.health import (
     HEALTHY,
     Answer,
     Expected,
@@ -23,9 +23,8 @@ from fabfile.story.health import (
     wait_until_healthy,
     watch_window,
 )
-from fabfile.story.target import RunningRelease
-from fabfile.transport.commands import cmd
-
+from ..story.target import RunningRelease
+from ..transport.commands import cmd
 from .commands import (
     EDGE_SERVICE,
     SLOTS,
@@ -47,9 +46,9 @@ from .commands import (
 from .edge import LIVE_FILE, parse_live_conf
 
 if TYPE_CHECKING:
-    from fabfile.config.settings import Settings
-    from fabfile.report import Reporter
-    from fabfile.transport.runner import Runner
+    from ..config.settings import Settings
+    from ..report import Reporter
+    from ..transport.runner import Runner
 
 
 

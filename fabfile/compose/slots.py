@@ -13,11 +13,10 @@ from __future__ import annotations
 import posixpath
 from typing import TYPE_CHECKING, Callable, Dict, Optional
 
-from fabfile.errors import DeployError
-from fabfile.story.health import HEALTHY, Outcome, assess
-from fabfile.story.undo import Compensation
-from fabfile.transport.commands import chain, cmd
-
+from ..errors import DeployError
+from ..story.health import HEALTHY, Outcome, assess
+from ..story.undo import Compensation
+from ..transport.commands import chain, cmd
 from .commands import (
     ComposeCommands,
     all_containers,
@@ -32,9 +31,9 @@ from .edge import LIVE_FILE, ROUTES_FILE, live_conf, routes_conf, routes_file
 from .running import CANDIDATE, LIVE, expected, observe, restart_counts, wait_for_slot, watch_slot
 
 if TYPE_CHECKING:
-    from fabfile.config.settings import Settings
-    from fabfile.report import Reporter
-    from fabfile.transport.runner import Runner
+    from ..config.settings import Settings
+    from ..report import Reporter
+    from ..transport.runner import Runner
 
 # After the reload, the public URL must report the new release within this many seconds; it is
 # asked this often (the old nginx workers may answer a moment after the reload returns).

@@ -11,15 +11,14 @@ from __future__ import annotations
 import posixpath
 from typing import TYPE_CHECKING, Dict, List, Optional
 
-from fabfile.config.envfile import render_env
-from fabfile.errors import DeployError, RemoteCommandError
-from fabfile.story import disk, images, prune
-from fabfile.story.health import Outcome
-from fabfile.story.images import local_digests
-from fabfile.story.target import RunningRelease
-from fabfile.story.undo import Compensation, Journal
-from fabfile.transport.commands import chain, cmd
-
+from ..config.envfile import render_env
+from ..errors import DeployError, RemoteCommandError
+from ..story import disk, images, prune
+from ..story.health import Outcome
+from ..story.images import local_digests
+from ..story.target import RunningRelease
+from ..story.undo import Compensation, Journal
+from ..transport.commands import chain, cmd
 from . import certificate
 from .commands import (
     APP_FILE,
@@ -31,7 +30,7 @@ from .commands import (
     SLOTS,
     ComposeCommands,
     all_containers,
-    compose_text,
+    app_file,
     edge_dir,
     other_slot,
     release_dir,
@@ -40,9 +39,10 @@ from .commands import (
     slot_project,
     stable_digest_path,
     strip_terminal_codes,
+    tool_file,
     write_secrets,
 )
-from .database import backup_database, migrations_pending, restore_database
+from .database import backup_database, migrations_pending, restore_database, run_migrations
 from .edge import LIVE_FILE, ROUTES_FILE, entry_before_routes, live_conf, routes_conf, routes_file
 from .running import containers, read_running, restart_counts, stable_state
 from .slots import (
@@ -59,10 +59,10 @@ from .slots import (
 )
 
 if TYPE_CHECKING:
-    from fabfile.config.settings import Settings
-    from fabfile.report import Reporter, Summary
-    from fabfile.story.target import Published
-    from fabfile.transport.runner import Runner
+    from ..config.settings import Settings
+    from ..report import Reporter, Summary
+    from ..story.target import Published
+    from ..transport.runner import Runner
 
 
 class ComposeTarget:
@@ -159,13 +159,12 @@ def release(settings: Settings, sha: str, remote: Runner, reporter: Reporter, su
     if not stable.unchanged:   # the edge (re)started: its certificate, if it had none yet
         https = certificate.ensure(remote, settings, reporter,
                                    lambda: reload_edge(remote, settings))
-        if https and https not in summary.notes:
+        earlier = [n for n in summary.notes if n.startswith("https:")]
+        if https and https not in summary.notes and not (earlier and earlier[0].startswith(
+                "https: new") and not https.startswith("https: new")):   # keep "new" said once
             summary.notes[:] = [n for n in summary.notes if not n.startswith("https:")] + [https]
     if pending is not False:
-        journal.keeps(f"the migrations of {sha[:12]} (forward-only; `inv deploy.rollback "
-                      "--restore-db` loads the dump taken before them)")
-        with reporter.step("run migrations"):
-            remote.run(candidate.migrate(), "migrations")
+        run_migrations(remote, settings, reporter, sha, candidate.migrate(), journal)
     journal.on_failure(remove_slot(remote, settings, slot))
     with reporter.step(f"start {sha[:12]} in slot {slot}, beside the live one"):
         retire(remote, settings, slot)  # leftovers of an earlier release in the idle slot
@@ -219,8 +218,8 @@ def stage_files(remote: Runner, settings: Settings, sha: str, staged: ComposeCom
         remote.run(chain(ComposeCommands(settings).prepare_dir(), staged.prepare_dir(),
                          cmd("install", "-d", "-m", "0755", "--", edge_dir(settings))),
                    "creating " + staged.dir)
-        for name in (BASE_FILE, APP_FILE):
-            remote.put(posixpath.join(staged.dir, name), compose_text(settings, name))
+        remote.put(posixpath.join(staged.dir, BASE_FILE), tool_file(settings, BASE_FILE))
+        remote.put(posixpath.join(staged.dir, APP_FILE), app_file(settings, APP_FILE))
         public, _ = settings.split_secrets(settings.app_env(sha))
         remote.put(staged.env_path, render_env(public))
         write_secrets(remote, settings, render_env)
@@ -229,7 +228,7 @@ def stage_files(remote: Runner, settings: Settings, sha: str, staged: ComposeCom
         if live:
             upgrade_live_slot(remote, settings, live)
         remote.put(posixpath.join(edge, EDGE_CONFIG),
-                   compose_text(settings, posixpath.join("edge", EDGE_CONFIG)), 0o644)
+                   tool_file(settings, posixpath.join("edge", EDGE_CONFIG)), 0o644)
 
 
 def upgrade_live_slot(remote: Runner, settings: Settings, live: str) -> None:

@@ -9,9 +9,9 @@ finite and in range, and a list that a check iterates may not be empty.
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
-from fabfile.story.health import ANY_BODY, STORY, HealthContract
+from ..story.health import ANY_BODY, STORY, HealthContract
 
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")            # a compose service or project
 REL_PATH = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
@@ -36,10 +36,21 @@ class Route:
 
 @dataclass(frozen=True)
 class Service:
-    """An image this repository builds: its build context and Dockerfile, relative to the repo."""
+    """An image the project builds: its build context (relative to the repository; `.` is the
+    repository itself) and Dockerfile (relative to the context), and what the build is given:
+    build args (resolved values: never a secret, they stay in the image's history), a target
+    stage, and the names of build secrets (BuildKit `--secret`, read from the environment)."""
     name: str
     context: str
-    dockerfile: str
+    dockerfile: str = "Dockerfile"
+    args: Tuple[Tuple[str, str], ...] = ()
+    target: str = ""
+    secrets: Tuple[str, ...] = ()
+
+
+def image_variable(service: str) -> str:
+    """The variable that names a service's image in a release's .env (FRONTEND_IMAGE)."""
+    return service.upper().replace("-", "_") + "_IMAGE"
 
 
 def _name(value: Any) -> Optional[str]:
@@ -51,6 +62,11 @@ def _rel_path(value: Any) -> Optional[str]:
     ok = isinstance(value, str) and REL_PATH.fullmatch(value) and \
         not any(part in (".", "..") for part in value.split("/"))
     return None if ok else "a relative path inside the repository (no `..`), such as app/backend"
+
+
+def _context(value: Any) -> Optional[str]:
+    """A build context: the repository itself (`.`) or a folder inside it."""
+    return None if value == "." else _rel_path(value)
 
 
 def _path(value: Any) -> Optional[str]:
@@ -91,21 +107,50 @@ def _branch(value: Any) -> Optional[str]:
 
 
 def _checks(value: Any) -> Optional[str]:
-    ok = isinstance(value, list) and value and \
+    ok = isinstance(value, list) and \
         all(isinstance(item, str) and CHECK_NAME.fullmatch(item) for item in value)
-    return None if ok else ("a list, not empty, of the CI check runs that must pass, such as "
+    return None if ok else ("a list of the CI check runs that must pass, such as "
                             "[Lint and unit tests]")
 
 
+SERVICE_KEYS = {"context", "dockerfile", "args", "target", "secrets"}
+ARG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+TARGET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
 def _services(value: Any) -> Optional[str]:
-    shape = ("a mapping of image names to {context: DIR, dockerfile: FILE}, such as "
-             "{backend: {context: app/backend}}")
+    shape = ("a mapping of image names to {context: DIR, dockerfile: FILE, args: {NAME: value}, "
+             "target: STAGE, secrets: [NAME]}, such as {backend: {context: ., dockerfile: "
+             "docker/Dockerfile.backend}}")
     if not isinstance(value, Mapping) or not value:
         return shape
     for name, spec in value.items():
-        if _name(name) or not isinstance(spec, Mapping) or not set(spec) <= {"context", "dockerfile"} \
-                or _rel_path(spec.get("context")) or _rel_path(spec.get("dockerfile", "Dockerfile")):
-            return shape + f" ({str(name)[:40]!r} is not)"
+        wrong = _name(name) or service_problem(spec)
+        if wrong:
+            return shape + f" ({str(name)[:40]}: {wrong})"
+    return None
+
+
+def service_problem(spec: Any) -> Optional[str]:
+    """What is wrong with one service's build spec, or None."""
+    if not isinstance(spec, Mapping) or not set(spec) <= SERVICE_KEYS:
+        return f"only the keys {', '.join(sorted(SERVICE_KEYS))}"
+    if _context(spec.get("context")):
+        return "context must be `.` or a folder inside the repository (no `..`)"
+    if _rel_path(spec.get("dockerfile", "Dockerfile")):
+        return "dockerfile must be a path inside the context (no `..`)"
+    args = spec.get("args") or {}
+    if not isinstance(args, Mapping) or not all(
+            isinstance(k, str) and ARG_NAME.fullmatch(k) and isinstance(v, (str, int, float, bool))
+            and "\0" not in str(v) and "\n" not in str(v) for k, v in args.items()):
+        return "args must map build-arg names to one-line values"
+    if spec.get("target") is not None and not (isinstance(spec["target"], str)
+                                               and TARGET.fullmatch(spec["target"])):
+        return "target must be a stage name of the Dockerfile"
+    secrets = spec.get("secrets") or []
+    if not isinstance(secrets, list) or not all(
+            isinstance(n, str) and re.fullmatch(r"[A-Z_][A-Z0-9_]{0,63}", n) for n in secrets):
+        return "secrets must list upper-case variable names"
     return None
 
 
@@ -140,7 +185,10 @@ KEYS: Dict[str, Callable[[Any], Optional[str]]] = {
     "database_service": _name,
     "log_service": _name,
     "migrate_service": _name,
-    "migrate_command": _argv(empty_ok=False),
+    "migrate_command": _argv(empty_ok=True),
+    "migrate_entrypoint": lambda v: None if isinstance(v, str) and (v == "" or ARG.fullmatch(v)) \
+        else "a program to run instead of the image's ENTRYPOINT, such as /bin/sh (\"\": keep it)",
+    "migrate_timeout": _seconds(10, 86400),
     "migrate_check_command": _argv(empty_ok=True),
     "health_path": _text_of(["/api/health"]),
     "health_body": _text_of([STORY, ANY_BODY]),

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional
 from urllib.parse import urlparse
 
-from fabfile.transport.known_hosts import known_hosts_entries
+from ..transport.known_hosts import known_hosts_entries
 
 SHA_RE = re.compile(r"[0-9a-f]{40}")      # always with fullmatch: `$` lets a final newline in
 
@@ -183,7 +183,8 @@ SETTINGS = [
     Setting("SETUP_USER", "admin user with passwordless sudo, for `inv staging.setup`", "setup",
             parse=_unix_user),
     Setting("SETUP_SSH_KEY", "that admin's private key (or a path to it)", "setup", secret=True),
-    Setting("STAGING_DIR", "deploy directory on the host", "", "staging_dir", _staging_dir),
+    Setting("STAGING_DIR", "deploy directory on the host (default: /opt/<project>)", "",
+            "staging_dir", _staging_dir),
     Setting("REGISTRY", "container registry host", "", "registry", _registry),
     Setting("REGISTRY_PLAIN_HTTP", "the registry speaks plain http (a local test registry; the "
             "testbed sets it)", "", "registry_plain_http", _yes_no),
@@ -271,6 +272,8 @@ def settings_table(defaults: Mapping) -> str:
         if not key:
             return ""
         value = defaults.get(key)
+        if value in (None, ""):
+            return f"`{key}`"
         return f"`{key}` ({str(value).lower() if isinstance(value, bool) else value})"
 
     rows = [row("variable", "required", "invoke.yaml key", "secret", "meaning"), "|---|---|---|---|---|"]

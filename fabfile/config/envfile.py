@@ -18,7 +18,7 @@ from typing import Dict, Mapping
 
 from dotenv import dotenv_values
 
-from fabfile.errors import ConfigError
+from ..errors import ConfigError
 
 UNWRITABLE = "\0"
 

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import quote
 
-from fabfile.errors import ConfigError
-from fabfile.story.health import HealthContract
-
-from .declared import Service, check_keys, plain, read_health_contract, read_routes
+from ..errors import ConfigError
+from ..story.health import HealthContract
+from .build import read_services
+from .declared import check_keys, image_variable, plain, read_health_contract, read_routes
 from .definitions import SECRET_MIN, SETTINGS, SETTINGS_BY_ENV, SHA_RE, SHORT_SECRET
 from .envfile import UNWRITABLE, read_dotenv, unwritable_names
 
@@ -30,7 +30,9 @@ class Settings:
     compose_dir: str
     data_services: tuple
     migrate_service: str
-    migrate_command: tuple
+    migrate_command: tuple         # empty: no migration step
+    migrate_entrypoint: str        # empty: the command runs through the image's ENTRYPOINT
+    migrate_timeout: float
     migrate_check_command: tuple   # exit 0: no migration to apply (empty: always dump first)
     log_service: str
     database_service: str
@@ -45,6 +47,7 @@ class Settings:
     values: Mapping[str, object] = field(repr=False)
     app: Mapping[str, "AppVariable"] = field(repr=False, default_factory=dict)
     app_secrets: tuple = ()    # the secret variables invoke.yaml declares (set or not)
+    build_secrets: Mapping[str, str] = field(repr=False, default_factory=dict)
 
     # The tool's settings, typed for the checker (their values are in `values`, read through
     # __getattr__); test_config keeps this list equal to SETTINGS. Optional: no default and
@@ -119,6 +122,7 @@ class Settings:
         HTTP Basic auth header): what the Reporter masks, in every form (report.secret_forms)."""
         found = [str(self.values[s.env]) for s in SETTINGS if s.secret and self.values.get(s.env)]
         found += [v.value for v in self.app.values() if v.secret and v.value]
+        found += [value for value in self.build_secrets.values() if value]
         for user, password in (("REGISTRY_USER", "REGISTRY_PASSWORD"), ("DB_USER", "DB_PASSWORD"),
                                ("REGISTRY_PULL_USER", "REGISTRY_PULL_PASSWORD")):
             if self.values.get(user) and self.values.get(password):
@@ -137,7 +141,7 @@ class Settings:
         env["EDGE_DIR"] = posixpath.join(self.STAGING_DIR, "edge")
         env["APP_NETWORK"] = f"{self.project}_default"  # the stable project's network
         for service in self.services:
-            env[f"{service.name.upper()}_IMAGE"] = self.image_ref(service.name, sha)
+            env[image_variable(service.name)] = self.image_ref(service.name, sha)
         env["RELEASE_SHA"] = sha
         return env
 
@@ -257,6 +261,12 @@ def load_settings(defaults: Mapping, environ: Mapping[str, str],
             problems.append(f"{setting.env}={shown} {reason}")
     if missing:
         problems.insert(0, "missing: " + ", ".join(missing))
+    project = str(defaults.get("project") or "")
+    if not project:
+        problems.append("invoke.yaml deploy.project is not set: the compose project name on the "
+                        "host (`staging-deploy staging.init` writes it)")
+    elif values.get("STAGING_DIR") is None:
+        values["STAGING_DIR"] = f"/opt/{project}"
 
     for name in ("STAGING_SSH_KEY", "SETUP_SSH_KEY"):
         if values.get(name):
@@ -291,19 +301,22 @@ def load_settings(defaults: Mapping, environ: Mapping[str, str],
     health_path = str(defaults.get("health_path", "/api/health"))
     routes = read_routes(defaults, health_path, problems)
     health = read_health_contract(defaults, health_path, problems)
-    services = tuple(Service(name, spec["context"], spec.get("dockerfile", "Dockerfile"))
-                     for name, spec in (defaults.get("services") or {}).items())
+    clear = {name: v.value for name, v in app.items() if not v.secret}
+    services, build_secrets = read_services(defaults, environ, clear, values, problems)
     if not services:
-        problems.append("invoke.yaml: deploy.services lists no images to build")
+        problems.append("invoke.yaml: deploy.services lists no images to build (`staging-deploy "
+                        "staging.init` writes them from your compose file)")
     if problems:
         raise ConfigError(problems)
     settings = Settings(
-        project=defaults.get("project", "classroom-manager"),
+        project=project,
         services=services,
         compose_dir=str(cwd / defaults.get("compose_dir", "compose")),
         data_services=tuple(defaults.get("data_services") or ()),
         migrate_service=defaults.get("migrate_service", "backend"),
-        migrate_command=tuple(defaults.get("migrate_command") or ("migrate",)),
+        migrate_command=tuple(defaults.get("migrate_command") or ()),
+        migrate_entrypoint=str(defaults.get("migrate_entrypoint") or ""),
+        migrate_timeout=float(defaults.get("migrate_timeout", 600)),
         migrate_check_command=tuple(defaults.get("migrate_check_command") or ()),
         log_service=defaults.get("log_service", "backend"),
         database_service=defaults.get("database_service", "postgres"),
@@ -318,6 +331,7 @@ def load_settings(defaults: Mapping, environ: Mapping[str, str],
         values=values,
         app=app,
         app_secrets=tuple((defaults.get("app_env") or {}).get("secret") or ()),
+        build_secrets=build_secrets,
     )
     unwritable = unwritable_names(settings.app_env("0" * 40))
     if unwritable:

@@ -11,22 +11,22 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Callable, List, Optional
 
-from fabfile.compose.commands import (
+from ..compose.commands import (
     EDGE_SERVICE,
     ComposeCommands,
     ensure_secrets_file,
     release_dir,
     strip_terminal_codes,
 )
-from fabfile.compose.running import live_release
-from fabfile.errors import DeployError
-from fabfile.story.lock import lock_holders
-from fabfile.swarm.stacks import app_stack, service_logs
-from fabfile.transport.commands import TextSink
-from fabfile.transport.runner import Runner
+from ..compose.running import live_release
+from ..errors import DeployError
+from ..story.lock import lock_holders
+from ..swarm.stacks import app_stack, service_logs
+from ..transport.commands import TextSink
+from ..transport.runner import Runner
 
 if TYPE_CHECKING:
-    from fabfile.config.settings import Settings
+    from ..config.settings import Settings
 
 # What `docker compose logs --since` takes: a duration (10m, 1h30m), a date or time, a Unix time.
 SINCE = re.compile(r"(\d+(\.\d+)?(ms|s|m|h))+|\d{4}-\d{2}-\d{2}([T ][\d:.]+(Z|[+-]\d{2}:?\d{2})?)?"

@@ -10,16 +10,16 @@ from __future__ import annotations
 import posixpath
 from typing import TYPE_CHECKING, Dict, Optional, Sequence, Tuple
 
-from fabfile.errors import DeployError
-from fabfile.swarm import progress, stacks
-from fabfile.transport.commands import Command, cmd
-from fabfile.transport.known_hosts import host_key_name
-from fabfile.transport.session import load_private_key
+from ..errors import DeployError
+from ..swarm import progress, stacks
+from ..transport.commands import Command, cmd
+from ..transport.known_hosts import host_key_name
+from ..transport.session import load_private_key
 
 if TYPE_CHECKING:
-    from fabfile.config.settings import Settings
-    from fabfile.report import Reporter
-    from fabfile.transport.runner import Runner
+    from ..config.settings import Settings
+    from ..report import Reporter
+    from ..transport.runner import Runner
 
 COMPOSE_PACKAGES = ("docker-compose-v2", "docker-compose-plugin")   # Ubuntu's, Docker's repository's
 

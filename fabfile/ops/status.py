@@ -6,15 +6,15 @@ import posixpath
 import time
 from typing import TYPE_CHECKING
 
-from fabfile.compose import certificate
-from fabfile.story.ledger import as_dict, read_entries
-from fabfile.story.lock import INFO_FILE, describe_holder, lock_holders
-from fabfile.targets import target_for
-from fabfile.transport.commands import cmd
+from ..compose import certificate
+from ..story.ledger import as_dict, read_entries
+from ..story.lock import INFO_FILE, describe_holder, lock_holders
+from ..targets import target_for
+from ..transport.commands import cmd
 
 if TYPE_CHECKING:
-    from fabfile.config.settings import Settings
-    from fabfile.transport.runner import Runner
+    from ..config.settings import Settings
+    from ..transport.runner import Runner
 
 
 def read_status(runner: Runner, settings: Settings) -> dict:

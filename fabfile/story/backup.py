@@ -9,11 +9,11 @@ import datetime
 import posixpath
 from typing import TYPE_CHECKING
 
-from fabfile.compose.commands import ComposeCommands
-from fabfile.transport.commands import Command, from_file, to_file
+from ..compose.commands import ComposeCommands
+from ..transport.commands import Command, from_file, to_file
 
 if TYPE_CHECKING:
-    from fabfile.config.settings import Settings
+    from ..config.settings import Settings
 
 # The dump yields to the live release: lowest CPU priority, and the lowest best-effort I/O
 # priority where the image has ionice (the command substitution is empty where it has not).

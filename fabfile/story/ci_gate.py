@@ -18,11 +18,11 @@ from urllib.parse import urlparse
 
 import requests
 
-from fabfile.errors import DeployError
+from ..errors import DeployError
 
 if TYPE_CHECKING:
-    from fabfile.config.settings import Settings
-    from fabfile.report import Reporter
+    from ..config.settings import Settings
+    from ..report import Reporter
 
 TIMEOUT = 10
 ACTIONS_APP = "github-actions"
@@ -167,6 +167,9 @@ def verify(sha: str, api: str, repo: str, token: str, branch: str, required: Seq
 def enforce(settings: Settings, sha: str, reporter: Reporter, get: Optional[Callable] = None) -> None:
     """Raise DeployError unless the GitHub API confirms the sha is on the branch and CI passed
     (in Actions: in this very workflow run, GITHUB_RUN_ID)."""
+    if not settings.ci_checks:
+        raise DeployError("cannot verify that CI passed: invoke.yaml deploy.ci_checks names no CI "
+                          "check (list the names of your CI workflow's jobs, as GitHub shows them)")
     missing = [n for n in ("GITHUB_TOKEN", "GITHUB_REPOSITORY") if not settings.values.get(n)]
     if missing:
         raise DeployError(f"cannot verify that CI passed for {sha[:12]}: {', '.join(missing)} not "

@@ -19,16 +19,15 @@ from typing import TYPE_CHECKING, Callable, Dict, List, NoReturn, Optional, Tupl
 
 import paramiko
 
-from fabfile.compose.commands import engine_version
-from fabfile.errors import DeployError
-from fabfile.report import Reporter, Summary
-from fabfile.targets import target_for
-from fabfile.transport.commands import chain, cmd
-from fabfile.transport.interrupts import Interrupted, interruptible, shielded
-from fabfile.transport.machines import LocalTransport, Recorder
-from fabfile.transport.runner import Runner
-from fabfile.transport.session import HostSession, Session
-
+from ..compose.commands import engine_version
+from ..errors import DeployError
+from ..report import Reporter, Summary
+from ..targets import target_for
+from ..transport.commands import chain, cmd
+from ..transport.interrupts import Interrupted, interruptible, shielded
+from ..transport.machines import LocalTransport, Recorder
+from ..transport.runner import Runner
+from ..transport.session import HostSession, Session
 from . import ci_gate, images, notify, plan
 from .images import local_digests
 from .ledger import Entry, ReleaseLedger, end_event, good_releases, record_success, start_event, who_runs_this
@@ -39,7 +38,7 @@ from .target import Published, RunningRelease, Target
 from .undo import Journal
 
 if TYPE_CHECKING:
-    from fabfile.config.settings import Settings
+    from ..config.settings import Settings
 
 CONNECTION_ERRORS = (paramiko.SSHException, OSError, EOFError)
 # After a failure, how long the recovery rides out a host that does not answer (a network drop,

@@ -12,15 +12,14 @@ from __future__ import annotations
 import posixpath
 from typing import TYPE_CHECKING, Dict, List
 
-from fabfile.errors import DeployError
-from fabfile.transport.commands import Command, batch, cmd, pipe, split
-
+from ..errors import DeployError
+from ..transport.commands import Command, batch, cmd, pipe, split
 from .images import exists_locally
 
 if TYPE_CHECKING:
-    from fabfile.config.settings import Settings
-    from fabfile.report import Reporter
-    from fabfile.transport.runner import Runner
+    from ..config.settings import Settings
+    from ..report import Reporter
+    from ..transport.runner import Runner
 
 MB = 2 ** 20
 

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional
 
-from fabfile.errors import DeployError, RemoteCommandError
-from fabfile.transport.commands import Command, cmd, pipe
+from ..errors import DeployError, RemoteCommandError
+from ..transport.commands import Command, cmd, pipe
 
 if TYPE_CHECKING:
-    from fabfile.config.declared import Service
-    from fabfile.config.settings import Settings
-    from fabfile.report import Reporter
-    from fabfile.transport.runner import Runner
+    from ..config.declared import Service
+    from ..config.settings import Settings
+    from ..report import Reporter
+    from ..transport.runner import Runner
 
 PROJECT_LABEL = "deploy.project"
 SHA_LABEL = "org.opencontainers.image.revision"
@@ -38,21 +39,30 @@ def build(settings: Settings, service: Service, sha: str) -> Command:
 
     Layers of the last pushed image (staging-latest, pulled first when possible) are reused, so a
     fresh CI runner does not rebuild what did not change; the inline cache metadata makes that
-    work under BuildKit too."""
+    work under BuildKit too. A service with build secrets is built with BuildKit, each secret
+    read by the docker CLI from its environment (`env=NAME`): its value is in no argv."""
     tree = sha if service.context in ("", ".") else f"{sha}:{service.context}"
-    return pipe(
-        cmd("git", "archive", "--format=tar", tree),
-        cmd("docker", "build", "--quiet",
-            "--cache-from", latest_ref(settings, service.name),
-            "--build-arg", "BUILDKIT_INLINE_CACHE=1",
-            "--label", f"{PROJECT_LABEL}={settings.project}",
-            "--label", f"{SHA_LABEL}={sha}",
-            "--build-arg", f"GIT_SHA={sha}",
-            "--platform", settings.BUILD_PLATFORM,
-            "-t", settings.image_ref(service.name, sha),
-            "-t", latest_ref(settings, service.name),
-            "-f", service.dockerfile, "-"),
-    )
+    buildkit = ("env", "DOCKER_BUILDKIT=1") if service.secrets else ()
+    extra: List[str] = []
+    for name, value in service.args:
+        extra += ["--build-arg", f"{name}={value}"]
+    if service.target:
+        extra += ["--target", service.target]
+    for name in service.secrets:
+        extra += ["--secret", f"id={name},env={name}"]
+    command = cmd(*buildkit, "docker", "build", "--quiet",
+                  "--cache-from", latest_ref(settings, service.name),
+                  "--build-arg", "BUILDKIT_INLINE_CACHE=1",
+                  "--label", f"{PROJECT_LABEL}={settings.project}",
+                  "--label", f"{SHA_LABEL}={sha}",
+                  "--build-arg", f"GIT_SHA={sha}",
+                  *extra,
+                  "--platform", settings.BUILD_PLATFORM,
+                  "-t", settings.image_ref(service.name, sha),
+                  "-t", latest_ref(settings, service.name),
+                  "-f", service.dockerfile, "-")
+    secrets = tuple((name, settings.build_secrets.get(name, "")) for name in service.secrets)
+    return pipe(cmd("git", "archive", "--format=tar", tree), replace(command, environment=secrets))
 
 
 # A registry's 5xx is often momentary (a restart, a proxy in front of it, a write racing the

@@ -17,14 +17,14 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional
 
-from fabfile.errors import DeployError
-from fabfile.report import redact_all
-from fabfile.transport.commands import Command, cmd
+from ..errors import DeployError
+from ..report import redact_all
+from ..transport.commands import Command, cmd
 
 if TYPE_CHECKING:
-    from fabfile.config.settings import Settings
-    from fabfile.report import Reporter
-    from fabfile.transport.runner import Runner
+    from ..config.settings import Settings
+    from ..report import Reporter
+    from ..transport.runner import Runner
 
 LEDGER_FILE = "ledger.jsonl"
 GOOD = "succeeded"

@@ -14,17 +14,16 @@ import posixpath
 import time
 from typing import TYPE_CHECKING, Iterator, List, Optional
 
-from fabfile.errors import DeployError
-from fabfile.transport.commands import Command, cmd
-
+from ..errors import DeployError
+from ..transport.commands import Command, cmd
 from .ledger import who_runs_this
 
 if TYPE_CHECKING:
-    from fabfile.config.settings import Settings
-    from fabfile.report import Reporter
-    from fabfile.transport.machines import Held
-    from fabfile.transport.runner import Runner
-    from fabfile.transport.session import Session
+    from ..config.settings import Settings
+    from ..report import Reporter
+    from ..transport.machines import Held
+    from ..transport.runner import Runner
+    from ..transport.session import Session
 
 LOCK_FILE = "deploy.lock"
 INFO_FILE = "deploy.lock.json"

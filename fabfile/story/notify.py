@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Dict, Optional
 import requests
 
 if TYPE_CHECKING:
-    from fabfile.report import Reporter, Summary
+    from ..report import Reporter, Summary
 
 TIMEOUT = (2, 3)   # seconds to connect, seconds between bytes of the answer
 DEADLINE = 5       # seconds for the whole call

@@ -15,15 +15,14 @@ import posixpath
 from dataclasses import replace
 from typing import TYPE_CHECKING, Dict, List
 
-from fabfile.errors import DeployError
-from fabfile.transport.commands import cmd
-
+from ..errors import DeployError
+from ..transport.commands import cmd
 from . import images
 
 if TYPE_CHECKING:
-    from fabfile.config.settings import Settings
-    from fabfile.report import Reporter
-    from fabfile.transport.runner import Runner
+    from ..config.settings import Settings
+    from ..report import Reporter
+    from ..transport.runner import Runner
 
 PINS_FILE = "image-pins.json"
 DIGEST_MARK = "@sha256:"

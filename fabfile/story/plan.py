@@ -17,7 +17,7 @@ import re
 import shlex
 from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from fabfile.compose.commands import (
+from ..compose.commands import (
     EDGE_SERVICE,
     PROJECT_LABEL,
     SLOTS,
@@ -28,20 +28,19 @@ from fabfile.compose.commands import (
     stable_digest_path,
     stable_text,
 )
-from fabfile.compose.edge import LIVE_FILE, live_conf, parse_live_conf
-from fabfile.report import Reporter
-from fabfile.swarm import stacks
-from fabfile.transport.commands import Command, Result
-from fabfile.transport.machines import Action, HttpAnswer, Plan, Recorder, Script
-from fabfile.transport.runner import Runner
-
+from ..compose.edge import LIVE_FILE, live_conf, parse_live_conf
+from ..report import Reporter
+from ..swarm import stacks
+from ..transport.commands import Command, Result
+from ..transport.machines import Action, HttpAnswer, Plan, Recorder, Script
+from ..transport.runner import Runner
 from . import pins
 from .health import SLOT_HEADER
 from .images import SHA_LABEL
 from .ledger import ReleaseLedger
 
 if TYPE_CHECKING:
-    from fabfile.config.settings import Settings
+    from ..config.settings import Settings
 
 RUNNING = "<running-sha>"
 PLAN_LIVE_SLOT = "green"

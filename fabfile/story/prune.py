@@ -12,14 +12,13 @@ import posixpath
 import re
 from typing import TYPE_CHECKING, Iterable, List, Optional, Set, Tuple
 
-from fabfile.transport.commands import Command, Result, cmd
-
+from ..transport.commands import Command, Result, cmd
 from .images import PROJECT_LABEL, ROLLBACK_TAG, release_tag
 from .ledger import Entry, ReleaseLedger, good_releases, latest_backup, read_entries
 
 if TYPE_CHECKING:
-    from fabfile.config.settings import Settings
-    from fabfile.transport.runner import Runner
+    from ..config.settings import Settings
+    from ..transport.runner import Runner
 
 SHA_PREFIX = re.compile(r"^[0-9a-f]{40}($|-)")
 

@@ -11,12 +11,11 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Callable, List, Optional
 
-from fabfile.errors import DeployError
-from fabfile.report import Summary
-from fabfile.targets import target_for
-from fabfile.transport.interrupts import shielded
-from fabfile.transport.session import HostSession
-
+from ..errors import DeployError
+from ..report import Summary
+from ..targets import target_for
+from ..transport.interrupts import shielded
+from ..transport.session import HostSession
 from . import notify
 from .ledger import (
     Entry,
@@ -36,9 +35,9 @@ from .target import Target
 from .undo import Journal
 
 if TYPE_CHECKING:
-    from fabfile.config.settings import Settings
-    from fabfile.report import Reporter
-    from fabfile.transport.runner import Runner
+    from ..config.settings import Settings
+    from ..report import Reporter
+    from ..transport.runner import Runner
 
 
 def close_abandoned(runner: Runner, settings: Settings, reporter: Reporter,

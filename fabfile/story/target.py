@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Protocol
 
 if TYPE_CHECKING:
-    from fabfile.config.settings import Settings
-    from fabfile.report import Reporter, Summary
-    from fabfile.transport.runner import Runner
-
+    from ..config.settings import Settings
+    from ..report import Reporter, Summary
+    from ..transport.runner import Runner
     from .undo import Compensation, Journal
 
 

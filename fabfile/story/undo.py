@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, List
 
 if TYPE_CHECKING:
-    from fabfile.report import Reporter
+    from ..report import Reporter
 
 
 @dataclass(frozen=True)

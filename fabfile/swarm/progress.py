@@ -5,9 +5,8 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
-from fabfile.errors import DeployError
-from fabfile.story.health import Answer, Expected, who_answered
-
+from ..errors import DeployError
+from ..story.health import Answer, Expected, who_answered
 from .stacks import (
     ENDED,
     GAVE_UP,
@@ -20,8 +19,8 @@ from .stacks import (
 )
 
 if TYPE_CHECKING:
-    from fabfile.transport.commands import Command
-    from fabfile.transport.runner import Runner
+    from ..transport.commands import Command
+    from ..transport.runner import Runner
 
 
 @dataclass

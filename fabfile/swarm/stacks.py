@@ -18,15 +18,23 @@ import re
 import shlex
 from typing import TYPE_CHECKING, Dict, Iterable, List, Mapping, Optional, Sequence
 
-from fabfile.compose.commands import ENV_FILE, SECRETS_FILE, compose_text, edge_reload, release_dir
-from fabfile.compose.edge import SWARM_ROUTES_FILE, swarm_routes_conf
-from fabfile.errors import DeployError
-from fabfile.story.images import PROJECT_LABEL, SHA_LABEL
-from fabfile.story.pins import is_pinned
-from fabfile.transport.commands import Command, cmd, whole_file
+from ..compose.commands import (
+    ENV_FILE,
+    SECRETS_FILE,
+    edge_reload,
+    one_off_label,
+    release_dir,
+    tool_file,
+)
+from ..compose.edge import SWARM_ROUTES_FILE, swarm_routes_conf
+from ..config.declared import image_variable
+from ..errors import DeployError
+from ..story.images import PROJECT_LABEL, SHA_LABEL
+from ..story.pins import is_pinned
+from ..transport.commands import Command, cmd, whole_file
 
 if TYPE_CHECKING:
-    from fabfile.config.settings import Settings
+    from ..config.settings import Settings
 
 STABLE_FILE = "stack.yaml"
 APP_FILE = "stack-app.yaml"
@@ -79,19 +87,19 @@ def release_env(settings: Settings, sha: str, pinned: Mapping[str, str]) -> Dict
     env.update(APP_NETWORK=network(settings), DATA_LABEL=data_label(settings),
                UPDATE_WINDOW=f"{update_window(settings):.0f}s")
     for service, ref in pinned.items():
-        env[f"{service.upper()}_IMAGE"] = ref
+        env[image_variable(service)] = ref
     return env
 
 
 def edge_files(settings: Settings) -> Dict[str, str]:
     """The edge's config files (in STAGING_DIR/edge): nginx's own, and the routes."""
-    return {EDGE_CONFIG: compose_text(settings, posixpath.join("edge", EDGE_CONFIG)),
+    return {EDGE_CONFIG: tool_file(settings, posixpath.join("edge", EDGE_CONFIG)),
             SWARM_ROUTES_FILE: swarm_routes_conf(settings)}
 
 
 def stable_text(settings: Settings) -> str:
     """Everything the stable stack runs from: its stack file and the edge's config."""
-    return compose_text(settings, STABLE_FILE) + "".join(edge_files(settings).values())
+    return tool_file(settings, STABLE_FILE) + "".join(edge_files(settings).values())
 
 
 def stable_digest(stack_text: str, env: Mapping[str, str]) -> str:
@@ -142,8 +150,10 @@ def one_off(settings: Settings, directory: str, image_var: str, argv: Sequence[s
     .env (its entrypoint kept, as `compose run` does on the compose target), on the overlay
     network, with the named variables passed through from that .env (by name: no values on the
     command line)."""
-    words = ["docker", "run", "--rm", *map(shlex.quote, log_options(settings)), "--network",
-             shlex.quote(network_name)]
+    words = ["docker", "run", "--rm", "--label", shlex.quote(one_off_label(settings)),
+             *map(shlex.quote, log_options(settings)), "--network", shlex.quote(network_name)]
+    if settings.migrate_entrypoint:
+        words += ["--entrypoint", shlex.quote(settings.migrate_entrypoint)]
     words += [f"-e {shlex.quote(n)}" for n in env_names]
     words += [f'"${image_var}"'] + [shlex.quote(a) for a in argv]
     return with_env(directory, " ".join(words))

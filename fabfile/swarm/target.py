@@ -17,33 +17,35 @@ import posixpath
 import time
 from typing import TYPE_CHECKING, Dict, List, Optional
 
-from fabfile.compose.commands import (
+from ..compose.commands import (
     ENV_FILE,
-    compose_text,
+    app_file,
     edge_dir,
     health_on_host,
     parse_http,
     release_dir,
+    tool_file,
     write_secrets,
 )
-from fabfile.config.envfile import render_sh_env
-from fabfile.errors import DeployError
-from fabfile.story import disk, images
-from fabfile.story.health import Answer, Expected
-from fabfile.story.prune import file_reads, kept_and_old_files, remove_paths
-from fabfile.story.target import RunningRelease
-from fabfile.story.undo import Compensation, Journal
-from fabfile.transport.commands import chain, cmd
-
+from ..compose.database import bounded, run_migrations
+from ..config.declared import image_variable
+from ..config.envfile import render_sh_env
+from ..errors import DeployError
+from ..story import disk, images
+from ..story.health import Answer, Expected
+from ..story.prune import file_reads, kept_and_old_files, remove_paths
+from ..story.target import RunningRelease
+from ..story.undo import Compensation, Journal
+from ..transport.commands import chain, cmd
 from . import progress, stacks
 from .progress import Look, judge
 from .stacks import app_stack, service_name
 
 if TYPE_CHECKING:
-    from fabfile.config.settings import Settings
-    from fabfile.report import Reporter, Summary
-    from fabfile.story.target import Published
-    from fabfile.transport.runner import Runner
+    from ..config.settings import Settings
+    from ..report import Reporter, Summary
+    from ..story.target import Published
+    from ..transport.runner import Runner
 
 # After `stack deploy`, how long the update may take to converge (each task: start, healthcheck,
 # monitor, delay; two replicas a service) before the deploy gives up and undoes it.
@@ -124,8 +126,9 @@ class SwarmTarget:
                                  directory),
                              cmd("install", "-d", "-m", "0755", "--", edge_dir(settings))),
                        "creating " + directory)
-            for name in (stacks.STABLE_FILE, stacks.APP_FILE):
-                runner.put(posixpath.join(directory, name), compose_text(settings, name))
+            runner.put(posixpath.join(directory, stacks.STABLE_FILE),
+                       tool_file(settings, stacks.STABLE_FILE))
+            runner.put(posixpath.join(directory, stacks.APP_FILE), app_file(settings, stacks.APP_FILE))
             public, _ = settings.split_secrets(env)
             runner.put(posixpath.join(directory, ENV_FILE), render_sh_env(public))
             write_secrets(runner, settings, render_sh_env)
@@ -135,9 +138,9 @@ class SwarmTarget:
         with reporter.step("pull the release's images on every node (a restore then needs no "
                            "registry)"):
             for service in self.services:
-                self.prefetch(runner, reporter, service, env[f"{service.upper()}_IMAGE"])
+                self.prefetch(runner, reporter, service, env[image_variable(service)])
         # (a manager that runs no tasks holds no image: Swarm itself then finds no node for it)
-        images.refuse_foreign(runner, {s: env[f"{s.upper()}_IMAGE"] for s in self.services},
+        images.refuse_foreign(runner, {s: env[image_variable(s)] for s in self.services},
                               "the swarm's manager")
         published.pulled()
         summary.backup = self.migrate(runner, reporter, sha, directory, journal)
@@ -220,14 +223,15 @@ class SwarmTarget:
         """Migration check, dump (when there are migrations to apply), migrations: each a
         one-off container on the overlay network. Returns the dump's path, if one was taken."""
         settings = self.settings
-        image_var = f"{settings.migrate_service.upper()}_IMAGE"
+        image_var = image_variable(settings.migrate_service)
         names = sorted(stacks.release_env(settings, sha, {}))
         one_off = lambda argv: stacks.one_off(settings, directory, image_var, argv, names,  # noqa: E731
                                              stacks.network(settings))
         pending: Optional[bool] = None
         if settings.migrate_check_command:
             with reporter.step("ask the new release whether it has migrations to apply"):
-                pending = not runner.run(one_off(settings.migrate_check_command), check=False).ok
+                pending = not bounded(runner, settings, one_off(settings.migrate_check_command),
+                                      "the migration check", check=False).ok
             if not pending:
                 reporter.note("no migration to apply: no dump, no migration run")
                 return None
@@ -238,10 +242,7 @@ class SwarmTarget:
             runner.run(cmd("install", "-d", "-m", "0700", "--", posixpath.dirname(path)))
             disk.check_dump(runner, settings)
             runner.run(stacks.dump_database(settings, directory, path), "pg_dump")
-        journal.keeps(f"the migrations of {sha[:12]} (forward-only; the dump taken before them "
-                      f"is {path})")
-        with reporter.step("run migrations"):
-            runner.run(one_off(settings.migrate_command), "migrations")
+        run_migrations(runner, settings, reporter, sha, one_off(settings.migrate_command), journal)
         return path
 
     def wait_converged(self, runner: Runner, sha: str, reporter: Reporter,

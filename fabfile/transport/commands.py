@@ -48,6 +48,9 @@ class Command:
     then: Optional["Command"] = None      # runs after this one, if this one succeeded
     parts: Tuple["Command", ...] = ()     # a batch: each runs, whatever the others did; argv
                                           # is then its part-end mark (see batch())
+    # variables added to the environment of a command run on this machine (a build secret the
+    # docker CLI reads by name): never rendered, printed or sent to the host
+    environment: Tuple[Tuple[str, str], ...] = ()
 
     def render(self) -> str:
         """Shell text: argv quoted with shlex; a pipeline fails if any part fails."""
@@ -112,6 +115,15 @@ def joined(batch: Command, results: Sequence[Result]) -> Result:
 
 def pipe(first: Command, second: Command) -> Command:
     return replace(second, upstream=first)
+
+
+def environment_of(command: Command) -> Tuple[Tuple[str, str], ...]:
+    """Every variable a command (its pipeline and chain included) adds to the environment."""
+    found = command.environment
+    for other in (command.upstream, command.then, *command.parts):
+        if other is not None:
+            found += environment_of(other)
+    return found
 
 
 def to_file(command: Command, path: str) -> Command:

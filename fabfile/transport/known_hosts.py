@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import paramiko
 
-from fabfile.errors import ConfigError
+from ..errors import ConfigError
 
 
 def host_key_name(host: str, port: int) -> str:

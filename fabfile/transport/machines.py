@@ -29,10 +29,19 @@ import paramiko
 import requests
 from fabric import Connection
 
-from fabfile.errors import TimedOut
-
+from ..errors import TimedOut
 from . import interrupts
-from .commands import HELD_MARK, STDIN_MARK, Command, Result, TextSink, get_text, joined, put_text
+from .commands import (
+    HELD_MARK,
+    STDIN_MARK,
+    Command,
+    Result,
+    TextSink,
+    environment_of,
+    get_text,
+    joined,
+    put_text,
+)
 from .interrupts import stop_requested
 
 # What a GET answered: (status or None, body, response headers with lower-case names).
@@ -88,6 +97,7 @@ class SSHTransport(HttpFromHere):
         """Exec on a channel of its own (a few ms; Invoke's runner adds some 40 ms a command):
         stdin, if any, in one write; both outputs drained as they come, so no amount of output
         can stall the command; `timeout` bounds the whole command."""
+        assert not environment_of(command), "a command's environment never leaves this machine"
         channel = self._channel()
         try:
             channel.settimeout(timeout)
@@ -216,8 +226,10 @@ class LocalTransport(HttpFromHere):
     clock, sleep = staticmethod(time.monotonic), staticmethod(interrupts.pause)
 
     def run(self, command: Command, timeout: Optional[float]) -> Result:
+        added = dict(environment_of(command))
         process = subprocess.Popen(["bash", "-c", command.render()], stdin=subprocess.PIPE,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   env={**os.environ, **added} if added else None)
         deadline = None if timeout is None else time.monotonic() + timeout
         given: Optional[str] = command.stdin or ""
         try:

@@ -6,8 +6,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Union
 
-from fabfile.errors import ConnectionLost, RemoteCommandError, TimedOut
-
+from ..errors import CommandTimedOut, ConnectionLost, RemoteCommandError, TimedOut
 from . import interrupts
 from .commands import (
     HELD_MARK,
@@ -59,8 +58,8 @@ class Runner:
         try:
             result = self.transport.run(command, limit)
         except TimedOut:
-            raise RemoteCommandError(what or f"{self.label}: {command.argv[0]}",
-                                     f"timed out after {limit:.0f}s") from None
+            raise CommandTimedOut(what or f"{self.label}: {command.argv[0]}",
+                                  f"timed out after {limit:.0f}s") from None
         self._trace(began, f"exit {result.exited}",
                     command.render() + (STDIN_MARK if command.stdin is not None else ""))
         if check and not result.ok:

@@ -15,15 +15,14 @@ from typing import TYPE_CHECKING, Optional, Protocol
 import paramiko
 from fabric import Config, Connection
 
-from fabfile.errors import ConfigError, ConnectionLost, DeployError
-
+from ..errors import ConfigError, ConnectionLost, DeployError
 from .known_hosts import host_key_name, keyscan_hint, pinned_host_keys
 from .machines import SSHTransport
 from .runner import Runner
 
 if TYPE_CHECKING:
-    from fabfile.config.settings import Settings
-    from fabfile.report import Reporter
+    from ..config.settings import Settings
+    from ..report import Reporter
 
 # Paramiko logs a traceback from its transport thread when a connection breaks; we report the
 # failure ourselves, in one line.

@@ -6,7 +6,7 @@ import uuid
 import requests
 
 import testbed
-from fabfile.story.plan import fold_repeats
+from staging_deploy.story.plan import fold_repeats
 from tests.integration.conftest import (
     APP_URL,
     deploy,

@@ -190,7 +190,7 @@ def test_a_variable_declared_in_invoke_yaml_reaches_the_backend_and_a_secret_one
 
 def test_the_hosts_env_file_reads_back_exactly_through_compose(testbed_env, tmp_path):
     """render_env against Compose's own parser (compose-go), on the staging host."""
-    from fabfile.config.envfile import render_env
+    from staging_deploy.config.envfile import render_env
     env = {f"V{i}": value for i, value in enumerate(ENV_VALUES)}
     compose = "services:\n  s:\n    image: x\n    environment:\n" + \
         "".join(f"      {name}: ${{{name}}}\n" for name in env)

@@ -10,14 +10,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 
-from fabfile.compose import certificate
-from fabfile.compose.commands import health_on_host
-from fabfile.config.settings import load_settings
-from fabfile.errors import ConfigError, DeployError
-from fabfile.report import Reporter
-from fabfile.transport.commands import Result
-from fabfile.transport.machines import Plan, Recorder, Script
-from fabfile.transport.runner import Runner
+from staging_deploy.compose import certificate
+from staging_deploy.compose.commands import health_on_host
+from staging_deploy.config.settings import load_settings
+from staging_deploy.errors import ConfigError, DeployError
+from staging_deploy.report import Reporter
+from staging_deploy.transport.commands import Result
+from staging_deploy.transport.machines import Plan, Recorder, Script
+from staging_deploy.transport.runner import Runner
 from tests.conftest import ROOT
 
 NOW = datetime.datetime(2026, 11, 30, 12, 0)

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from fabfile.story.ci_gate import check_problems, is_required, next_page, on_branch, verify
+from staging_deploy.story.ci_gate import check_problems, is_required, next_page, on_branch, verify
 from tests.unit.test_cli import inv
 
 SHA = "9" * 40
@@ -225,3 +225,18 @@ def test_outside_actions_only_the_deploy_workflows_caller_prefix_counts(github):
                                         f"CI check {INTEGRATION!r} has not run for this commit"]
     FakeGitHub.runs += [run("ci / " + LINT, run_id=3), run(INTEGRATION, run_id=4)]
     assert ask(github, run_id=None) == []
+
+
+def test_no_ci_check_named_fails_closed(settings):
+    """A project whose invoke.yaml names no CI check (the tool's default) cannot pass the gate."""
+    import io
+    from dataclasses import replace
+
+    import pytest
+
+    from staging_deploy.errors import DeployError
+    from staging_deploy.report import Reporter
+    from staging_deploy.story.ci_gate import enforce
+    with pytest.raises(DeployError, match="deploy.ci_checks names no CI check"):
+        enforce(replace(settings, ci_checks=()), SHA, Reporter(stream=io.StringIO()),
+                get=lambda *a, **k: None)

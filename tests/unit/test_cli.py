@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.conftest import ROOT
 
@@ -94,17 +95,64 @@ def test_hostile_settings_stop_a_dry_run_with_one_line_naming_them(environ):
     assert sha_with_newline.returncode == 1 and "not a full 40-character" in sha_with_newline.stderr
 
 
-def test_the_tool_without_this_repositorys_testbed_has_no_testbed_tasks(tmp_path):
-    """What a user installs is the tool: the testbed is neither imported nor offered."""
-    import shutil
-    for name in ("tasks.py", "invoke.yaml"):
-        shutil.copy(ROOT / name, tmp_path)
-    shutil.copytree(ROOT / "fabfile", tmp_path / "fabfile")
+def staging_deploy(*args, cwd, env=None):
+    """The installed console command, run as a user runs it."""
+    command = str(Path(sys.executable).parent / "staging-deploy")
+    return subprocess.run([command, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_the_installed_command_offers_the_tools_tasks_and_no_testbed(tmp_path):
+    """What a user installs is the tool: `staging-deploy` works in a folder with no tasks.py,
+    and offers neither the testbed nor the bench."""
+    listing = staging_deploy("--list", cwd=tmp_path)
+    assert listing.returncode == 0, listing.stderr
+    for name in ("deploy.staging", "deploy.rollback", "staging.setup", "staging.init"):
+        assert name in listing.stdout
+    assert "testbed" not in listing.stdout and "bench" not in listing.stdout
+    assert staging_deploy("--version", cwd=tmp_path).stdout.startswith("staging-deploy 0.")
+
+
+def test_the_project_is_read_from_the_folder_the_command_runs_in(tmp_path, environ):
+    """A project with no tasks.py: its invoke.yaml (found from a sub-folder too) over the
+    tool's defaults; without one, one line saying what to run."""
+    bare = one_line(staging_deploy("deploy.status", cwd=tmp_path, env=clean(environ)))
+    assert "deploy.project is not set" in bare and "staging.init" in bare
+    (tmp_path / "invoke.yaml").write_text("deploy:\n  project: their-app\n  services:\n"
+                                          "    web: {context: ., dockerfile: docker/Dockerfile.web}\n"
+                                          "  routes: [{path: /, service: web, port: 3000}]\n"
+                                          "  health_path: /\n  health_body: any\n"
+                                          "  data_services: [postgres]\n")
+    (tmp_path / "compose").mkdir()
+    (tmp_path / "compose" / "app.yaml").write_text("services: {}\n")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q",
+                    "--allow-empty", "-m", "x"], cwd=tmp_path, check=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True,
+                          text=True).stdout.strip()
+    (tmp_path / "docs").mkdir()
+    plan = staging_deploy("deploy.staging", "--sha", head, "--dry-run", cwd=tmp_path / "docs",
+                          env=clean(environ))
+    assert plan.returncode == 0, plan.stderr
+    assert f"git archive --format=tar {head} | docker build" in plan.stdout
+    assert "-f docker/Dockerfile.web -" in plan.stdout
+    assert "/opt/their-app/" in plan.stdout          # STAGING_DIR's default: /opt/<project>
+
+
+def test_a_tasks_py_of_two_lines_mounts_the_tool(tmp_path):
+    (tmp_path / "tasks.py").write_text("from staging_deploy.cli import collection\n"
+                                       "namespace = collection()\n")
     result = subprocess.run([sys.executable, "-m", "invoke", "--list"], cwd=tmp_path,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert "deploy.staging" in result.stdout
-    assert "testbed" not in result.stdout and "bench" not in result.stdout
+    assert "deploy.staging" in result.stdout and "staging.init" in result.stdout
+
+
+def clean(environ):
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("STAGING_", "REGISTRY", "DEPLOY_ENV_FILE", "IMAGE_NAME", "GITHUB_"))}
+    env.update(environ)
+    return env
 
 
 def one_line(result):
@@ -141,46 +189,37 @@ def test_hostile_flags_and_inputs_end_in_one_line_never_a_traceback(environ):
 def test_a_base64_wrapped_key_is_read_as_the_key(defaults, environ):
     import base64
 
-    from fabfile.config.settings import load_settings
+    from staging_deploy.config.settings import load_settings
     key = environ["STAGING_SSH_KEY"]
     environ["STAGING_SSH_KEY"] = base64.b64encode(key.encode()).decode()
     assert load_settings(defaults, environ).STAGING_SSH_KEY == key + "\n"
 
 
-def copy_of_the_tool(tmp_path, invoke_yaml_tail=""):
-    import shutil
-    tmp_path.mkdir(exist_ok=True)
-    for name in ("tasks.py", "invoke.yaml"):
-        shutil.copy(ROOT / name, tmp_path)
-    shutil.copytree(ROOT / "fabfile", tmp_path / "fabfile")
-    with open(tmp_path / "invoke.yaml", "a") as config:
-        config.write(invoke_yaml_tail)
-    return tmp_path
-
-
 def test_a_broken_invoke_yaml_ends_in_one_redacted_line(tmp_path, environ):
     """Invoke reads invoke.yaml before any task runs: a YAML error or a `!!python` tag ends in
-    one line too (tasks.py's excepthook), with every secret of the environment masked."""
+    one line too (the tool's excepthook), with every secret of the environment masked."""
     for tail in ("  project: !!python/name:os.system\n", "  project: [unclosed\n"):
-        folder = copy_of_the_tool(tmp_path / str(len(tail)), tail)
+        folder = tmp_path / str(len(tail))
+        folder.mkdir()
+        (folder / "invoke.yaml").write_text("deploy:\n" + tail)
         env = dict(os.environ, DB_PASSWORD="pw-canary-123456")
-        result = subprocess.run([sys.executable, "-m", "invoke", "deploy.status"], cwd=folder,
-                                env=env, capture_output=True, text=True, timeout=60)
-        output = one_line(result)
+        output = one_line(staging_deploy("deploy.status", cwd=folder, env=env))
         assert output.startswith("error: ") and "invoke.yaml" in output, output
 
 
-def test_an_unexpected_error_is_one_redacted_line_and_deploy_debug_shows_where(tmp_path, environ):
+def test_an_unexpected_error_is_one_redacted_line_and_deploy_debug_shows_where(environ):
     """A bug (here: a settings loader that raises with a secret in its message) never prints a
     raw traceback or the secret; DEPLOY_DEBUG=1 adds the traceback, redacted."""
-    folder = copy_of_the_tool(tmp_path)
-    config = folder / "fabfile" / "config" / "settings.py"
-    config.write_text(config.read_text() + "\n\ndef load_settings(*args, **kwargs):\n"
-                      "    raise RuntimeError('boom ' + __import__('os').environ['JWT_SECRET'])\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STAGING_")}
-    env.update(environ)
+    program = ("import os, sys\n"
+               "import staging_deploy.cli.project as project\n"
+               "def broken(*args, **kwargs):\n"
+               "    raise RuntimeError('boom ' + os.environ['JWT_SECRET'])\n"
+               "project.load_settings = broken\n"
+               "from staging_deploy.cli import main\n"
+               "main(['staging-deploy', 'deploy.status'])\n")
+    env = clean(environ)
     for debug in ("0", "1"):
-        result = subprocess.run([sys.executable, "-m", "invoke", "deploy.status"], cwd=folder,
+        result = subprocess.run([sys.executable, "-c", program], cwd=ROOT,
                                 env=dict(env, DEPLOY_DEBUG=debug), capture_output=True,
                                 text=True, timeout=60)
         output = result.stdout + result.stderr

@@ -3,16 +3,16 @@ import json
 import shlex
 import subprocess
 
-from fabfile.compose.commands import (
+from staging_deploy.compose.commands import (
     ComposeCommands,
     health_on_host,
     parse_http,
     parse_inspect,
     strip_terminal_codes,
 )
-from fabfile.config.envfile import render_env
-from fabfile.story import images
-from fabfile.transport.commands import chain, cmd, pipe
+from staging_deploy.config.envfile import render_env
+from staging_deploy.story import images
+from staging_deploy.transport.commands import chain, cmd, pipe
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
@@ -61,7 +61,7 @@ def test_compose_commands_name_project_file_and_env_absolutely(settings):
               "--env-file /opt/classroom-manager/.env "
               "--env-file /opt/classroom-manager/secrets.env")
     assert compose.pull().render() == prefix + " pull --quiet"
-    assert compose.up_stable().render() == prefix + " up -d --wait --remove-orphans"
+    assert compose.up_stable().render() == prefix + " up -d --wait --remove-orphans edge postgres redis"
     # never a signal from the engine: Docker 20.10 would not restart the edge after a reboot
     assert compose.reload_edge().render() == (
         "docker exec classroom-manager-edge-1 sh -c 'nginx -t -q -c /etc/nginx/deploy/nginx.conf"
@@ -78,20 +78,21 @@ def test_a_slot_is_its_own_project_with_the_release_files(settings):
               "--env-file /opt/classroom-manager/secrets.env")
     assert slot.up().render() == prefix + " up -d --remove-orphans"
     assert slot.up(pull_never=True).render() == prefix + " up -d --remove-orphans --pull never"
-    assert slot.migrate().render() == prefix + " run --rm -T --no-deps backend migrate"
+    one_off = " run --rm -T --no-deps --label deploy.migration=classroom-manager backend"
+    assert slot.migrate().render() == prefix + one_off + " migrate"
     # checked through the edge's loopback-only candidate port, never the public one
     probe = health_on_host(settings, "green").argv
     assert "http://127.0.0.1:8099/api/health" in probe and "X-Deploy-Slot: green" in probe
 
 
 def test_slots_alternate():
-    from fabfile.compose.commands import other_slot
+    from staging_deploy.compose.commands import other_slot
     assert other_slot(None) == "blue" and other_slot("blue") == "green"
     assert other_slot("green") == "blue"
 
 
 def test_only_our_projects_containers_are_picked():
-    from fabfile.compose.commands import ours
+    from staging_deploy.compose.commands import ours
     listing = ("a1 classroom-manager\nb2 classroom-manager-blue\nc3 other-project\n"
                "d4 classroom-manager-green\ne5 classroom-manager-blue-x\n")
     assert ours(listing, ["classroom-manager", "classroom-manager-blue",
@@ -143,7 +144,8 @@ def test_digest_is_picked_for_the_right_repository():
 
 def test_the_new_release_is_asked_about_migrations_before_the_dump(settings):
     slot = ComposeCommands(settings, "/opt/classroom-manager/releases/abc", "blue")
-    assert slot.migrate_check().render().endswith(" run --rm -T --no-deps backend migrate-check")
+    assert slot.migrate_check().render().endswith(
+        " run --rm -T --no-deps --label deploy.migration=classroom-manager backend migrate-check")
 
 
 def test_a_chain_is_one_call_that_stops_at_the_first_failure():
@@ -161,7 +163,7 @@ def test_the_digests_of_all_images_come_from_one_inspect():
 def test_the_stable_digest_follows_the_file_and_the_values_it_reads(settings):
     from dataclasses import replace
 
-    from fabfile.compose.commands import stable_digest
+    from staging_deploy.compose.commands import stable_digest
     text = "services:\n  db:\n    image: ${POSTGRES_IMAGE}\n    environment: {P: '${DB_PASSWORD}'}\n"
     digest = stable_digest(settings, text)
     assert digest and digest == stable_digest(settings, text)
@@ -178,7 +180,7 @@ class PullingHost:
     """A runner whose pulls answer from `answers` in turn (exit code, stderr)."""
 
     def __init__(self, *answers):
-        from fabfile.transport.commands import Result
+        from staging_deploy.transport.commands import Result
         self.answers = [Result(code, "", err) for code, err in answers]
         self.pulls, self.slept = 0, []
 
@@ -195,8 +197,8 @@ def test_a_pull_asks_again_after_a_momentary_registry_error_and_fails_at_once_on
 
     import pytest
 
-    from fabfile.errors import RemoteCommandError
-    from fabfile.report import Reporter
+    from staging_deploy.errors import RemoteCommandError
+    from staging_deploy.report import Reporter
     five_hundred = "Error response from daemon: received unexpected HTTP status: 500 Internal " \
                    "Server Error"
     out = io.StringIO()
@@ -225,7 +227,7 @@ def test_a_file_a_command_writes_is_our_users_only_and_whole_or_not_at_all(tmp_p
     pg_dump error) leaves no file, so nothing that looks like a backup."""
     from dataclasses import replace
 
-    from fabfile.transport.commands import cmd, to_file
+    from staging_deploy.transport.commands import cmd, to_file
     piped = to_file(replace(cmd("gzip"), upstream=cmd("pg_dump", "db")), "/d/backups/x.dump")
     assert piped.render() == (
         "umask 077; { set -o pipefail; pg_dump db | gzip > /d/backups/x.dump.partial && "
@@ -247,14 +249,15 @@ def test_every_container_the_deploy_starts_has_bounded_logs(settings):
     the dump, the jobs on every node), rotates at LOG_MAX_SIZE and keeps LOG_MAX_FILE files."""
     import yaml
 
-    from fabfile.swarm import stacks
+    from staging_deploy.swarm import stacks
     from tests.conftest import ROOT
-    for name in ("compose.yaml", "app.yaml", "stack.yaml", "stack-app.yaml"):
-        services = yaml.safe_load((ROOT / "compose" / name).read_text())["services"]
+    for path in ("fabfile/files/compose.yaml", "compose/app.yaml", "fabfile/files/stack.yaml",
+                 "compose/stack-app.yaml"):
+        services = yaml.safe_load((ROOT / path).read_text())["services"]
         for service, spec in services.items():
             assert spec.get("logging") == {"driver": "json-file", "options": {
                 "max-size": "${LOG_MAX_SIZE:-10m}", "max-file": "${LOG_MAX_FILE:-3}"}}, \
-                (name, service)
+                (path, service)
     assert {"LOG_MAX_SIZE": "10m", "LOG_MAX_FILE": "3"}.items() <= settings.app_env("x").items()
     bounded = "--log-driver json-file --log-opt max-size=10m --log-opt max-file=3"
     for command in (stacks.one_off(settings, "/d", "BACKEND_IMAGE", ["migrate"], [], "net"),

@@ -1,7 +1,7 @@
 import pytest
 
-from fabfile.config.settings import load_settings, read_environment, validate_sha
-from fabfile.errors import ConfigError
+from staging_deploy.config.settings import load_settings, read_environment, validate_sha
+from staging_deploy.errors import ConfigError
 
 
 def test_valid_environment_loads_with_defaults_from_invoke_yaml(settings):
@@ -167,8 +167,8 @@ def test_the_apps_environment_is_declared_in_invoke_yaml_not_in_the_tool(default
 def test_every_setting_is_declared_with_the_type_its_parser_returns():
     import typing
 
-    from fabfile.config.definitions import SETTINGS
-    from fabfile.config.settings import Settings
+    from staging_deploy.config.definitions import SETTINGS
+    from staging_deploy.config.settings import Settings
     hints = typing.get_type_hints(Settings)
     declared = {name for name, hint in hints.items() if typing.get_origin(hint) is typing.ClassVar}
     assert declared == {s.env for s in SETTINGS}
@@ -179,8 +179,8 @@ def test_every_setting_is_declared_with_the_type_its_parser_returns():
 
 
 def test_routes_and_the_health_contract_come_from_invoke_yaml(settings):
-    from fabfile.config.declared import Route
-    from fabfile.story.health import HealthContract
+    from staging_deploy.config.declared import Route
+    from staging_deploy.story.health import HealthContract
     assert settings.routes == (Route("/api/", "backend", 4000), Route("/", "frontend", 80))
     assert settings.health == HealthContract("story", "")
 

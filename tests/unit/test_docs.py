@@ -5,7 +5,7 @@ import re
 import subprocess
 import sys
 
-from fabfile.config.definitions import SETTINGS
+from staging_deploy.config.definitions import SETTINGS
 from tests.conftest import ROOT
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -19,13 +19,11 @@ def test_the_configuration_page_documents_every_setting():
 
 
 def test_the_settings_table_is_the_one_the_settings_generate():
-    import yaml
-
-    from fabfile.config.definitions import settings_table
-    defaults = yaml.safe_load((ROOT / "invoke.yaml").read_text())["deploy"]
-    assert settings_table(defaults) in (ROOT / "docs" / "CONFIGURATION.md").read_text(), \
+    from staging_deploy.config.defaults import tool_defaults
+    from staging_deploy.config.definitions import settings_table
+    assert settings_table(tool_defaults()) in (ROOT / "docs" / "CONFIGURATION.md").read_text(), \
         "docs/CONFIGURATION.md's settings table is not what the settings generate: paste the " \
-        "output of fabfile.config.definitions.settings_table(<invoke.yaml deploy defaults>) over it"
+        "output of staging_deploy.config.definitions.settings_table(tool_defaults()) over it"
 
 
 def modules():
@@ -39,6 +37,23 @@ def test_the_module_map_names_every_module_of_the_tool():
     packages = sorted(p.name for p in (ROOT / "fabfile").iterdir() if (p / "__init__.py").exists())
     init = (ROOT / "fabfile" / "__init__.py").read_text()
     assert sorted(re.findall(r"^- (\w+)/ ", init, re.M)) == packages
+
+
+def test_the_distribution_ships_every_package_and_file_of_the_tool():
+    """pyproject.toml lists the packages by hand (fabfile/ is installed as staging_deploy):
+    a new sub-package or data file must be listed there too."""
+    import tomllib
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    packages = sorted("staging_deploy" + ("." + ".".join(p.relative_to(ROOT / "fabfile").parts)
+                                          if p != ROOT / "fabfile" else "")
+                      for p in [ROOT / "fabfile", *(ROOT / "fabfile").rglob("*")]
+                      if (p / "__init__.py").is_file())
+    assert sorted(tool["packages"]) == packages
+    shipped = {str(p.relative_to(ROOT / "fabfile")) for pattern in tool["package-data"]["staging_deploy"]
+               for p in (ROOT / "fabfile").glob(pattern)}
+    data = {str(p.relative_to(ROOT / "fabfile")) for p in (ROOT / "fabfile").rglob("*")
+            if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts}
+    assert data <= shipped, data - shipped
 
 
 def slug(heading):

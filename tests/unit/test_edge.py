@@ -3,18 +3,18 @@ window), each slot's server routing by path to the slot's services with the rout
 release in it, Swarm's routes to the services' tasks; and the live slot read back."""
 import re
 
-from fabfile.compose.edge import (
+from staging_deploy.compose.edge import (
     entry_before_routes,
     live_conf,
     parse_live_conf,
     routes_conf,
     swarm_routes_conf,
 )
-from fabfile.config.declared import Route
-from fabfile.config.settings import load_settings
+from staging_deploy.config.declared import Route
+from staging_deploy.config.settings import load_settings
 from tests.conftest import ROOT
 
-EDGE = (ROOT / "compose" / "edge" / "nginx.conf").read_text()
+EDGE = (ROOT / "fabfile" / "files" / "edge" / "nginx.conf").read_text()
 
 
 def locations(text):
@@ -81,4 +81,4 @@ def test_swarm_routes_go_to_each_services_tasks(settings):
     blocks = locations(swarm_routes_conf(settings))
     assert blocks == {"/api/": ["set $upstream backend:4000;", "proxy_pass http://$upstream;"],
                       "/": ["set $upstream frontend:80;", "proxy_pass http://$upstream;"]}
-    assert "stack-routes.conf" in (ROOT / "compose" / "edge" / "stack.conf").read_text()
+    assert "stack-routes.conf" in (ROOT / "fabfile" / "files" / "edge" / "stack.conf").read_text()

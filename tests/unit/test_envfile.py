@@ -5,9 +5,9 @@ import io
 import pytest
 from dotenv import dotenv_values
 
-from fabfile.config.envfile import quoted, read_dotenv, render_env, render_sh_env
-from fabfile.config.settings import load_settings
-from fabfile.errors import ConfigError
+from staging_deploy.config.envfile import quoted, read_dotenv, render_env, render_sh_env
+from staging_deploy.config.settings import load_settings
+from staging_deploy.errors import ConfigError
 
 
 @pytest.mark.parametrize("value,line", [
@@ -43,7 +43,7 @@ def test_the_users_env_file_is_read_literally(tmp_path, defaults, environ):
     assert read_dotenv(path) == {"DB_PASSWORD": "pa${HOME}ss$USER",
                                  "JWT_SECRET": "jw${PATH}t-secret"}
     del environ["DB_PASSWORD"], environ["JWT_SECRET"]
-    from fabfile.config.settings import read_environment
+    from staging_deploy.config.settings import read_environment
     settings = load_settings(defaults, read_environment(environ, tmp_path), cwd=tmp_path)
     assert settings.DB_PASSWORD == "pa${HOME}ss$USER"
     assert "DB_PASSWORD='pa${HOME}ss$USER'" in render_env(settings.app_env("0" * 40))
@@ -68,7 +68,7 @@ def test_a_release_keeps_no_secret_and_the_host_keeps_the_current_ones(settings)
     its settings; a rollback without them (a shell without the app's secrets) keeps the host's."""
     from dataclasses import replace
 
-    from fabfile.compose.commands import write_secrets
+    from staging_deploy.compose.commands import write_secrets
     public, secret = settings.split_secrets(settings.app_env("a" * 40))
     assert set(secret) == {"DB_PASSWORD", "DATABASE_URL", "JWT_SECRET"}
     assert not set(public) & set(secret) and public["BACKEND_IMAGE"].endswith("a" * 40)

@@ -1,6 +1,6 @@
 import json
 
-from fabfile.story.health import (
+from staging_deploy.story.health import (
     ANY_BODY,
     FAILED,
     HEALTHY,

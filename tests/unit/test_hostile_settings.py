@@ -8,12 +8,12 @@ import pytest
 import yaml
 from dotenv import dotenv_values
 
-from fabfile.config.definitions import SETTINGS
-from fabfile.config.envfile import render_env
-from fabfile.config.settings import load_settings
-from fabfile.errors import ConfigError
-from fabfile.report import Reporter
-from fabfile.story.deploy import deploy_staging
+from staging_deploy.config.definitions import SETTINGS
+from staging_deploy.config.envfile import render_env
+from staging_deploy.config.settings import load_settings
+from staging_deploy.errors import ConfigError
+from staging_deploy.report import Reporter
+from staging_deploy.story.deploy import deploy_staging
 from tests.conftest import ROOT
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -118,11 +118,16 @@ YAML_CASES = [
     ("app_env", {"clear": ["NODE_ENV"]}, "deploy.app_env must be {clear:"),
     ("app_env", {"clear": {"A": {"nested": 1}}}, "deploy.app_env must be {clear:"),
     ("app_env", {"secrets": ["JWT_SECRET"]}, "deploy.app_env must be {clear:"),
-    ("ci_checks", [], "deploy.ci_checks must be a list, not empty"),
     ("ci_checks", "Lint and unit tests", "deploy.ci_checks must be a list"),
     ("ci_checks", ["a\nb"], "deploy.ci_checks must be a list"),
     ("migrate_command", "migrate", "deploy.migrate_command must be a command as a list"),
-    ("migrate_command", [], "deploy.migrate_command must be a command as a list"),
+    ("migrate_entrypoint", ["sh"], "deploy.migrate_entrypoint must be a program"),
+    ("migrate_timeout", 0, "deploy.migrate_timeout must be a number of seconds"),
+    ("services", {"web": {"context": "../x"}}, "context must be `.` or a folder"),
+    ("services", {"web": {"context": ".", "args": {"A": "x\ny"}}}, "args must map build-arg"),
+    ("services", {"web": {"context": ".", "target": "a b"}}, "target must be a stage name"),
+    ("services", {"web": {"context": ".", "secrets": ["lower"]}}, "secrets must list upper-case"),
+    ("services", {"web": {"context": ".", "ports": [80]}}, "only the keys args, context"),
     ("migrate_command", ["migrate", "x\ny"], "deploy.migrate_command must be"),
     ("migrate_check_command", [1], "deploy.migrate_check_command must be"),
     ("project", "Classroom Manager", "deploy.project must be a compose project name"),

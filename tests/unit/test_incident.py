@@ -2,9 +2,9 @@
 and the redaction of streamed output."""
 import io
 
-from fabfile.compose.commands import ComposeCommands
-from fabfile.ops.incident import PlainText, exec_problems, log_problems
-from fabfile.report import RedactingStream, held_back
+from staging_deploy.compose.commands import ComposeCommands
+from staging_deploy.ops.incident import PlainText, exec_problems, log_problems
+from staging_deploy.report import RedactingStream, held_back
 
 SLOT = ("env DEPLOY_SLOT=blue docker compose -p classroom-manager-blue "
         "-f /opt/classroom-manager/releases/abc/app.yaml "

@@ -9,8 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from fabfile.report import Reporter, Summary
-from fabfile.story import notify
+from staging_deploy.report import Reporter, Summary
+from staging_deploy.story import notify
 
 
 def serve(handler):
@@ -67,7 +67,7 @@ def test_a_trickling_server_cannot_hold_the_deploy_past_the_deadline(monkeypatch
 
 def test_the_message_masks_every_form_of_a_secret(mocker):
     secret = "tok/en+with=chars"
-    post = mocker.patch("fabfile.story.notify.requests.post")
+    post = mocker.patch("staging_deploy.story.notify.requests.post")
     post.return_value.status_code = 200
     summary = Summary("deploy", "a" * 40, result="failed", cause="login failed for tok%2Fen%2Bwith%3Dchars")
     assert notify.send("https://hooks.example/x", summary, Reporter([secret], stream=io.StringIO()))
@@ -81,7 +81,7 @@ def test_every_form_of_a_secret_is_redacted(text):
     import base64
     from urllib.parse import quote, quote_plus
 
-    from fabfile.report import redact, secret_forms
+    from staging_deploy.report import redact, secret_forms
     key = ("-----BEGIN KEY-----\nAAAAB3NzaC1yc2EAAAADAQABAAABAQC7\n"
            "ZZZZB3NzaC1yc2EAAAADAQABAAABAQC8\n-----END KEY-----\n")
     password = "p@ss word/+="

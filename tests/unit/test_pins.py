@@ -4,12 +4,12 @@ import json
 
 import pytest
 
-from fabfile.errors import DeployError
-from fabfile.report import Reporter
-from fabfile.story import pins
-from fabfile.transport.commands import Result
-from fabfile.transport.machines import Plan, Recorder, Script
-from fabfile.transport.runner import Runner
+from staging_deploy.errors import DeployError
+from staging_deploy.report import Reporter
+from staging_deploy.story import pins
+from staging_deploy.transport.commands import Result
+from staging_deploy.transport.machines import Plan, Recorder, Script
+from staging_deploy.transport.runner import Runner
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -81,8 +81,8 @@ def test_an_image_set_by_digest_is_used_as_it_is_and_a_new_tag_is_pinned_on_its_
 
 
 def test_the_swarm_target_pins_the_job_image_that_mounts_the_docker_socket(defaults, environ):
-    from fabfile.config.settings import load_settings
-    from fabfile.swarm.stacks import node_job
+    from staging_deploy.config.settings import load_settings
+    from staging_deploy.swarm.stacks import node_job
     from tests.conftest import ROOT
     settings = load_settings(defaults, dict(environ, DEPLOY_TARGET="swarm"), cwd=ROOT)
     result = pinned(settings, Registry())

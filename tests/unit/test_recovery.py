@@ -9,17 +9,17 @@ import re
 
 import pytest
 
-from fabfile.compose.edge import live_conf, routes_conf
-from fabfile.compose.target import ComposeTarget
-from fabfile.config.declared import Route
-from fabfile.errors import DeployError
-from fabfile.report import Reporter, Summary
-from fabfile.story.deploy import deploy
-from fabfile.story.plan import RUNNING, PlannedSession, PlanReporter, SimulatedHost
-from fabfile.story.rollback import rollback_on_host
-from fabfile.transport.commands import Result
-from fabfile.transport.machines import Action, Plan, Recorder
-from fabfile.transport.runner import Runner
+from staging_deploy.compose.edge import live_conf, routes_conf
+from staging_deploy.compose.target import ComposeTarget
+from staging_deploy.config.declared import Route
+from staging_deploy.errors import DeployError
+from staging_deploy.report import Reporter, Summary
+from staging_deploy.story.deploy import deploy
+from staging_deploy.story.plan import RUNNING, PlannedSession, PlanReporter, SimulatedHost
+from staging_deploy.story.rollback import rollback_on_host
+from staging_deploy.transport.commands import Result
+from staging_deploy.transport.machines import Action, Plan, Recorder
+from staging_deploy.transport.runner import Runner
 from tests.conftest import ROOT
 
 SHA = "a" * 40
@@ -183,11 +183,11 @@ def check_rollback_failing_at(settings, fail_at):
 
 def simulated_deploy_staging(settings, mocker, host, sha=SHA, **flags):
     """deploy_staging itself (summary, exit), its host and this machine replaced by the recorder."""
-    from fabfile.story.deploy import deploy_staging
+    from staging_deploy.story.deploy import deploy_staging
     plan, out = Plan(), io.StringIO()
-    mocker.patch("fabfile.story.deploy.HostSession",
+    mocker.patch("staging_deploy.story.deploy.HostSession",
                  lambda s, r: PlannedSession(s, r, plan, host))
-    mocker.patch("fabfile.story.deploy.LocalTransport",
+    mocker.patch("staging_deploy.story.deploy.LocalTransport",
                  lambda: Recorder(plan, "local", SimulatedHost(settings)))
     try:
         deploy_staging(settings, sha, Reporter(stream=out), **flags)
@@ -214,10 +214,11 @@ def test_a_release_already_in_the_registry_is_not_built_again(settings, mocker):
             return super().answer(command)
 
     plan = Plan()
-    mocker.patch("fabfile.story.deploy.HostSession",
+    mocker.patch("staging_deploy.story.deploy.HostSession",
                  lambda s, r: PlannedSession(s, r, plan, SimulatedHost(settings)))
-    mocker.patch("fabfile.story.deploy.LocalTransport", lambda: Recorder(plan, "local", Published(settings)))
-    from fabfile.story.deploy import deploy_staging
+    mocker.patch("staging_deploy.story.deploy.LocalTransport",
+                 lambda: Recorder(plan, "local", Published(settings)))
+    from staging_deploy.story.deploy import deploy_staging
     deploy_staging(settings, SHA, Reporter(stream=io.StringIO()))
     local = [a.text for a in plan.actions if isinstance(a, Action) and a.label == "local"]
     assert not any("docker build" in c for c in local)
@@ -236,10 +237,11 @@ def test_a_release_in_the_registry_for_another_platform_is_built_again(settings,
             return super().answer(command)
 
     plan = Plan()
-    mocker.patch("fabfile.story.deploy.HostSession",
+    mocker.patch("staging_deploy.story.deploy.HostSession",
                  lambda s, r: PlannedSession(s, r, plan, SimulatedHost(settings)))
-    mocker.patch("fabfile.story.deploy.LocalTransport", lambda: Recorder(plan, "local", FromAMac(settings)))
-    from fabfile.story.deploy import deploy_staging
+    mocker.patch("staging_deploy.story.deploy.LocalTransport",
+                 lambda: Recorder(plan, "local", FromAMac(settings)))
+    from staging_deploy.story.deploy import deploy_staging
     out = io.StringIO()
     deploy_staging(settings, SHA, Reporter(stream=out))
     local = [a.text for a in plan.actions if isinstance(a, Action) and a.label == "local"]
@@ -276,9 +278,10 @@ def test_an_older_sha_is_refused_before_anything_changes(settings, mocker):
 
     plan = Plan()
     host = SimulatedHost(settings)
-    mocker.patch("fabfile.story.deploy.HostSession", lambda s, r: PlannedSession(s, r, plan, host))
-    mocker.patch("fabfile.story.deploy.LocalTransport", lambda: Recorder(plan, "local", Ancestor(settings)))
-    from fabfile.story.deploy import deploy_staging
+    mocker.patch("staging_deploy.story.deploy.HostSession", lambda s, r: PlannedSession(s, r, plan, host))
+    mocker.patch("staging_deploy.story.deploy.LocalTransport",
+                 lambda: Recorder(plan, "local", Ancestor(settings)))
+    from staging_deploy.story.deploy import deploy_staging
     with pytest.raises(DeployError, match="is older than the running"):
         deploy_staging(settings, SHA, Reporter(stream=io.StringIO()))
     assert host.ledger == [] and host.slots == {"green": RUNNING}
@@ -318,8 +321,8 @@ def test_the_stable_services_are_pulled_and_brought_up_only_when_they_changed(se
         ran = remote_commands(plan)
         assert error is None
         # the edge re-reads its config after the `up` (its routes may have changed)
-        stable_up = any("up -d --wait --remove-orphans && docker exec classroom-manager-edge-1"
-                        in c for c in ran)
+        stable_up = any("up -d --wait --remove-orphans edge postgres redis && docker exec "
+                        "classroom-manager-edge-1" in c for c in ran)
         stable_pull = any(c.startswith("docker compose -p classroom-manager -f") and
                           c.endswith("pull --quiet") for c in ran)
         recorded = any(c.startswith("sftp put /opt/classroom-manager/stable.digest") for c in ran)
@@ -358,7 +361,7 @@ def test_a_live_release_from_before_routes_keeps_its_one_entry_route(settings):
                          "sftp put /opt/classroom-manager/edge/live.conf (mode 0644, "
                          f"{len(live_conf('green'))} bytes)",
                          "sftp put /opt/classroom-manager/edge/nginx.conf (mode 0644, "
-                         f"{len((ROOT / 'compose/edge/nginx.conf').read_bytes())} bytes)"]
+                         f"{len((ROOT / 'fabfile/files/edge/nginx.conf').read_bytes())} bytes)"]
 
 
 # ---- recovery as data: the exact undo of each step (fabfile/story/undo.py) ----------------------------
@@ -413,7 +416,7 @@ def test_a_failed_rollback_undoes_its_steps_and_what_ran_serves_again(settings, 
 def test_staging_latest_is_pushed_beside_the_host_work_and_a_failure_only_warns(settings):
     import threading
 
-    from fabfile.story.deploy import LatestMove
+    from staging_deploy.story.deploy import LatestMove
 
     class SlowLocal:
         """A local runner whose pushes wait until the test lets them go, then fail."""

@@ -5,10 +5,10 @@ import time
 import paramiko
 import pytest
 
-from fabfile.errors import ConfigError
-from fabfile.report import Reporter, Summary
-from fabfile.transport.known_hosts import host_key_name, pinned_host_keys
-from fabfile.transport.session import watch_liveness
+from staging_deploy.errors import ConfigError
+from staging_deploy.report import Reporter, Summary
+from staging_deploy.transport.known_hosts import host_key_name, pinned_host_keys
+from staging_deploy.transport.session import watch_liveness
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
 
@@ -21,7 +21,7 @@ def test_reporter_redacts_every_secret():
 
 
 def test_secrets_of_every_reporter_are_redacted_from_final_errors():
-    from fabfile.report import redact
+    from staging_deploy.report import redact
     Reporter(["final-secret"], stream=io.StringIO())
     assert redact("error: login failed for final-secret") == "error: login failed for ***"
 
@@ -60,7 +60,7 @@ def test_log_lines_cannot_break_out_of_the_job_summary():
 
 
 def test_the_ledger_stores_causes_with_secrets_masked():
-    from fabfile.story.ledger import ReleaseLedger, end_event
+    from staging_deploy.story.ledger import ReleaseLedger, end_event
 
     class Place:
         STAGING_DIR = "/opt/app"
@@ -136,9 +136,9 @@ def test_liveness_watch_ends_with_the_connection():
 def test_a_reconnect_keeps_the_runner_and_moves_it_to_the_new_connection(settings, mocker):
     """The recovery's undo steps hold the session's Runner from before a drop (a reboot): after
     the reconnect that same Runner must run on the new connection, not the dead one."""
-    from fabfile.transport.session import HostSession
+    from staging_deploy.transport.session import HostSession
     connections = [mocker.Mock(name="first"), mocker.Mock(name="second")]
-    mocker.patch("fabfile.transport.session.connect", side_effect=connections)
+    mocker.patch("staging_deploy.transport.session.connect", side_effect=connections)
     session = HostSession(settings, mocker.Mock())
     session._open()
     runner = session.runner

@@ -5,9 +5,9 @@ from unittest import mock
 
 import pytest
 
-from fabfile.story import ledger, prune
-from fabfile.story.health import FAILED, HEALTHY, Answer, Expected, Probe, wait_until_healthy
-from fabfile.story.lock import acquire_command, describe_holder, file_identity, holder_pids, is_stale
+from staging_deploy.story import ledger, prune
+from staging_deploy.story.health import FAILED, HEALTHY, Answer, Expected, Probe, wait_until_healthy
+from staging_deploy.story.lock import acquire_command, describe_holder, file_identity, holder_pids, is_stale
 from tests.conftest import FakeClock
 
 A, B, C, D = ("a" * 40, "b" * 40, "c" * 40, "d" * 40)
@@ -147,7 +147,7 @@ class ScriptedRunner:
     dry_run = False
 
     def __init__(self, exits):
-        from fabfile.transport.commands import Result
+        from staging_deploy.transport.commands import Result
         self.exits, self.ran, self.Result = exits, [], Result
 
     def run(self, command, what="", check=True, timeout=None):
@@ -161,10 +161,10 @@ def test_the_dump_and_the_migrate_run_happen_only_when_the_release_has_migration
     import io
     from dataclasses import replace
 
-    from fabfile.report import Reporter
-    from fabfile.story.deploy import print_plan
-    from fabfile.story.plan import SimulatedHost
-    from fabfile.transport.commands import Result
+    from staging_deploy.report import Reporter
+    from staging_deploy.story.deploy import print_plan
+    from staging_deploy.story.plan import SimulatedHost
+    from staging_deploy.transport.commands import Result
 
     def plan(check_exit=None, config=settings, database=True):
         class Host(SimulatedHost):
@@ -176,10 +176,10 @@ def test_the_dump_and_the_migrate_run_happen_only_when_the_release_has_migration
                 return super().answer(command)
 
         out = io.StringIO()
-        with mock.patch("fabfile.story.plan.SimulatedHost", Host):
+        with mock.patch("staging_deploy.story.plan.SimulatedHost", Host):
             print_plan(config, A, Reporter(stream=out), False, False, None, False)
         text = out.getvalue()
-        return "pg_dump" in text, " run --rm -T --no-deps backend migrate\n" in text + "\n", text
+        return "pg_dump" in text, " backend migrate\n" in text + "\n", text
 
     dump, migrate, text = plan(check_exit=0)
     assert not dump and not migrate and "migrate-check" in text
@@ -187,6 +187,10 @@ def test_the_dump_and_the_migrate_run_happen_only_when_the_release_has_migration
     assert dump and migrate and "(it has migrations to apply)" in text
     dump, migrate, text = plan(config=replace(settings, migrate_check_command=()))
     assert dump and migrate and "migrate-check" not in text and "before every release" in text
+    # no migration step (an entrypoint that migrates as the release starts): still a dump first
+    dump, migrate, text = plan(config=replace(settings, migrate_check_command=(), migrate_command=()))
+    assert dump and not migrate and "run migrations" not in text
+    assert text.index("pg_dump") < text.index("start " + A[:12])
     dump, migrate, text = plan(database=False)                   # first deploy
     assert not dump and migrate and "migrate-check" not in text
 
@@ -195,9 +199,9 @@ def test_a_container_gone_between_listing_and_inspecting_does_not_fail_the_read(
     """A one-off container (`deploy.exec`'s `run --rm`) may end between `docker ps` and `docker
     inspect`: inspect then exits 1 naming it, and what it printed of the others holds. Any other
     failure of inspect still fails the read."""
-    from fabfile.compose.running import containers
-    from fabfile.errors import RemoteCommandError
-    from fabfile.transport.commands import Result
+    from staging_deploy.compose.running import containers
+    from staging_deploy.errors import RemoteCommandError
+    from staging_deploy.transport.commands import Result
     listing = ("c1 classroom-manager\nc2 classroom-manager-blue\n")
     found = [{"Id": "c1", "Config": {"Labels": {"com.docker.compose.service": "postgres",
                                                  "com.docker.compose.project": "classroom-manager"}},

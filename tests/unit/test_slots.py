@@ -1,10 +1,10 @@
 """Blue/green decisions, without Docker: which containers are the live release, where a
 release is, and that retiring a slot touches that slot's containers only."""
-from fabfile.compose.running import release_from
-from fabfile.compose.slots import retire
-from fabfile.compose.target import slot_holding
-from fabfile.story.health import Answer, Probe
-from fabfile.transport.commands import Result
+from staging_deploy.compose.running import release_from
+from staging_deploy.compose.slots import retire
+from staging_deploy.compose.target import slot_holding
+from staging_deploy.story.health import Answer, Probe
+from staging_deploy.transport.commands import Result
 
 A, B = "a" * 40, "b" * 40
 

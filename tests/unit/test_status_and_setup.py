@@ -4,14 +4,14 @@ import json
 
 import pytest
 
-from fabfile.errors import DeployError
-from fabfile.ops.provision import setup_host
-from fabfile.ops.status import history, read_status, render_history, render_status
-from fabfile.report import Reporter
-from fabfile.story.plan import RUNNING, SimulatedHost
-from fabfile.transport.commands import Result
-from fabfile.transport.machines import Plan, Recorder, Script
-from fabfile.transport.runner import Runner
+from staging_deploy.errors import DeployError
+from staging_deploy.ops.provision import setup_host
+from staging_deploy.ops.status import history, read_status, render_history, render_status
+from staging_deploy.report import Reporter
+from staging_deploy.story.plan import RUNNING, SimulatedHost
+from staging_deploy.transport.commands import Result
+from staging_deploy.transport.machines import Plan, Recorder, Script
+from staging_deploy.transport.runner import Runner
 
 
 def recorded(script):
@@ -115,7 +115,7 @@ def setup(settings, script):
 
 
 def test_setup_installs_docker_creates_the_user_and_returns_the_pin(settings, mocker):
-    mocker.patch("fabfile.ops.provision.deploy_public_key", return_value="ssh-ed25519 AAAA deploy\n")
+    mocker.patch("staging_deploy.ops.provision.deploy_public_key", return_value="ssh-ed25519 AAAA deploy\n")
     line, ran = setup(settings, FreshDebian())
     assert line == "staging.example.com ssh-ed25519 AAAAhostkey"
     assert any("apt-get install" in c and "docker.io" in c for c in ran)
@@ -125,7 +125,7 @@ def test_setup_installs_docker_creates_the_user_and_returns_the_pin(settings, mo
 
 
 def test_setup_is_idempotent_on_a_ready_host(settings, mocker):
-    mocker.patch("fabfile.ops.provision.deploy_public_key", return_value="ssh-ed25519 AAAA deploy\n")
+    mocker.patch("staging_deploy.ops.provision.deploy_public_key", return_value="ssh-ed25519 AAAA deploy\n")
     script = FreshDebian(docker=True)
     script.user = True
     _, ran = setup(settings, script)
@@ -133,7 +133,7 @@ def test_setup_is_idempotent_on_a_ready_host(settings, mocker):
 
 
 def test_setup_leaves_an_authorized_key_in_place_unless_sshd_would_refuse_it(settings, mocker):
-    mocker.patch("fabfile.ops.provision.deploy_public_key", return_value="ssh-ed25519 AAAA deploy\n")
+    mocker.patch("staging_deploy.ops.provision.deploy_public_key", return_value="ssh-ed25519 AAAA deploy\n")
 
     class KeyThere(FreshDebian):
         def __init__(self, owner_mode):
@@ -182,8 +182,8 @@ class SwarmManager(FreshDebian):
 
 
 def swarm_setup(defaults, environ, nodes, wanted=()):
-    from fabfile.config.settings import load_settings
-    from fabfile.ops.provision import setup_swarm
+    from staging_deploy.config.settings import load_settings
+    from staging_deploy.ops.provision import setup_swarm
     from tests.conftest import ROOT
     settings = load_settings(defaults, dict(environ, DEPLOY_TARGET="swarm"), cwd=ROOT)
     out = io.StringIO()
@@ -220,7 +220,7 @@ class LongLedger(Script):
     `cat` answered as the host would."""
 
     def __init__(self, deploys):
-        from fabfile.story.ledger import end_event
+        from staging_deploy.story.ledger import end_event
         self.lines = []
         for n in range(deploys):
             start = {"event": "start", "id": f"id{n}", "action": "deploy", "sha": f"{n:040x}",
@@ -245,7 +245,7 @@ def test_a_year_of_deploys_costs_a_read_of_the_ledgers_tail_unless_a_caller_need
     """20,000 deploys: status, history and the deploy's own reads take the newest events only;
     a caller that needs more than the tail holds (here: the 2,000 most recent entries have no
     dump, or more history is asked for) reads the whole file, so no guarantee is lost."""
-    from fabfile.story.ledger import TAIL_LINES, latest_backup, read_entries
+    from staging_deploy.story.ledger import TAIL_LINES, latest_backup, read_entries
     host = LongLedger(20000)
     runner, _ = recorded(host)
     entries = read_entries(runner, settings)
@@ -288,7 +288,7 @@ class Disk(Script):
 
 
 def test_a_pull_or_a_dump_the_disk_cannot_take_is_refused_with_the_figures(settings):
-    from fabfile.story import disk
+    from staging_deploy.story import disk
     mb = disk.MB
     refs = {"frontend": "r/f:staging-1", "backend": "r/b:staging-1"}
     sizes = {"frontend": 300 * mb, "backend": 500 * mb}

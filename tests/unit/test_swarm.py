@@ -3,9 +3,9 @@ value of the .env ever on a command line), how `docker service` output is read, 
 release counts as converged, still updating, or given up on by Swarm."""
 import json
 
-from fabfile.story.health import Answer, Expected, HealthContract
-from fabfile.swarm import progress, stacks
-from fabfile.swarm.progress import Look, Service, Task, judge
+from staging_deploy.story.health import Answer, Expected, HealthContract
+from staging_deploy.swarm import progress, stacks
+from staging_deploy.swarm.progress import Look, Service, Task, judge
 
 SHA = "a" * 40
 OLD = "b" * 40
@@ -154,7 +154,7 @@ def test_a_missing_service_or_an_unreadable_look_is_waiting():
 
 
 def swarm_settings(defaults, environ):
-    from fabfile.config.settings import load_settings
+    from staging_deploy.config.settings import load_settings
     from tests.conftest import ROOT
     return load_settings(defaults, dict(environ, DEPLOY_TARGET="swarm"), cwd=ROOT)
 
@@ -163,8 +163,8 @@ def test_the_dry_run_plan_of_a_swarm_deploy_shows_the_one_offs_and_the_stack_upd
                                                                                      environ):
     import io
 
-    from fabfile.report import Reporter
-    from fabfile.story.deploy import print_plan
+    from staging_deploy.report import Reporter
+    from staging_deploy.story.deploy import print_plan
     out = io.StringIO()
     print_plan(swarm_settings(defaults, environ), SHA, Reporter(stream=out), False, False, None,
                False)
@@ -186,8 +186,8 @@ def test_the_dry_run_plan_of_a_swarm_deploy_shows_the_one_offs_and_the_stack_upd
 
 def test_a_failed_swarm_update_is_undone_by_deploying_the_recorded_release_again(defaults,
                                                                                  environ):
-    from fabfile.story.plan import RUNNING, SimulatedHost
-    from fabfile.transport.commands import Result
+    from staging_deploy.story.plan import RUNNING, SimulatedHost
+    from staging_deploy.transport.commands import Result
     from tests.unit.test_recovery import deploy_to, remote_commands
 
     class GivesUp(SimulatedHost):
@@ -221,8 +221,8 @@ def test_a_failed_swarm_update_is_undone_by_deploying_the_recorded_release_again
 
 
 def test_a_node_that_is_down_does_not_hold_up_the_pull_of_the_images(defaults, environ):
-    from fabfile.story.plan import SimulatedHost
-    from fabfile.transport.commands import Result
+    from staging_deploy.story.plan import SimulatedHost
+    from staging_deploy.transport.commands import Result
     from tests.unit.test_recovery import deploy_to
 
     class NodeDown(SimulatedHost):
@@ -316,8 +316,8 @@ def test_a_stall_is_due_once_it_lasted_its_patience_without_a_break_and_only_onc
 
 
 def test_an_update_that_hangs_on_a_node_that_stopped_is_started_again_once(defaults, environ):
-    from fabfile.story.plan import RUNNING, SimulatedHost
-    from fabfile.transport.commands import Result
+    from staging_deploy.story.plan import RUNNING, SimulatedHost
+    from staging_deploy.transport.commands import Result
     from tests.unit.test_recovery import deploy_to, remote_commands
 
     class WorkerStops(SimulatedHost):
@@ -413,8 +413,8 @@ def test_the_node_prune_script_removes_only_old_images_of_this_project(tmp_path,
 
 def test_images_for_another_platform_than_the_managers_are_refused_before_the_migrations(
         defaults, environ):
-    from fabfile.story.plan import SimulatedHost
-    from fabfile.transport.commands import Result
+    from staging_deploy.story.plan import SimulatedHost
+    from staging_deploy.transport.commands import Result
     from tests.unit.test_recovery import deploy_to, remote_commands
 
     class ArmManager(SimulatedHost):

@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from fabfile.errors import ConnectionLost, RemoteCommandError
-from fabfile.transport.commands import Result, cmd, pipe
-from fabfile.transport.machines import Action, LocalTransport, Plan, Recorder
-from fabfile.transport.runner import Runner
+from staging_deploy.errors import ConnectionLost, RemoteCommandError
+from staging_deploy.transport.commands import Result, cmd, pipe
+from staging_deploy.transport.machines import Action, LocalTransport, Plan, Recorder
+from staging_deploy.transport.runner import Runner
 
 
 @pytest.fixture
@@ -92,7 +92,7 @@ def test_the_recorder_runs_nothing_and_keeps_time_virtual(tmp_path):
 
 
 def test_a_plan_shows_a_repeated_look_once_with_its_count():
-    from fabfile.story.plan import fold_repeats
+    from staging_deploy.story.plan import fold_repeats
     lines = ["--> check", "ps", "curl", "ps", "curl", "ps", "curl", "--> switch", "put", "put"]
     assert fold_repeats(lines) == ["--> check", "ps", "curl", "(the 2 lines above again, 2 more times)",
                                    "--> switch", "put", "(the 1 line above again, 1 more time)"]
@@ -140,8 +140,8 @@ def test_ctrl_c_ends_a_follow_even_when_it_lands_in_a_finalizer():
     import io
     import signal
 
-    from fabfile.transport.commands import cmd
-    from fabfile.transport.machines import SSHTransport
+    from staging_deploy.transport.commands import cmd
+    from staging_deploy.transport.machines import SSHTransport
     transport = SSHTransport.__new__(SSHTransport)
     channel = FollowedChannel()
     transport._channel = lambda: channel
@@ -161,7 +161,7 @@ def test_a_signal_during_a_deploy_is_raised_at_a_safe_point_never_inside_the_han
     import signal
     import threading
 
-    from fabfile.transport import interrupts
+    from staging_deploy.transport import interrupts
     later = lambda: threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()  # noqa
     with interrupts.interruptible():
         later()

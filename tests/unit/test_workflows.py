@@ -12,6 +12,10 @@ import yaml
 from tests.conftest import ROOT
 
 WORKFLOWS = ROOT / ".github" / "workflows"
+# What a job holding the staging secrets installs: the tool's dependencies by hash, then the
+# tool itself from the checkout, built with no build tool fetched.
+INSTALL = ["python -m pip install --require-hashes -r fabfile/files/deploy-requirements.txt",
+           "python -m pip install --no-deps --no-build-isolation ."]
 PINNED = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
 
 
@@ -69,8 +73,7 @@ def test_the_certificate_is_renewed_daily_in_the_deploys_queue_by_the_one_task_c
     assert renew["concurrency"] == load("deploy-staging.yml")["concurrency"]
     steps = renew["jobs"]["renew"]["steps"]
     assert [s["run"] for s in steps if "run" in s] == [
-        "python -m pip install --require-hashes -r .github/deploy-requirements.txt",
-        "python -m invoke deploy.certificate"]
+        *INSTALL, "python -m invoke deploy.certificate"]
 
 
 def test_every_job_has_a_timeout():
@@ -82,9 +85,10 @@ def test_every_job_has_a_timeout():
 
 
 def test_jobs_with_secrets_install_exact_versions_by_hash():
-    lock = (ROOT / ".github" / "deploy-requirements.txt").read_text()
+    lock = (ROOT / "fabfile" / "files" / "deploy-requirements.txt").read_text()
     pinned = dict(re.findall(r"^([a-z0-9_.-]+)==(\S+) \\$", lock, re.M))
-    for dependency in ("fabric", "invoke", "requests", "python-dotenv", "paramiko"):
+    for dependency in ("fabric", "invoke", "requests", "python-dotenv", "paramiko", "pyyaml",
+                       "setuptools"):
         assert dependency in pinned, dependency
     lines = lock.splitlines()
     for i, line in enumerate(lines):
@@ -93,8 +97,7 @@ def test_jobs_with_secrets_install_exact_versions_by_hash():
             assert lines[i + 1].strip().startswith("--hash=sha256:"), line
     for name, job in (("deploy-staging.yml", "deploy"), ("rollback-staging.yml", "rollback")):
         installs = [s["run"] for s in load(name)["jobs"][job]["steps"] if "pip" in s.get("run", "")]
-        assert installs == [
-            "python -m pip install --require-hashes -r .github/deploy-requirements.txt"], name
+        assert installs == INSTALL, name
 
 
 def test_the_deploy_step_is_the_one_task_command():
