@@ -44,8 +44,24 @@ STABLE_DIGEST = "stable.digest"
 # Where compose.yaml mounts edge/ in the edge container, and the config nginx runs with.
 EDGE_MOUNT = "/etc/nginx/deploy"
 PROJECT_LABEL = "com.docker.compose.project"
+CONFIG_FILES_LABEL = "com.docker.compose.project.config_files"
 ONE_OFF_LABEL = "deploy.migration"   # on a migration's one-off container: stopped at its timeout
 TOOL_FILES = Path(__file__).resolve().parent.parent / "files"
+
+
+# $1 the project label, $2 the project, $3 the service, $4 the script; stdin passes through.
+EXEC_IN_SERVICE = ('c=$(docker ps -q --filter "label=$1=$2" --filter '
+                   '"label=com.docker.compose.service=$3" --filter status=running | head -n 1); '
+                   '[ -n "$c" ] || { echo "no running $3 container in compose project $2" >&2; '
+                   'exit 1; }; exec docker exec -i "$c" sh -c "$4"')
+
+
+def made_by_tool(config_files: str, settings: Settings) -> bool:
+    """Whether a container of the project was created from the tool's own files (the stable
+    compose.yaml in STAGING_DIR, a release's files), not by hand (a stack it takes over)."""
+    stable = posixpath.join(settings.STAGING_DIR, BASE_FILE)
+    releases = release_dir(settings, "")
+    return all(f == stable or f.startswith(releases) for f in config_files.split(",") if f)
 
 
 def one_off_label(settings: Settings) -> str:
@@ -122,9 +138,9 @@ class ComposeCommands:
 
     def up_stable(self) -> Command:
         """Start (or leave running, if unchanged) the stable services the app uses (the edge and
-        its data_services: an app without Redis runs none) and wait until healthy."""
-        return self._compose("up", "-d", "--wait", "--remove-orphans",
-                             *sorted(stable_services(self.settings)))
+        its data_services: an app without Redis runs none) and wait until healthy. No orphan is
+        removed: containers of the project the tool did not start are the team's (takeover.py)."""
+        return self._compose("up", "-d", "--wait", *sorted(stable_services(self.settings)))
 
     def migrate(self) -> Command:
         """Migrations as a one-off container of the new image, before it gets traffic."""
@@ -172,8 +188,10 @@ class ComposeCommands:
         return replace(command, stdin=stdin)
 
     def exec_in(self, service: str, script: str) -> Command:
-        """A shell script inside a running service container (its env vars, not our argv)."""
-        return self._compose("exec", "-T", service, "sh", "-c", script)
+        """A shell script inside the running container of `service` of this project (its env
+        vars, not our argv), found by its labels: it needs none of the tool's files, so it also
+        reaches a stack the tool takes over (a database started by hand)."""
+        return cmd("sh", "-c", EXEC_IN_SERVICE, "sh", PROJECT_LABEL, self.project, service, script)
 
 
 def health_on_host(settings: Settings, slot: Optional[str] = None) -> Command:
@@ -316,6 +334,7 @@ def parse_inspect(output: str) -> list:
             "Image": item.get("Image", ""),
             "ImageRef": item.get("Config", {}).get("Image", ""),
             "Revision": labels.get("org.opencontainers.image.revision", ""),
+            "Files": labels.get(CONFIG_FILES_LABEL, ""),
         })
     return rows
 

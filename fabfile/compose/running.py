@@ -71,9 +71,11 @@ def containers(runner: Runner, settings: Settings, listing: Optional[str] = None
 
 
 def slot_containers(rows: List[dict], settings: Settings, slot: Optional[str]) -> List[dict]:
-    """The app containers of `slot`, and the stable project's."""
-    wanted = {settings.project, slot_project(settings, slot) if slot else None}
-    return [c for c in rows if c["Project"] in wanted]
+    """The app containers of `slot`, and the stable project's own services (an app container
+    in the stable project is not the tool's: a stack run by hand that it takes over)."""
+    stable = stable_services(settings)
+    return [c for c in rows if (c["Project"] == settings.project and c["Service"] in stable)
+            or (slot and c["Project"] == slot_project(settings, slot))]
 
 
 def app_containers(rows: List[dict], settings: Settings, slot: Optional[str]) -> List[dict]:

@@ -19,7 +19,7 @@ from ..story.images import local_digests
 from ..story.target import RunningRelease
 from ..story.undo import Compensation, Journal
 from ..transport.commands import chain, cmd
-from . import certificate
+from . import certificate, takeover
 from .commands import (
     APP_FILE,
     BASE_FILE,
@@ -32,6 +32,7 @@ from .commands import (
     all_containers,
     app_file,
     edge_dir,
+    made_by_tool,
     other_slot,
     release_dir,
     remove_containers,
@@ -129,6 +130,11 @@ def release(settings: Settings, sha: str, remote: Runner, reporter: Reporter, su
     candidate = ComposeCommands(settings, staged.dir, slot)
     stage_files(remote, settings, sha, staged, live, reporter)
     stable = stable_state(remote, settings)
+    theirs = takeover.find(remote, settings)   # a stack run by hand in our project, if any
+    if not stable.unchanged:
+        takeover.check_database(remote, settings, reporter)
+        summary.notes += [f"kept your {line}" for line in
+                          takeover.keep_their_files(remote, settings, reporter)]
     disk.check_images(remote, settings, settings.image_refs(sha), published.sizes, reporter)
     with reporter.step("pull images"):
         for compose in (candidate,) if stable.unchanged else (staged, candidate):
@@ -198,6 +204,8 @@ def release(settings: Settings, sha: str, remote: Runner, reporter: Reporter, su
             confirm_switch(remote, settings, slot, live)
     except DeployError as exc:
         reporter.say(f"warning: could not retire slot {live} (the next deploy retries): {exc}")
+    if theirs:
+        summary.notes += takeover.stop_their_app(remote, settings, theirs, reporter)
     remote.run(chain(*(images.tag(settings.image_ref(s.name, sha),
                                   f"{settings.image_repo(s.name)}:{images.release_tag(sha)}")
                        for s in settings.services)), "tagging the release to keep it")
@@ -278,7 +286,8 @@ def prune_after_success(runner: Runner, settings: Settings, sha: str, previous: 
             ours = containers(runner, settings, listing.stdout)
             refs = prune.choose_images(prune.parse_images(image_list.stdout), keep,
                                        {c["Image"] for c in ours}, prune.our_repos(settings))
-            stopped = prune.stopped(ours)
+            # only what the tool made: a stack it took over stays (takeover.py)
+            stopped = prune.stopped([c for c in ours if made_by_tool(c["Files"], settings)])
             removals = ([prune.remove_images(refs)] if refs else []) + \
                 ([remove_containers(stopped)] if stopped else []) + \
                 ([prune.remove_paths(files)] if files else [])

@@ -50,7 +50,8 @@ def test_dry_run_prints_local_and_remote_commands_without_running(environ):
     assert f"[local] set -o pipefail; git archive --format=tar {head}:app/backend | docker build" in out
     assert "pull --quiet" in out
     # the dump: the stable project's postgres, into a file for our user only
-    assert "[remote] umask 077; { docker compose -p classroom-manager -f" in out
+    assert "[remote] umask 077; { sh -c " in out
+    assert "' sh com.docker.compose.project classroom-manager postgres '" in out
     assert f"[remote] sftp put /opt/classroom-manager/releases/{head}/.env (mode 0600" in out
     assert "--> watch 10s after the switch (slot green stands by)" in out
     # the complete plan: lock, ledger, rollback tags, backup, switch, watch, retire, prune

@@ -61,7 +61,7 @@ def test_compose_commands_name_project_file_and_env_absolutely(settings):
               "--env-file /opt/classroom-manager/.env "
               "--env-file /opt/classroom-manager/secrets.env")
     assert compose.pull().render() == prefix + " pull --quiet"
-    assert compose.up_stable().render() == prefix + " up -d --wait --remove-orphans edge postgres redis"
+    assert compose.up_stable().render() == prefix + " up -d --wait edge postgres redis"
     # never a signal from the engine: Docker 20.10 would not restart the edge after a reboot
     assert compose.reload_edge().render() == (
         "docker exec classroom-manager-edge-1 sh -c 'nginx -t -q -c /etc/nginx/deploy/nginx.conf"
@@ -117,7 +117,7 @@ def test_parse_inspect_reads_service_state_health_restarts_and_sha():
     assert rows == [{"Id": "abc", "Service": "backend", "Project": "", "State": "running",
                      "Health": "healthy",
                      "ExitCode": 0, "RestartCount": 2, "Image": "sha256:1",
-                     "ImageRef": "r/x:staging-s", "Revision": "s" * 40}]
+                     "ImageRef": "r/x:staging-s", "Revision": "s" * 40, "Files": ""}]
 
 
 def test_parse_http_splits_headers_body_and_status():

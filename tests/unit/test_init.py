@@ -10,6 +10,7 @@ import yaml
 
 from staging_deploy.adopt.compose_file import read_compose, references
 from staging_deploy.adopt.decide import adopt
+from staging_deploy.adopt.files import write
 from staging_deploy.adopt.render import files
 from staging_deploy.config.defaults import with_tool_defaults
 from staging_deploy.config.settings import load_settings
@@ -204,3 +205,42 @@ def test_the_generated_workflows_are_valid_and_call_the_teams_ci(tmp_path):
                               *map(str, (repo / ".github/workflows").glob("*.yml"))],
                              capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_build_args_read_only_non_secret_values(defaults, environ):
+    """A build arg stays in the image's history: it may read a clear app variable or a
+    non-secret setting, never a secret; build secrets come from the environment by name."""
+    declared = dict(defaults, services={"web": {
+        "context": ".", "dockerfile": "docker/Dockerfile.web", "target": "prod",
+        "args": {"API": "${STAGING_URL}/api", "MODE": "${NODE_ENV}", "N": 3},
+        "secrets": ["NPM_TOKEN"]}})
+    settings = load_settings(declared, dict(environ, NPM_TOKEN="npm-token-value"))
+    (web,) = settings.services
+    assert web.args == (("API", "https://staging.example.com/api"), ("MODE", "staging"), ("N", "3"))
+    assert "npm-token-value" in settings.secrets
+    from staging_deploy.story.images import build
+    command = build(settings, web, "a" * 40)
+    text = command.render()
+    assert "--target prod" in text and "--secret id=NPM_TOKEN,env=NPM_TOKEN" in text
+    assert "npm-token-value" not in text and text.startswith("set -o pipefail; git archive")
+    assert "env DOCKER_BUILDKIT=1 docker build" in text
+    assert command.environment == (("NPM_TOKEN", "npm-token-value"),)
+    for args, expected in (({"X": "${JWT_SECRET}"}, "JWT_SECRET is a secret"),
+                           ({"X": "${DB_PASSWORD}"}, "DB_PASSWORD is a secret"),
+                           ({"X": "${NOPE}"}, "${NOPE} is not a variable of app_env.clear")):
+        bad = dict(defaults, services={"web": {"context": ".", "args": args}})
+        with pytest.raises(DeployError, match=r"deploy.services.web.args.X: " + expected.replace(
+                "$", r"\$").replace("{", r"\{").replace("}", r"\}")):
+            load_settings(bad, environ)
+    missing = dict(defaults, services={"web": {"context": ".", "secrets": ["NPM_TOKEN"]}})
+    with pytest.raises(DeployError, match="NPM_TOKEN \\(a build secret of web\\) must be set"):
+        load_settings(missing, environ)
+
+
+def test_files_are_written_once_and_kept_when_changed(tmp_path):
+    assert write(tmp_path, {"a/b.yaml": "x\n"}, force=False) == ["wrote      a/b.yaml"]
+    assert write(tmp_path, {"a/b.yaml": "x\n"}, force=False) == ["unchanged  a/b.yaml"]
+    (tmp_path / "a" / "b.yaml").write_text("mine\n")
+    assert write(tmp_path, {"a/b.yaml": "x\n"}, force=False)[0].startswith("kept       a/b.yaml")
+    assert (tmp_path / "a" / "b.yaml").read_text() == "mine\n"
+    assert write(tmp_path, {"a/b.yaml": "x\n"}, force=True) == ["wrote      a/b.yaml"]

@@ -1,0 +1,93 @@
+"""Taking over a stack run by hand (compose/takeover.py): its containers told from the tool's,
+the database volume's major version checked before anything changes, the team's files kept,
+its app stopped (not removed) once the new release is live."""
+import io
+
+import pytest
+
+from staging_deploy.compose import takeover
+from staging_deploy.errors import DeployError
+from staging_deploy.report import Reporter
+from staging_deploy.transport.commands import Result
+
+DIR = "/opt/classroom-manager"
+
+
+class Host:
+    """Answers by the first word that differs; records what ran."""
+
+    def __init__(self, answers):
+        self.answers, self.ran = answers, []
+
+    def run(self, command, what="", check=True, timeout=None):
+        text = command.render()
+        self.ran.append(text)
+        for key, result in self.answers.items():
+            if key in text:
+                return result
+        return Result(0, "", "")
+
+
+def quiet():
+    return Reporter(stream=io.StringIO())
+
+
+def test_the_containers_the_tool_did_not_create_are_the_teams(settings):
+    rows = "\n".join([
+        f"a1\tclassroom-manager-backend-1\trunning\tbackend\t{DIR}/docker-compose.yml",
+        f"b2\tclassroom-manager-postgres-1\texited\tpostgres\t{DIR}/docker-compose.yml",
+        f"c3\tclassroom-manager-edge-1\trunning\tedge\t{DIR}/compose.yaml",
+        f"d4\tclassroom-manager-redis-1\trunning\tredis\t{DIR}/releases/{'a' * 40}/compose.yaml",
+        "not a row"])
+    found = takeover.foreign(rows, settings)
+    assert [(f.id, f.service, f.running) for f in found] == [("a1", "backend", True),
+                                                             ("b2", "postgres", False)]
+
+
+@pytest.mark.parametrize("output, expected", [
+    ("16\n\npostgres (PostgreSQL) 16.4\n", ("16", "16")),
+    ("\n\npostgres (PostgreSQL) 15.8 (Debian 15.8-0+deb12u1)\n", (None, "15")),
+    ("9.6\n\npostgres (PostgreSQL) 16.1\n", ("9", "16")),
+    ("", (None, None)),
+])
+def test_the_major_versions_are_read_from_the_volume_and_the_image(output, expected):
+    assert takeover.major_versions(output) == expected
+
+
+def test_a_database_volume_of_another_major_version_is_refused_before_anything_changes(settings):
+    host = Host({"docker volume inspect": Result(0, "16\n\npostgres (PostgreSQL) 15.8\n", "")})
+    with pytest.raises(DeployError, match=r"the data volume classroom-manager_postgres_data holds "
+                                          r"PostgreSQL 16; POSTGRES_IMAGE \(postgres:16-alpine\) is 15"):
+        takeover.check_database(host, settings, quiet())
+    assert len(host.ran) == 1      # one look, nothing else
+    same = Host({"docker volume inspect": Result(0, "16\n\npostgres (PostgreSQL) 16.4\n", "")})
+    assert takeover.check_database(same, settings, quiet()) == "PostgreSQL 16"
+    absent = Host({"docker volume inspect": Result(3, "", "")})
+    assert takeover.check_database(absent, settings, quiet()) is None
+    broken = Host({"docker volume inspect": Result(125, "", "no such image")})
+    with pytest.raises(DeployError, match="cannot read the PostgreSQL version"):
+        takeover.check_database(broken, settings, quiet())
+
+
+def test_the_teams_files_are_moved_aside_never_overwritten(settings):
+    host = Host({})
+    assert takeover.keep_their_files(host, settings, quiet()) == [
+        ".env -> .env.before-staging-deploy", "compose.yaml -> compose.yaml.before-staging-deploy"]
+    assert all("mv -- " in text and "stable.digest" in text for text in host.ran)
+    none = Host({"mv --": Result(3, "", "")})
+    assert takeover.keep_their_files(none, settings, quiet()) == []
+    both = Host({"mv --": Result(4, "", "")})
+    with pytest.raises(DeployError, match="and neither is the tool's"):
+        takeover.keep_their_files(both, settings, quiet())
+
+
+def test_their_app_stops_once_the_release_is_live_their_data_is_the_tools(settings):
+    found = [takeover.Foreign("a1", "cm-backend-1", "backend", True),
+             takeover.Foreign("a2", "cm-frontend-1", "frontend", True),
+             takeover.Foreign("a3", "cm-worker-1", "worker", False),
+             takeover.Foreign("b2", "cm-postgres-1", "postgres", True)]
+    host = Host({})
+    lines = takeover.stop_their_app(host, settings, found, quiet())
+    assert host.ran == ["docker stop --time 10 a1 a2"]       # stopped, never removed
+    assert "cm-backend-1, cm-frontend-1 stopped, not removed" in lines[0]
+    assert "postgres now run as the tool's" in lines[1]
