@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs and starts what the local testbed needs on a Debian machine, as root:
-# Docker engine (Debian's docker.io), the Compose v2 CLI plugin (trixie's package, which
-# installs on bookworm), debootstrap for the local base image, and openssh-client.
+# Docker engine (Debian's docker.io), the Compose v2 and buildx CLI plugins (trixie's packages,
+# which install on bookworm), debootstrap for the local base image, and openssh-client.
 # Idempotent: a machine that already has a running engine and Compose v2 is left alone.
 set -euo pipefail
 
@@ -23,6 +23,12 @@ fi
 if ! docker compose version 2>/dev/null | grep -q ' v\?2\.'; then
   log "installing the Compose v2 plugin from trixie"
   dpkg -i "$(bash "$(dirname "$0")/compose-deb.sh")" >/dev/null
+fi
+# BuildKit's CLI plugin (build secrets, as on GitHub's runners, where BuildKit builds by
+# default): bookworm has none; trixie's installs on it too.
+if ! docker buildx version >/dev/null 2>&1; then
+  log "installing the buildx plugin from trixie"
+  dpkg -i "$(bash "$(dirname "$0")/compose-deb.sh" buildx)" >/dev/null
 fi
 
 if ! docker info >/dev/null 2>&1; then

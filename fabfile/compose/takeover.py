@@ -14,7 +14,7 @@ from __future__ import annotations
 import posixpath
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, List, Optional
+from typing import TYPE_CHECKING, List, Optional, Sequence
 
 from ..errors import DeployError
 from ..transport.commands import cmd
@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 
 SERVICE_LABEL = "com.docker.compose.service"
 DATA_VOLUME = "postgres_data"          # the tool's compose.yaml names the database's volume so
+# The volume (or the host folder) holding PostgreSQL's data in a container: what `docker inspect`
+# gives for its data directory.
+MOUNTS = ('{{range .Mounts}}{{if eq .Destination "/var/lib/postgresql/data"}}'
+          '{{if .Name}}{{.Name}}{{else}}{{.Source}}{{end}}{{end}}{{end}}')
 ASIDE = ".before-staging-deploy"       # a team's file the tool would write over, kept as <name>+this
 
 
@@ -91,12 +95,23 @@ def major_versions(output: str) -> tuple:
     return (data.split(".")[0] if data else None), (image.group(1) if image else None)
 
 
-def check_database(runner: Runner, settings: Settings, reporter: Reporter) -> Optional[str]:
-    """Refuse, before anything changes, a POSTGRES_IMAGE of another major version than the data
-    in the database volume. Returns what it found, for the summary (None: no volume yet)."""
+def check_database(runner: Runner, settings: Settings, reporter: Reporter,
+                   theirs: Sequence[Foreign] = ()) -> Optional[str]:
+    """Refuse, before anything changes, a database run by hand whose data is not in the volume
+    the tool's PostgreSQL would use, and a POSTGRES_IMAGE of another major version than the data
+    in that volume. Returns what it found, for the summary (None: no volume yet)."""
     if settings.database_service not in settings.data_services:
         return None
     with reporter.step(f"check the database volume {volume_name(settings)} against POSTGRES_IMAGE"):
+        for database in (f for f in theirs if f.service == settings.database_service):
+            mounts = runner.run(cmd("docker", "inspect", "--format", MOUNTS, database.id),
+                                check=False).stdout.split()
+            if mounts and volume_name(settings) not in mounts:
+                raise DeployError(f"the database that runs now ({database.name}) keeps its data "
+                                  f"in {mounts[0]}, not in the volume {volume_name(settings)} the "
+                                  "tool's PostgreSQL uses: its data would not follow. Copy it into "
+                                  f"{volume_name(settings)} first (docs/ADOPTING.md). Nothing was "
+                                  "changed")
         result = runner.run(versions(settings), check=False)
         if result.exited == 3:
             reporter.note("no database volume yet: a new, empty database")

@@ -132,7 +132,7 @@ def release(settings: Settings, sha: str, remote: Runner, reporter: Reporter, su
     stable = stable_state(remote, settings)
     theirs = takeover.find(remote, settings)   # a stack run by hand in our project, if any
     if not stable.unchanged:
-        takeover.check_database(remote, settings, reporter)
+        takeover.check_database(remote, settings, reporter, theirs)
         summary.notes += [f"kept your {line}" for line in
                           takeover.keep_their_files(remote, settings, reporter)]
     disk.check_images(remote, settings, settings.image_refs(sha), published.sizes, reporter)

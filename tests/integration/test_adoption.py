@@ -9,6 +9,7 @@ of another PostgreSQL major version refused before anything changes; the first d
 the stack over (the rows there, their app stopped not removed, their .env kept); a release
 with a migration and a rollback, under load on both routes, with 0 failed requests."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -29,14 +30,25 @@ STAGING_DIR = f"/opt/{PROJECT}"        # classroom-manager: both live on the tes
 RATE = 20
 
 
+def readme_commands():
+    """The README's three commands for adopting the tool: install, init, deploy."""
+    text = (ROOT / "README.md").read_text().split("## Adopt it in your repository", 1)[1]
+    lines = [line.strip() for line in text.split("\n\n", 3)[2].splitlines()]
+    assert len(lines) == 3 and lines[1] == "staging-deploy staging.init", lines
+    return lines
+
+
 @pytest.fixture(scope="module")
-def tool(tmp_path_factory):
-    """A fresh virtualenv with the tool installed from this repository (not editable)."""
-    venv = tmp_path_factory.mktemp("adopt") / "venv"
+def tool(repo):
+    """A fresh virtualenv with the tool installed from this repository (not editable), by the
+    README's own command, with this repository checked out beside the team's (a link)."""
+    venv = repo.parent / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
-                    str(ROOT)], check=True, capture_output=True, timeout=600)
-    return venv / "bin" / "staging-deploy"
+    (repo.parent / "staging-deploy").symlink_to(ROOT)
+    path = dict(os.environ, PATH=f"{venv / 'bin'}:{os.environ['PATH']}")
+    subprocess.run(["bash", "-c", readme_commands()[0] + " --quiet --disable-pip-version-check"],
+                   cwd=repo, env=path, check=True, capture_output=True, timeout=600)
+    return venv / "bin"
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +56,7 @@ def repo(tmp_path_factory):
     """A copy of examples/story-app alone, as its own git repository."""
     folder = tmp_path_factory.mktemp("team") / "classroom"
     shutil.copytree(ROOT / "examples" / "story-app", folder)
+    assert folder.name == PROJECT
     git(folder, "init", "-q", "-b", "main")
     commit(folder, "the story's repository")
     return folder
@@ -78,9 +91,13 @@ def team_env(testbed_env):
 
 
 def run(tool, repo, env, *args, timeout=900):
+    """`staging-deploy ARGS`; one string: a command line of the README, run by bash."""
     started = time.monotonic()
-    result = subprocess.run([str(tool), *args], cwd=repo, env=env, capture_output=True,
-                            text=True, timeout=timeout)
+    env = dict(env, PATH=f"{tool}:{os.environ['PATH']}")
+    argv = ["bash", "-c", args[0]] if len(args) == 1 and " " in args[0] else \
+        [str(tool / "staging-deploy"), *args]
+    result = subprocess.run(argv, cwd=repo, env=env, capture_output=True, text=True,
+                            timeout=timeout)
     result.output = result.stdout + result.stderr
     result.duration = time.monotonic() - started
     return result
@@ -162,7 +179,8 @@ def containers(project):
 def test_the_story_team_adopts_the_tool_and_keeps_its_data(tool, repo, team_env, by_hand):
     # staging.init from their compose file: nothing of the tool's in their repository before
     assert not (repo / "invoke.yaml").exists() and not (repo / "tasks.py").exists()
-    init = run(tool, repo, team_env, "staging.init", "--project", PROJECT)
+    install, init_line, deploy_line = readme_commands()
+    init = run(tool, repo, team_env, init_line)        # the project: the folder's name
     assert init.returncode == 0, init.output
     assert "wrote      invoke.yaml" in init.output and "confirm:" in init.output
     (repo / ".env").write_text("".join(f"{k}={json.dumps(v)}\n" for k, v in team_env.items()
@@ -186,7 +204,7 @@ def test_the_story_team_adopts_the_tool_and_keeps_its_data(tool, repo, team_env,
 
     # the first deploy takes their running stack over
     staging_host("docker", "stop", "classroom-manager-edge-1", check=False)   # the stand-in's port
-    taken = run(tool, repo, env, "deploy.staging", "--sha", first)
+    taken = run(tool, repo, env, deploy_line)          # the README's, as written
     assert taken.returncode == 0, taken.output
     assert by_hand in items()                                        # their rows, kept
     assert requests.get(APP_URL + "/", timeout=5).status_code == 200

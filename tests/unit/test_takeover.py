@@ -91,3 +91,16 @@ def test_their_app_stops_once_the_release_is_live_their_data_is_the_tools(settin
     assert host.ran == ["docker stop --time 10 a1 a2"]       # stopped, never removed
     assert "cm-backend-1, cm-frontend-1 stopped, not removed" in lines[0]
     assert "postgres now run as the tool's" in lines[1]
+
+
+def test_a_database_whose_data_is_elsewhere_is_refused(settings):
+    """Their PostgreSQL keeps its data in a volume the tool's would not use: the deploy stops
+    before anything changes (an empty database would have replaced it)."""
+    theirs = [takeover.Foreign("b2", "cm-postgres-1", "postgres", True)]
+    host = Host({"docker inspect": Result(0, "pgdata\n", "")})
+    with pytest.raises(DeployError, match="keeps its data in pgdata, not in the volume "
+                                          "classroom-manager_postgres_data"):
+        takeover.check_database(host, settings, quiet(), theirs)
+    same = Host({"docker inspect": Result(0, "classroom-manager_postgres_data\n", ""),
+                 "docker volume inspect": Result(0, "15\n\npostgres (PostgreSQL) 15.8\n", "")})
+    assert takeover.check_database(same, settings, quiet(), theirs) == "PostgreSQL 15"
