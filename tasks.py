@@ -46,6 +46,14 @@ def testbed_down(c: Context, images: bool = False, instance: str = "0", all: boo
     down(remove_images=images)
 
 
+@task(name="warm")
+@user_errors
+def testbed_warm(c: Context) -> None:
+    """Build the apps' images once on this machine, so the first deploys reuse their layers."""
+    from testbed.images import warm_build_cache
+    warm_build_cache()
+
+
 @task(help={"runs": "runs of each scenario (median reported; default 5)",
             "swarm-runs": "runs of each scenario on the testbed's swarm (default 3; 0: none)",
             "https": "ours over HTTPS (EDGE_TLS=acme, the testbed's ACME server), with what a "
@@ -72,6 +80,6 @@ def bench_db(c: Context, runs: str = "3") -> None:
 
 
 namespace = collection()
-namespace.add_collection(Collection("testbed", testbed_up, testbed_down))
+namespace.add_collection(Collection("testbed", testbed_up, testbed_down, testbed_warm))
 namespace.add_task(bench)
 namespace.add_task(bench_db)

@@ -115,6 +115,12 @@ def env_example(adoption: Adoption) -> str:
              "# owner/repo: the images are ghcr.io/<owner>/<repo>-<service>", "IMAGE_NAME=",
              "# the secrets"]
     lines += [f"{name}=" for name in adoption.secrets]
+    database = [key for key in ("db_user", "db_name") if "postgres_image" in adoption.deploy
+                and key not in adoption.deploy]
+    if database:
+        lines.append("# your database's user and name: those it was made with, if it already "
+                     "runs on the server")
+        lines += [f"{key.upper()}=" for key in database]
     lines.append("# the app's other variables have defaults in invoke.yaml (app_env); a line here "
                  "overrides one")
     return "\n".join(lines) + "\n"

@@ -4,10 +4,11 @@ Dockerfiles under docker/ with the repository as context, an entrypoint that mig
 serves), in a fresh virtualenv with the tool installed from this repository, onto a staging
 host where their stack already runs by hand (the story's pipeline), with rows in its database.
 
-One scenario, in order: the stack by hand with rows; `staging-deploy staging.init`; a volume
-of another PostgreSQL major version refused before anything changes; the first deploy takes
-the stack over (the rows there, their app stopped not removed, their .env kept); a release
-with a migration and a rollback, under load on both routes, with 0 failed requests."""
+One scenario, in order (module fixtures, each step a test): the stack by hand with rows;
+`staging-deploy staging.init`; a volume of another PostgreSQL major version refused before
+anything changes; the first deploy takes the stack over (the rows there, their app stopped not
+removed, their .env kept); a release with a migration and a rollback, under load on both
+routes, with 0 failed requests."""
 import json
 import os
 import shutil
@@ -176,25 +177,51 @@ def containers(project):
     return dict(line.split() for line in listing.splitlines())
 
 
-def test_the_story_team_adopts_the_tool_and_keeps_its_data(tool, repo, team_env, by_hand):
-    # staging.init from their compose file: nothing of the tool's in their repository before
+@pytest.fixture(scope="module")
+def initialised(tool, repo, team_env, by_hand):
+    """`staging-deploy staging.init` as the README says, committed; .env as a developer's."""
     assert not (repo / "invoke.yaml").exists() and not (repo / "tasks.py").exists()
-    install, init_line, deploy_line = readme_commands()
-    init = run(tool, repo, team_env, init_line)        # the project: the folder's name
-    assert init.returncode == 0, init.output
-    assert "wrote      invoke.yaml" in init.output and "confirm:" in init.output
+    init = run(tool, repo, team_env, readme_commands()[1])   # the project: the folder's name
     (repo / ".env").write_text("".join(f"{k}={json.dumps(v)}\n" for k, v in team_env.items()
                                        if k in ("IMAGE_NAME", "JWT_SECRET")))
-    first = commit(repo, "staging-deploy staging.init")
-    env = dict(team_env)
-    env.pop("JWT_SECRET")          # read from their .env, as a developer's shell would
+    env = {k: v for k, v in team_env.items() if k != "JWT_SECRET"}   # read from their .env
+    return init, commit(repo, "staging-deploy staging.init"), env
 
-    # a database volume of another major version: refused in one line before anything changes
+
+@pytest.fixture(scope="module")
+def taken_over(tool, repo, initialised):
+    """The first deploy (the README's command, as written) onto the stack run by hand."""
+    staging_host("docker", "stop", "classroom-manager-edge-1", check=False)   # the stand-in's port
+    return run(tool, repo, initialised[2], readme_commands()[2])
+
+
+@pytest.fixture(scope="module")
+def migrated(tool, repo, initialised, taken_over):
+    """A release with a migration, deployed under load on both routes, after a row was added."""
+    row = "after-" + uuid.uuid4().hex[:8]
+    assert requests.post(APP_URL + "/api/items", json={"name": row}, timeout=5).status_code == 201
+    migration = repo / "packages/backend/prisma/migrations/20260301000000_add_note/migration.sql"
+    migration.parent.mkdir(parents=True)
+    migration.write_text("ALTER TABLE items ADD COLUMN note TEXT;\n")
+    second = commit(repo, "a migration")
+    return row, under_load(lambda: run(tool, repo, initialised[2], "deploy.staging", "--sha", second))
+
+
+def test_init_writes_the_settings_from_their_compose_file(initialised):
+    init = initialised[0]
+    assert init.returncode == 0, init.output
+    assert "wrote      invoke.yaml" in init.output and "confirm:" in init.output
+    assert "migrations: `node /app/scripts/migrate.js deploy`" in init.output
+
+
+def test_a_volume_of_another_major_version_is_refused_before_anything_changes(
+        tool, repo, team_env, initialised):
     staging_host("sh", "-c", f"docker volume create {PROJECT}-v16_postgres_data >/dev/null && "
                  f"docker run --rm -v {PROJECT}-v16_postgres_data:/d --entrypoint sh "
                  f"{team_env['POSTGRES_IMAGE']} -c 'echo 16 > /d/PG_VERSION'")
     (repo / "v16.yaml").write_text("deploy:\n  project: classroom-v16\n")
-    refused = run(tool, repo, env, "-f", "v16.yaml", "deploy.staging", "--sha", first)
+    refused = run(tool, repo, initialised[2], "-f", "v16.yaml", "deploy.staging", "--sha",
+                  initialised[1])
     assert refused.returncode == 1, refused.output
     assert ("the data volume classroom-v16_postgres_data holds PostgreSQL 16; POSTGRES_IMAGE "
             in refused.output and "is 15" in refused.output), refused.output
@@ -202,27 +229,21 @@ def test_the_story_team_adopts_the_tool_and_keeps_its_data(tool, repo, team_env,
     assert staging_host("docker", "run", "--rm", "-v", f"{PROJECT}-v16_postgres_data:/d",
                         "--entrypoint", "cat", team_env["POSTGRES_IMAGE"], "/d/PG_VERSION") == "16\n"
 
-    # the first deploy takes their running stack over
-    staging_host("docker", "stop", "classroom-manager-edge-1", check=False)   # the stand-in's port
-    taken = run(tool, repo, env, deploy_line)          # the README's, as written
-    assert taken.returncode == 0, taken.output
+
+def test_the_first_deploy_takes_their_stack_over_and_keeps_its_data(taken_over, by_hand):
+    assert taken_over.returncode == 0, taken_over.output
     assert by_hand in items()                                        # their rows, kept
     assert requests.get(APP_URL + "/", timeout=5).status_code == 200
     before = containers(PROJECT)
-    assert before.get("classroom-frontend-1") == "exited", (before, taken.output)
-    assert before.get("classroom-backend-1") == "exited", before
-    assert "not removed" in taken.output
+    assert before.get("classroom-frontend-1") == "exited", (before, taken_over.output)
+    assert before.get("classroom-backend-1") == "exited", before    # stopped, not removed
+    assert "not removed" in taken_over.output
     assert staging_host("cat", f"{STAGING_DIR}/.env.before-staging-deploy").startswith("DB_USER=")
     assert "docker-compose.yml" in staging_host("ls", STAGING_DIR)   # theirs, untouched
 
-    # a release with a migration, under load on both routes
-    row = "after-" + uuid.uuid4().hex[:8]
-    assert requests.post(APP_URL + "/api/items", json={"name": row}, timeout=5).status_code == 201
-    migration = repo / "packages/backend/prisma/migrations/20260301000000_add_note/migration.sql"
-    migration.parent.mkdir(parents=True)
-    migration.write_text("ALTER TABLE items ADD COLUMN note TEXT;\n")
-    second = commit(repo, "a migration")
-    result, stats = under_load(lambda: run(tool, repo, env, "deploy.staging", "--sha", second))
+
+def test_a_release_with_a_migration_fails_no_request(migrated, by_hand):
+    row, (result, stats) = migrated
     assert result.returncode == 0, result.output
     assert "--> run migrations" in result.output and "back up the database" in result.output
     assert stats.failed == 0, (stats.line(), result.output)
@@ -231,10 +252,11 @@ def test_the_story_team_adopts_the_tool_and_keeps_its_data(tool, repo, team_env,
     assert applied.strip() == "2"
     assert {by_hand, row} <= set(items())
 
-    # a rollback, under load
-    result, stats = under_load(lambda: run(tool, repo, env, "deploy.rollback"))
+
+def test_a_rollback_fails_no_request(tool, repo, initialised, migrated, by_hand):
+    result, stats = under_load(lambda: run(tool, repo, initialised[2], "deploy.rollback"))
     assert result.returncode == 0, result.output
     assert stats.failed == 0, (stats.line(), result.output)
-    status = json.loads(run(tool, repo, env, "deploy.status", "--json").stdout)
-    assert status["sha"] == first and status["healthy"]
-    assert {by_hand, row} <= set(items())
+    status = json.loads(run(tool, repo, initialised[2], "deploy.status", "--json").stdout)
+    assert status["sha"] == initialised[1] and status["healthy"]
+    assert {by_hand, migrated[0]} <= set(items())
