@@ -25,6 +25,7 @@ def files(adoption: Adoption, tasks_py: bool = False) -> Dict[str, str]:
         f"{COMPOSE_DIR}/{SLOT_FILE}": slot_file(adoption),
         ".github/workflows/deploy-staging.yml": deploy_workflow(adoption),
         ".github/workflows/rollback-staging.yml": (TEMPLATES / "rollback-staging.yml").read_text(),
+        ".github/workflows/certificate-staging.yml": (TEMPLATES / "certificate-staging.yml").read_text(),
         ".github/deploy-requirements.txt": LOCK.read_text(),
         ".github/staging-deploy.txt": tool_requirement(),
         f"{COMPOSE_DIR}/env.example": env_example(adoption),

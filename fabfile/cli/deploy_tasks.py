@@ -74,11 +74,16 @@ def rollback(c: Context, to: Optional[str] = None, restore_db: bool = False, yes
 @task(name="certificate", optional=["wait_lock"], help={
     "force": "renew even when the certificate in place is not due",
     "wait-lock": "if a deploy holds the lock, wait for it (default 600 s, or =SECONDS)",
+    "if-enabled": "with EDGE_TLS other than acme, say so and succeed (the daily workflow)",
 })
 @user_errors
-def certificate_(c: Context, force: bool = False, wait_lock: Union[None, bool, str] = None) -> None:
+def certificate_(c: Context, force: bool = False, wait_lock: Union[None, bool, str] = None,
+                 if_enabled: bool = False) -> None:
     """Obtain or renew STAGING_URL's HTTPS certificate now, if due (a daily job runs this)."""
     settings = settings_for(c.config.get("deploy", {}), ("host",))
+    if if_enabled and not https_on(settings):
+        print(f"EDGE_TLS is {settings.EDGE_TLS}: the edge serves no HTTPS, no certificate to renew")
+        return
     if not https_on(settings):
         raise ConfigError(["EDGE_TLS is none: the edge serves no HTTPS (set EDGE_TLS=acme and "
                            "an https STAGING_URL to turn it on)"])

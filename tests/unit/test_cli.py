@@ -227,3 +227,13 @@ def test_an_unexpected_error_is_one_redacted_line_and_deploy_debug_shows_where(e
         assert result.returncode == 1 and environ["JWT_SECRET"] not in output, output
         assert "error: RuntimeError: boom ***" in output
         assert ("Traceback" in output) == (debug == "1"), output
+
+
+def test_the_daily_renewal_does_nothing_where_the_edge_serves_no_https(environ):
+    """`deploy.certificate --if-enabled` (the daily workflow) succeeds quietly with EDGE_TLS
+    none; without the flag the same call is a user error (issue 29)."""
+    quiet = inv("deploy.certificate", "--if-enabled", env=environ)
+    assert quiet.returncode == 0, quiet.stderr
+    assert "EDGE_TLS is none" in quiet.stdout and "-->" not in quiet.stdout
+    refused = inv("deploy.certificate", env=environ)
+    assert refused.returncode == 1 and "EDGE_TLS is none" in refused.stderr

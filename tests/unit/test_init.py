@@ -161,7 +161,7 @@ def test_init_never_overwrites_a_changed_file_and_twice_changes_nothing(tmp_path
     assert first.returncode == 0, first.stderr
     assert "wrote      invoke.yaml" in first.stdout and "confirm:" in first.stdout
     again = init(repo)
-    assert again.stdout.count("unchanged") == 7 and "wrote" not in again.stdout
+    assert again.stdout.count("unchanged") == 8 and "wrote" not in again.stdout
     (repo / "deploy" / "app.yaml").write_text("# mine\n")
     kept = init(repo)
     assert "kept       deploy/app.yaml" in kept.stdout

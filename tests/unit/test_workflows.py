@@ -63,8 +63,26 @@ def test_ci_runs_once_per_commit_of_main():
 def test_only_main_can_reach_the_staging_secrets():
     for name, job in (("deploy-staging.yml", "deploy"), ("rollback-staging.yml", "rollback")):
         assert load(name)["jobs"][job]["if"] == "github.ref == 'refs/heads/main'", name
-    assert load("certificate-staging.yml")["jobs"]["renew"]["if"].startswith(
-        "github.ref == 'refs/heads/main' && ")
+    assert load("certificate-staging.yml")["jobs"]["renew"]["if"] == "github.ref == 'refs/heads/main'"
+
+
+def workflow_files():
+    """This repository's workflows and the ones `staging.init` writes into a team's."""
+    templates = ROOT / "fabfile" / "adopt" / "templates"
+    return sorted(WORKFLOWS.glob("*.yml")) + sorted(templates.glob("*.yml"))
+
+
+def test_no_job_condition_reads_what_only_its_environment_holds():
+    """A job's `if` is evaluated before its environment is attached: `vars.X` set on the
+    `staging` environment (EDGE_TLS) is empty there, and the job would never run (issue 29)."""
+    for path in workflow_files():
+        text = path.read_text().replace("@@CI_JOB@@", "").replace("@@NEEDS@@", "").replace(
+            "@@SECRETS@@", "")
+        doc = yaml.safe_load(text)
+        for name, job in doc["jobs"].items():
+            condition = str(job.get("if", ""))
+            assert not re.search(r"\b(vars|secrets|env)\.", condition), \
+                f"{path.name}:{name}: `if: {condition}` reads a value its job's environment holds"
 
 
 def test_the_certificate_is_renewed_daily_in_the_deploys_queue_by_the_one_task_command():
@@ -73,7 +91,7 @@ def test_the_certificate_is_renewed_daily_in_the_deploys_queue_by_the_one_task_c
     assert renew["concurrency"] == load("deploy-staging.yml")["concurrency"]
     steps = renew["jobs"]["renew"]["steps"]
     assert [s["run"] for s in steps if "run" in s] == [
-        *INSTALL, "python -m invoke deploy.certificate"]
+        *INSTALL, "python -m invoke deploy.certificate --if-enabled"]
 
 
 def test_every_job_has_a_timeout():
