@@ -42,6 +42,7 @@ def ensure_base_image():
         shutil.rmtree(rootfs, ignore_errors=True)
         sh("debootstrap", "--variant=minbase", "bookworm", rootfs, "http://deb.debian.org/debian")
         unmount_under(rootfs)   # debootstrap can leave the rootfs's /proc mounted
+        slim(rootfs)
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
         subprocess.run(["docker", "import", "-", BASE_IMAGE], stdin=tar.stdout, check=True,
                        stdout=subprocess.DEVNULL)
@@ -50,6 +51,36 @@ def ensure_base_image():
     # The app's Dockerfiles say FROM debian:bookworm-slim; offline, that name is this image.
     if not image_exists("debian:bookworm-slim"):
         sh("docker", "tag", BASE_IMAGE, "debian:bookworm-slim")
+
+
+# As Debian's own -slim images do: apt keeps no package files or lists in an image, dpkg
+# installs no documentation, manual pages or translations. Every image built FROM the base is
+# smaller, and so every push to a registry and pull onto a host.
+REMOVE_PACKAGES = ('"rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb '
+                   '/var/cache/apt/*.bin || true"')
+APT_CLEAN = (f"DPkg::Post-Invoke {{ {REMOVE_PACKAGES}; }};\n"
+             f"APT::Update::Post-Invoke {{ {REMOVE_PACKAGES}; }};\n"
+             'Dir::Cache::pkgcache "";\nDir::Cache::srcpkgcache "";\n')
+DPKG_EXCLUDES = """path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+path-include /usr/share/locale/locale.alias
+"""
+
+
+def slim(rootfs: Path):
+    """The debootstrapped tree as small as a -slim image: no package caches, lists, docs."""
+    (rootfs / "etc/apt/apt.conf.d/docker-clean").write_text(APT_CLEAN)
+    (rootfs / "etc/dpkg/dpkg.cfg.d/docker").write_text(DPKG_EXCLUDES)
+    for pattern in ("var/cache/apt/archives/*.deb", "var/cache/apt/*.bin", "var/lib/apt/lists/*",
+                    "usr/share/doc/*", "usr/share/man/*", "usr/share/info/*", "usr/share/locale/*"):
+        for path in rootfs.glob(pattern):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.name not in ("lock", "partial", "copyright", "locale.alias"):
+                path.unlink()
 
 
 def unmount_under(folder: Path):
