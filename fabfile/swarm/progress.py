@@ -42,6 +42,7 @@ class Task:
     current: str               # "Running 5 seconds ago", "Failed 2 seconds ago", ...
     error: str = ""
     slot: str = ""             # the replica it fills ("" when not known: it counts on its own)
+    id: str = ""
 
     @property
     def running(self) -> bool:
@@ -80,7 +81,7 @@ def parse_tasks(output: str, stack: str) -> List[Task]:
         service = service[len(stack) + 1:] if service.startswith(stack + "_") else service
         tasks.append(Task(service, row.get("Image", ""), row.get("Node", ""),
                           row.get("DesiredState", ""), row.get("CurrentState", ""),
-                          row.get("Error", ""), slot))
+                          row.get("Error", ""), slot, row.get("ID", "")))
     return tasks
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import posixpath
 import time
-from typing import TYPE_CHECKING, Dict, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional, Set
 
 from ..compose.commands import (
     ENV_FILE,
@@ -153,6 +153,7 @@ class SwarmTarget:
         try:
             with reporter.step(f"update the app stack to {sha[:12]} (start-first, health-gated; "
                                f"deadline {CONVERGE_DEADLINE:.0f}s)"):
+                before = self.task_ids(runner)
                 runner.run(stacks.stack_deploy(directory, stacks.APP_FILE, app_stack(settings)),
                            "docker stack deploy")
                 summary.health = "the update did not converge"
@@ -160,7 +161,7 @@ class SwarmTarget:
             window = f"{settings.WATCH_SECONDS:.0f}s after the update"
             with reporter.step(f"watch {window}"):
                 summary.watch = f"{window}: failed"
-                self.watch(runner, sha)
+                self.watch(runner, sha, before)
             summary.watch = f"{window}: ok"
         except DeployError:
             summary.logs, summary.logs_from = self.last_logs(runner), settings.log_service
@@ -284,16 +285,23 @@ class SwarmTarget:
             runner.run(stacks.force_update(service_name(self.settings, stall.service)),
                        "docker service update --force")
 
-    def watch(self, runner: Runner, sha: str) -> None:
+    def task_ids(self, runner: Runner) -> Set[str]:
+        """The app stack's tasks now, before an update: a task of the same image that failed
+        earlier (a release's earlier life, such as one Swarm failed to detach from the network
+        as it stopped it) is history, not the update failing."""
+        return {t.id for t in self.look(runner).tasks if t.id}
+
+    def watch(self, runner: Runner, sha: str, before: Set[str]) -> None:
         """WATCH_SECONDS after the update: every look must find `sha` at full strength, no task
-        of it failed, and the public port answering with it (a second look must agree)."""
+        of it failed since the update began (`before`: the tasks there were), and the public
+        port answering with it (a second look must agree)."""
         end = runner.clock() + self.settings.WATCH_SECONDS
         failures = 0
         while runner.clock() < end:
             look = self.look(runner)
             state, reason = judge(look, self.expected(sha))
             crashed = [t for t in look.tasks if t.service in look.services and t.error
-                       and t.current.startswith(("Failed", "Rejected"))
+                       and t.current.startswith(("Failed", "Rejected")) and t.id not in before
                        and t.image == look.services[t.service].image]
             if crashed:
                 state, reason = "failed", (f"a task of {crashed[0].service} failed: "
@@ -340,11 +348,12 @@ class SwarmTarget:
         write_secrets(runner, self.settings, render_sh_env)   # the current ones, never the release's
         directory = release_dir(self.settings, sha)
         with reporter.step(f"deploy {sha[:12]} from its kept files (no registry)"):
+            before = self.task_ids(runner)
             runner.run(stacks.stack_deploy(directory, stacks.APP_FILE, app_stack(self.settings),
                                           stacks.RESTORE_WINDOW), "docker stack deploy")
             self.wait_converged(runner, sha, reporter, CONVERGE_DEADLINE)
         with reporter.step(f"watch {self.settings.WATCH_SECONDS:.0f}s after the update"):
-            self.watch(runner, sha)
+            self.watch(runner, sha, before)
         if journal is not None:
             journal.commit()
         return True

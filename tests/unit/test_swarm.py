@@ -429,3 +429,47 @@ def test_images_for_another_platform_than_the_managers_are_refused_before_the_mi
            "BUILD_PLATFORM=linux/arm64" in error
     assert not any("migrate" in c or "stack deploy" in c and "-app" in c
                    for c in remote_commands(plan)), remote_commands(plan)
+
+
+def test_a_task_that_failed_before_the_update_is_history_not_the_release_failing(settings):
+    """A rollback to release A: a task of A's earlier life that Swarm failed to detach from the
+    network as it stopped it ("error while removing network") has A's image and a Failed state;
+    it was there before the update, so the watch window does not count it (ci5's failure)."""
+    from dataclasses import replace
+
+    from staging_deploy.swarm.progress import parse_tasks
+    rows = ['{"ID": "old1", "Name": "classroom-manager-app_frontend.1", "Image": "img-a", '
+            '"Node": "swarm-3", "DesiredState": "Shutdown", "CurrentState": "Failed 40 seconds '
+            'ago", "Error": "error while removing network: unknown network"}']
+    (task,) = parse_tasks("\n".join(rows), "classroom-manager-app")
+    assert task.id == "old1" and task.error.startswith("error while removing network")
+    from staging_deploy.swarm.target import SwarmTarget
+
+    class Seen(SwarmTarget):
+        def look(self, runner):
+            from staging_deploy.story.health import Answer
+            from staging_deploy.swarm.progress import Look, Service
+            look = Look()
+            look.services = {"frontend": Service("frontend", "a" * 40, "img-a", 1, "completed")}
+            look.tasks = [task]
+            look.answer = Answer("public URL", 200, '{"success": true, "data": {"status": "healthy"}}',
+                                 {"x-app-version": "a" * 40})
+            return look
+
+    class Clock:
+        now = 0.0
+
+        def clock(self):
+            return self.now
+
+        def sleep(self, seconds):
+            self.now += seconds
+
+    swarm = replace(settings, values=dict(settings.values, DEPLOY_TARGET="swarm", WATCH_SECONDS=1.0))
+    target = Seen(swarm)
+    import pytest
+
+    from staging_deploy.errors import DeployError
+    with pytest.raises(DeployError, match="a task of frontend failed: error while removing"):
+        target.watch(Clock(), "a" * 40, set())          # seen as new: the release failed
+    target.watch(Clock(), "a" * 40, {"old1"})           # there before the update: history

@@ -104,3 +104,42 @@ def test_a_database_whose_data_is_elsewhere_is_refused(settings):
     same = Host({"docker inspect": Result(0, "classroom-manager_postgres_data\n", ""),
                  "docker volume inspect": Result(0, "15\n\npostgres (PostgreSQL) 15.8\n", "")})
     assert takeover.check_database(same, settings, quiet(), theirs) == "PostgreSQL 15"
+
+
+def test_a_migration_that_never_ends_is_stopped_at_migrate_timeout(settings):
+    """An entrypoint that migrates then serves, run as the migration: at migrate_timeout its
+    one-off container (found by its label) is removed and the deploy fails in one line."""
+    from dataclasses import replace
+
+    from staging_deploy.compose.commands import ComposeCommands
+    from staging_deploy.compose.database import bounded
+    from staging_deploy.errors import CommandTimedOut
+
+    class Slow(Host):
+        def run(self, command, what="", check=True, timeout=None):
+            self.timeouts = getattr(self, "timeouts", []) + [timeout]
+            if " run --rm " in command.render():
+                self.ran.append(command.render())
+                raise CommandTimedOut(what, f"timed out after {timeout:.0f}s")
+            return super().run(command, what, check, timeout)
+
+    settings = replace(settings, migrate_timeout=42.0, migrate_entrypoint="env")
+    host = Slow({})
+    migrate = ComposeCommands(settings, "/opt/x", "blue").migrate()
+    assert " --entrypoint env backend migrate" in migrate.render()
+    with pytest.raises(DeployError, match=r"^migrations still ran after 42s \(migrate_timeout\): "
+                                          r"stopped\. A command that serves after migrating"):
+        bounded(host, settings, migrate, "migrations")
+    assert host.timeouts[0] == 42.0
+    assert "label=$1" in host.ran[-1] and host.ran[-1].endswith(
+        "deploy.migration=classroom-manager")   # the one-off, removed by its label
+
+
+def test_port_443_is_published_only_with_https_at_the_edge(settings):
+    from dataclasses import replace
+
+    from staging_deploy.compose.commands import BASE_FILE, tool_file
+    plain = tool_file(settings, BASE_FILE)
+    assert ":443" not in plain and "${APP_PORT:-80}:80" in plain
+    https = replace(settings, values=dict(settings.values, EDGE_TLS="acme"))
+    assert '"${HTTPS_PORT:-443}:443"' in tool_file(https, BASE_FILE)
