@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime
 import posixpath
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional
 from urllib.parse import urlparse
@@ -62,9 +63,11 @@ def domain(settings: Settings) -> str:
 
 
 def origin(settings: Settings) -> str:
-    """STAGING_URL without its path: where plain HTTP is redirected."""
+    """STAGING_URL without its path: where plain HTTP is redirected, built from its checked
+    host and port only (config/definitions.py's NETLOC), never copied from the text."""
     parsed = urlparse(settings.STAGING_URL)
-    return f"https://{parsed.netloc}"
+    host = f"[{parsed.hostname}]" if ":" in (parsed.hostname or "") else parsed.hostname
+    return f"https://{host}" + (f":{parsed.port}" if parsed.port else "")
 
 
 def edge_path(settings: Settings, *parts: str) -> str:
@@ -162,10 +165,18 @@ CAUSES = {
 }
 
 
+# The ACME server's own text quotes whatever the name's DNS points to: it reaches CI logs and
+# the team's chat, so control characters (terminal escapes) go, and it is kept short.
+DETAIL_MAX = 300
+
+
 def explain(code: str, detail: str, name: str) -> str:
     """One line for an ACME problem `code` (urn:ietf:params:acme:error:<code>)."""
     cause = CAUSES.get(code)
-    said = f"{code}: {' '.join(detail.split())}" if detail else code
+    detail = " ".join(re.sub(r"[\x00-\x1f\x7f-\x9f]", " ", detail).split())
+    if len(detail) > DETAIL_MAX:
+        detail = detail[:DETAIL_MAX] + "..."
+    said = f"{re.sub(r'[^A-Za-z0-9:._-]', '', code)}: {detail}" if detail else code
     return f"the ACME server said {said}" + (f"; {cause.format(domain=name)}" if cause else "")
 
 

@@ -91,6 +91,13 @@ def _port(value: str) -> int:
     return number
 
 
+# A URL's host and port, as the edge's nginx config may receive them (STAGING_URL's origin is
+# the HTTPS redirect's target): a host name or an IP address, a port of digits, nothing else.
+NETLOC = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}))*"
+                    r"|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+URL_PATH = re.compile(r"(/[A-Za-z0-9._~%/-]*)?")
+
+
 def _url(value: str, token: bool = False) -> str:
     """An http(s) URL; one that carries a token (`token`) must be https unless on loopback."""
     parsed = urlparse(value)
@@ -99,9 +106,19 @@ def _url(value: str, token: bool = False) -> str:
         raise ValueError("must be an http(s) URL such as https://staging.example.com")
     if parsed.username or parsed.password:
         raise ValueError("must not carry a user or password (user:pass@): it would be printed")
+    if not NETLOC.fullmatch(parsed.netloc) or not URL_PATH.fullmatch(parsed.path) \
+            or parsed.params or parsed.fragment or not 0 < port_of(parsed.netloc) < 65536:
+        raise ValueError("must be an http(s) URL of a host name (or IP address), an optional "
+                         "port number and a plain path, such as https://staging.example.com")
     if token and parsed.scheme != "https" and parsed.hostname not in LOOPBACK:
         raise ValueError("must be https (it carries a token), except on 127.0.0.1")
     return value.rstrip("/")
+
+
+def port_of(netloc: str) -> int:
+    """The port a checked netloc names (1 when it names none): urlparse's own raises."""
+    digits = re.search(r":([0-9]+)$", netloc)
+    return int(digits.group(1)) if digits else 1
 
 
 def _token_url(value: str) -> str:

@@ -39,6 +39,7 @@ def read_status(runner: Runner, settings: Settings) -> dict:
         "lock": {"held": held, "holder": holder,
                  "description": describe_holder(holder, time.time()) if held else "free"},
         "last": as_dict(entries[-1]) if entries else None,
+        "ledger_skipped": entries.skipped,
         "certificate": certificate.status(runner, settings),
     }
 
@@ -58,6 +59,9 @@ def render_status(status: dict) -> str:
     if last:
         lines.append(f"last      {last['action']} of {last['sha'][:12]}: {last['result'] or 'UNFINISHED'}"
                      + (f" ({last['cause'].splitlines()[0]})" if last.get("cause") else ""))
+    if status.get("ledger_skipped"):
+        lines.append(f"ledger    {status['ledger_skipped']} line(s) not of the shape this tool "
+                     "writes were skipped (STAGING_DIR/ledger.jsonl on the host)")
     return "\n".join(lines)
 
 

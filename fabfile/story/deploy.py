@@ -95,7 +95,7 @@ def print_plan(settings: Settings, sha: str, reporter: Reporter, rebuild: bool, 
     deploy(settings, sha, steps, local,
            lambda: plan.PlannedSession(settings, steps, steps.plan, script), summary, rebuild,
            force, wait_lock)
-    reporter.say(f"plan (nothing was run; it assumes {plan.RUNNING} live and healthy in slot "
+    reporter.say(f"plan (nothing was run; it assumes {plan.PLACEHOLDER} live and healthy in slot "
                  f"{plan.PLAN_LIVE_SLOT}; lines marked `{plan.DEPENDS.strip()}` take their "
                  "arguments from what the host answers; how many looks a poll takes depends on "
                  "it too):")

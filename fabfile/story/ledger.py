@@ -17,6 +17,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional
 
+from ..config.definitions import SHA_RE
 from ..errors import DeployError
 from ..report import redact_all
 from ..transport.commands import Command, cmd
@@ -89,25 +90,52 @@ def end_event(entry_id: str, result: str, duration: Optional[float] = None,
     return event
 
 
-def merge(text: str) -> List[Entry]:
-    """Ledger file text -> entries in start order. Unreadable lines are skipped, not fatal."""
-    entries, order = {}, []
-    for line in text.splitlines():
+class Entries(List[Entry]):
+    """The ledger's entries in start order, and how many lines were skipped as unreadable."""
+    skipped = 0
+
+
+def merge(text: str) -> Entries:
+    """Ledger file text -> entries in start order. A line that is not an event of the shape the
+    tool writes (not JSON, a field missing or of the wrong kind, a sha that is not one) is
+    skipped and counted, not fatal: what the host holds is read, never trusted (a sha becomes a
+    path)."""
+    entries: Dict[str, Entry] = {}
+    order: List[str] = []
+    skipped = 0
+    for line in filter(str.strip, text.splitlines()):
         try:
             event = json.loads(line)
         except ValueError:
+            event = None
+        if not isinstance(event, dict) or not isinstance(event.get("id"), str):
+            skipped += 1
             continue
         kind = event.pop("event", None)
-        if kind == "start":
+        if kind == "start" and well_formed_start(event):
             entries[event["id"]] = Entry(**{k: v for k, v in event.items()
                                             if k in Entry.__dataclass_fields__})
             order.append(event["id"])
-        elif kind == "end" and event.get("id") in entries:
+        elif kind == "end" and event["id"] in entries and is_sha(event.get("rolled_back_to"), True):
             entry = entries[event["id"]]
             for key, value in event.items():
                 if key in Entry.__dataclass_fields__ and key != "id":
                     setattr(entry, key, value)
-    return [entries[i] for i in order]
+        else:
+            skipped += 1
+    merged = Entries(entries[i] for i in order)
+    merged.skipped = skipped
+    return merged
+
+
+def is_sha(value: object, optional: bool = False) -> bool:
+    return (optional and value is None) or (isinstance(value, str) and bool(SHA_RE.fullmatch(value)))
+
+
+def well_formed_start(event: dict) -> bool:
+    """A start event as start_event writes it: its sha (and previous) a full sha."""
+    return (is_sha(event.get("sha")) and is_sha(event.get("previous"), optional=True)
+            and all(isinstance(event.get(k), str) for k in ("action", "by", "started")))
 
 
 def unfinished(entries: List[Entry]) -> List[Entry]:
@@ -160,7 +188,7 @@ class ReleaseLedger:
 
 def read_entries(runner: Runner, settings: Settings,
                  enough: Callable[[List[Entry]], bool] = lambda entries: True,
-                 text: Optional[str] = None) -> List[Entry]:
+                 text: Optional[str] = None) -> Entries:
     """The ledger's entries from its tail (`text`, when already read with `read()`), or from the
     whole file when the tail was cut and is not `enough` for the caller (fewer good releases
     than prune keeps, no dump for --restore-db: rare, and read in full then)."""

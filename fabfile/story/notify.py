@@ -18,16 +18,23 @@ TIMEOUT = (2, 3)   # seconds to connect, seconds between bytes of the answer
 DEADLINE = 5       # seconds for the whole call
 
 
+def escaped(text: str) -> str:
+    """Text from elsewhere (a cause may quote an ACME server, a command's output) as plain text
+    in a Slack-compatible message: `<!channel>`, `<https://x|link>` and `&` lose their meaning."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def payload(summary: Summary) -> dict:
     ok = summary.result == "succeeded"
+    cause = escaped(summary.cause or "")
     text = (f"{'✅' if ok else '❌'} staging {summary.action} {summary.result}: "
-            f"`{summary.sha[:12]}`" + (f" — {summary.cause}" if summary.cause else ""))
+            f"`{summary.sha[:12]}`" + (f" — {cause}" if cause else ""))
     fields = [{"title": "sha", "value": summary.sha, "short": False},
               {"title": "result", "value": summary.result, "short": True},
               {"title": "duration", "value": f"{summary.duration:.1f}s", "short": True},
               {"title": "url", "value": summary.url, "short": False}]
-    if summary.cause:
-        fields.append({"title": "cause", "value": summary.cause, "short": False})
+    if cause:
+        fields.append({"title": "cause", "value": cause, "short": False})
     return {"text": text, "attachments": [{"color": "good" if ok else "danger", "fields": fields}]}
 
 

@@ -2,7 +2,7 @@
 
 Nothing is guessed by hand: the real deploy code runs, its every action (local and remote) is
 recorded in order, and a simulated staging host answers it as a typical one would: a healthy
-release, `<running-sha>`, live in slot green, the database up, migrations to apply. Values that
+release, `<running-sha>` (RUNNING), live in slot green, the database up, migrations to apply. Values that
 only the host can know are written as `<placeholders>`; the lines that carry them are marked
 `# depends on the host`. Polls run on a virtual clock, so a plan takes milliseconds; repeated
 looks are folded into one line that says how often they repeat.
@@ -42,7 +42,10 @@ from .ledger import ReleaseLedger
 if TYPE_CHECKING:
     from ..config.settings import Settings
 
-RUNNING = "<running-sha>"
+# The running release's sha as the simulated host answers it: shaped like a real one (what the
+# tool reads back from a host must be a sha, or it is refused), printed as PLACEHOLDER.
+RUNNING = "5ca1ab1e" * 5
+PLACEHOLDER = "<running-sha>"
 PLAN_LIVE_SLOT = "green"
 DEPENDS = "  # depends on the host"
 
@@ -229,10 +232,16 @@ def render(plan: Plan) -> str:
     lines: List[str] = []
     for item in plan.actions:
         if isinstance(item, Action):
-            lines.append(f"[{item.label}] {item.text}" + (DEPENDS if item.depends else ""))
+            lines.append(f"[{item.label}] {placeholders(item.text)}"
+                         + (DEPENDS if item.depends else ""))
         else:
-            lines.append(f"--> {item}")
+            lines.append(f"--> {placeholders(item)}")
     return "\n".join(fold_repeats(lines))
+
+
+def placeholders(text: str) -> str:
+    """The simulated running sha, whole or short, as the placeholder it stands for."""
+    return text.replace(RUNNING, PLACEHOLDER).replace(RUNNING[:12], PLACEHOLDER)
 
 
 def fold_repeats(lines: List[str], longest: int = 8) -> List[str]:

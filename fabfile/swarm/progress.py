@@ -5,6 +5,7 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
+from ..compose.commands import sha_or_empty
 from ..errors import DeployError
 from ..story.health import Answer, Expected, who_answered
 from .stacks import (
@@ -57,7 +58,7 @@ def parse_services(output: str, stack: str) -> Dict[str, Service]:
         name = full[len(stack) + 1:] if full.startswith(stack + "_") else full
         replicated = spec["Spec"].get("Mode", {}).get("Replicated") or {}
         status = spec.get("UpdateStatus") or {}
-        services[name] = Service(name, (spec["Spec"].get("Labels") or {}).get(RELEASE_LABEL, ""),
+        services[name] = Service(name, sha_or_empty((spec["Spec"].get("Labels") or {}).get(RELEASE_LABEL)),
                                  spec["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"],
                                  int(replicated.get("Replicas", 1)), status.get("State", ""),
                                  status.get("Message", ""))

@@ -110,14 +110,14 @@ def test_parse_inspect_reads_service_state_health_restarts_and_sha():
             "State": {"Status": "running", "Health": {"Status": "healthy"}, "ExitCode": 0},
             "Config": {"Image": "r/x:staging-s", "Labels": {
                 "com.docker.compose.service": "backend",
-                "org.opencontainers.image.revision": "s" * 40}}}
+                "org.opencontainers.image.revision": "5" * 40}}}
     oneoff = {"Id": "def", "State": {"Status": "exited"},
               "Config": {"Labels": {"com.docker.compose.oneoff": "True"}}}
     rows = parse_inspect(json.dumps([item, oneoff]))
     assert rows == [{"Id": "abc", "Service": "backend", "Project": "", "State": "running",
                      "Health": "healthy",
                      "ExitCode": 0, "RestartCount": 2, "Image": "sha256:1",
-                     "ImageRef": "r/x:staging-s", "Revision": "s" * 40, "Files": ""}]
+                     "ImageRef": "r/x:staging-s", "Revision": "5" * 40, "Files": ""}]
 
 
 def test_parse_http_splits_headers_body_and_status():

@@ -90,6 +90,14 @@ def test_the_reported_injections_are_refused(defaults, environ):
         ("STAGING_URL", "https://user:pass@staging.example.com", "must not carry a user"),
         ("STAGING_KNOWN_HOSTS", "@revoked * ssh-ed25519 AAAA", "not a known_hosts entry"),
         ("STAGING_KNOWN_HOSTS", "staging.example.com ssh-ed25519 !!notbase64", "not a known_hosts"),
+        # issue 29: the host and port reach the edge's nginx config (the HTTPS redirect)
+        ("STAGING_URL", "https://staging.example.com:443$http_x_evil", "a host name (or IP"),
+        ("STAGING_URL", "https://staging.example.com;return 302 x", "must be an http(s) URL"),
+        ("STAGING_URL", "https://{evil}.example.com", "a host name (or IP"),
+        ("STAGING_URL", "https://staging.example.com:99999", "a host name (or IP"),
+        ("STAGING_URL", "https://staging.example.com/a$b", "a plain path"),
+        ("STAGING_URL", "https://staging.example.com/#x", "a plain path"),
+        ("ACME_DIRECTORY", "https://acme.example/dir;x", "a host name (or IP"),
     ]:
         env = dict(environ, **{name: value})
         with pytest.raises(ConfigError) as refused:
@@ -181,3 +189,32 @@ def test_invoke_deploy_variables_are_refused_naming_them(defaults, environ):
 def test_github_actors_bots_included_are_registry_users(defaults, environ, actor):
     environ.update(REGISTRY_USER=actor, REGISTRY_PASSWORD="ghs_token_123456")
     assert load_settings(defaults, environ).REGISTRY_USER == actor
+
+
+def test_the_https_redirect_is_built_from_the_checked_host_and_port(defaults, environ):
+    from staging_deploy.compose.certificate import origin
+    for url, expected in (("https://staging.example.com", "https://staging.example.com"),
+                          ("https://Staging.Example.com:8443/app", "https://staging.example.com:8443"),
+                          ("https://[::1]:8443", "https://[::1]:8443")):
+        settings = load_settings(defaults, dict(environ, STAGING_URL=url))
+        assert origin(settings) == expected
+
+
+def test_a_service_name_with_a_dash_names_its_image_by_a_variable_every_consumer_reads(
+        defaults, environ):
+    """issue 29: `api-gw` -> API_GW_IMAGE in the release's .env, in the Swarm one-off and in the
+    slot file init writes (a shell would run `API-GW_IMAGE=...` as a command)."""
+    from staging_deploy.adopt.adoption import Adoption, SlotService
+    from staging_deploy.adopt.render import slot_file
+    from staging_deploy.config.declared import image_variable
+    from staging_deploy.swarm import stacks
+    declared = dict(defaults, services={"api-gw": {"context": "."}},
+                    routes=[{"path": "/", "service": "api-gw", "port": 80}])
+    settings = load_settings(declared, environ)
+    assert image_variable("api-gw") == "API_GW_IMAGE"
+    assert "API_GW_IMAGE" in settings.app_env("a" * 40)
+    assert not any("-" in name for name in settings.app_env("a" * 40))
+    one_off = stacks.one_off(settings, "/d", image_variable("api-gw"), ["migrate"], [], "net")
+    assert '"$API_GW_IMAGE"' in one_off.render()
+    slot = slot_file(Adoption({}, [SlotService("api-gw", {})], [], ""))
+    assert "${API_GW_IMAGE:?" in slot

@@ -92,3 +92,19 @@ def test_every_form_of_a_secret_is_redacted(text):
              "line": "ZZZZB3NzaC1yc2EAAAADAQABAAABAQC8", "stripped": key.strip()}[text]
     assert redact(f"before {shown} after", forms).count("***") >= 1
     assert shown not in redact(f"before {shown} after", forms)
+
+
+def test_text_from_elsewhere_loses_its_meaning_in_the_chat_and_the_terminal():
+    """issue 29: an ACME server's detail quotes whatever the name's DNS points to."""
+    from staging_deploy.compose.certificate import explain
+    from staging_deploy.report import Summary
+    from staging_deploy.story.notify import payload
+    hostile = "\x1b[31m<!channel> <https://evil.example|click> & " + "x" * 500
+    line = explain("incorrectResponse\x1b]0;t\x07", hostile, "staging.example.com")
+    assert "\x1b" not in line and "\x07" not in line and len(line) < 500
+    summary = Summary("deploy", "a" * 40, url="https://staging.example.com")
+    summary.result, summary.cause, summary.duration = "failed", line, 1.0
+    message = payload(summary)
+    for text in (message["text"], message["attachments"][0]["fields"][-1]["value"]):
+        assert "<!channel>" not in text and "<https://evil" not in text
+        assert "&lt;!channel&gt;" in text and "&amp;" in text

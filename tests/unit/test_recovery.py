@@ -263,7 +263,7 @@ def test_an_image_the_host_cannot_run_is_refused_before_anything_changes(setting
     assert error.startswith(
         "frontend (ghcr.io/acme/classroom-manager-frontend:staging-" + SHA + ") is built for "
         "linux/amd64, not linux/arm64, which the host runs: set BUILD_PLATFORM=linux/arm64 "
-        "(invoke.yaml platform) and deploy again with --rebuild; <running-sha kept serving")
+        "(invoke.yaml platform) and deploy again with --rebuild; 5ca1ab1e5ca1 kept serving")
     after = remote_commands(plan)[[i for i, c in enumerate(remote_commands(plan))
                                    if c.startswith("docker version")][0]:]
     assert not any("pg_dump" in c or " up " in c or "migrate" in c for c in after), after
@@ -366,10 +366,10 @@ def test_a_live_release_from_before_routes_keeps_its_one_entry_route(settings):
 
 # ---- recovery as data: the exact undo of each step (fabfile/story/undo.py) ----------------------------
 
-MAKE_SURE = "make sure <running-sha serves, healthy (restore it if not)"
+MAKE_SURE = "make sure 5ca1ab1e5ca1 serves, healthy (restore it if not)"
 SWITCH = "^docker exec classroom-manager-edge-1 sh -c 'nginx -t"   # the reload that switches
 REMOVE_BLUE = "remove slot blue"
-SWITCH_BACK = "switch the edge back to <running-sha in slot green"
+SWITCH_BACK = "switch the edge back to 5ca1ab1e5ca1 in slot green"
 MIGRATIONS = ("the migrations of aaaaaaaaaaaa (forward-only; `inv deploy.rollback --restore-db` "
               "loads the dump taken before them)")
 

@@ -34,6 +34,34 @@ def test_ledger_skips_garbage_lines():
     assert len(ledger.merge("not json\n" + events((A, "succeeded")))) == 1
 
 
+def test_ledger_lines_of_the_wrong_shape_are_skipped_never_trusted():
+    """What the host holds is read, not trusted (issue 29): a sha that is a path, a start line
+    missing its fields, a line that is JSON but no event, a rollback target that is no sha."""
+    good = json.loads(events((A, "succeeded")).splitlines()[0])
+    hostile = [dict(good, id="p", sha="../../../home/deploy/x"), {"event": "start", "id": "q"},
+               dict(good, id="r", previous="$(touch x)"), ["a", "list"], "a string", 42,
+               dict(good, id="s", sha=None), dict(good, id="t", action=7)]
+    lines = [json.dumps(item) for item in hostile]
+    lines.append(json.dumps({"event": "end", "id": "id0", "result": "succeeded",
+                             "rolled_back_to": "../x"}))
+    entries = ledger.merge("\n".join(lines) + "\n" + events((A, "succeeded")))
+    assert [(e.id, e.sha, e.result) for e in entries] == [("id0", A, "succeeded")]
+    assert entries.skipped == len(lines)       # counted, and deploy.status says so
+    from staging_deploy.ops.status import render_status
+    status = {"sha": A, "healthy": True, "reason": "ok", "url": "https://s.example", "containers":
+              [], "lock": {"description": "free"}, "last": None, "ledger_skipped": 10}
+    assert "ledger    10 line(s) not of the shape this tool writes were skipped" in \
+        render_status(status)
+
+
+def test_a_revision_label_that_is_no_sha_names_no_release():
+    from staging_deploy.compose.commands import parse_inspect
+    rows = parse_inspect(json.dumps([{"Id": "c1", "Config": {"Labels": {
+        "com.docker.compose.service": "backend", "com.docker.compose.project": "p-blue",
+        "org.opencontainers.image.revision": "HEAD; touch x"}}, "State": {}}]))
+    assert rows[0]["Revision"] == ""
+
+
 def test_rollback_choice_is_the_last_good_release_before_the_current():
     entries = ledger.merge(events((A, "succeeded"), (B, "succeeded"), (C, "rolled_back")))
     assert ledger.rollback_choice(entries, current=B) == A

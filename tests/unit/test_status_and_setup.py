@@ -75,7 +75,7 @@ def test_history_is_newest_first_with_its_details(settings):
     assert [r["id"] for r in rows] == ["2", "1"]
     text = render_history(rows)
     assert "UNFINISHED" in text.splitlines()[1]
-    assert "rolled back to <running-sha; backend exited; backup b.dump" in text
+    assert "rolled back to 5ca1ab1e5ca1; backend exited; backup b.dump" in text
     assert "31s" in text
     assert render_history([]) == "no releases recorded yet"
 

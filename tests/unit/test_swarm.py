@@ -216,8 +216,8 @@ def test_a_failed_swarm_update_is_undone_by_deploying_the_recorded_release_again
     assert host.stack_sha == RUNNING
     end = host.ledger[-1]
     assert end["result"] == "rolled_back" and end["undone"] == [
-        "deploy <running-sha again (Swarm may have rolled back to it already)",
-        "make sure <running-sha serves, healthy (restore it if not)"]
+        "deploy 5ca1ab1e5ca1 again (Swarm may have rolled back to it already)",
+        "make sure 5ca1ab1e5ca1 serves, healthy (restore it if not)"]
 
 
 def test_a_node_that_is_down_does_not_hold_up_the_pull_of_the_images(defaults, environ):
