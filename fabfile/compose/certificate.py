@@ -213,6 +213,7 @@ def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 class Issued:
     fullchain: str
     key: bytes
+    account: str = ""      # the ACME account's URL (for a CAA record's accounturi)
 
 
 def order(settings: Settings, account: ec.EllipticCurvePrivateKey,
@@ -231,8 +232,8 @@ def order(settings: Settings, account: ec.EllipticCurvePrivateKey,
         acme = client.ClientV2(client.ClientV2.get_directory(settings.ACME_DIRECTORY, net), net)
         contact = (f"mailto:{settings.ACME_EMAIL}",) if settings.ACME_EMAIL else ()
         try:
-            acme.new_account(messages.NewRegistration(contact=contact,
-                                                      terms_of_service_agreed=True))
+            net.account = acme.new_account(messages.NewRegistration(
+                contact=contact, terms_of_service_agreed=True))
         except errors.ConflictError as known:       # this key's account exists: use it
             net.account = messages.RegistrationResource(uri=known.location,
                                                         body=messages.Registration())
@@ -264,7 +265,7 @@ def order(settings: Settings, account: ec.EllipticCurvePrivateKey,
         reason = " ".join(str(exc).split())[:200]
         raise DeployError(f"the ACME server at {settings.ACME_DIRECTORY} could not be asked "
                           f"({type(exc).__name__}: {reason})") from None
-    return Issued(done.fullchain_pem, key_pem(key))
+    return Issued(done.fullchain_pem, key_pem(key), net.account.uri if net.account else "")
 
 
 def read_host(runner: Runner, settings: Settings) -> Dict[str, str]:
@@ -360,4 +361,7 @@ def ensure(runner: Runner, settings: Settings, reporter: Reporter,
         finally:
             challenges.clean()
         fresh = install(runner, settings, issued, found["https"], reload_edge)
+        if issued.account:
+            reporter.note(f"ACME account {issued.account} (a CAA record's accounturi: "
+                          "docs/DEPLOYMENT.md)")
     return "https: new " + fresh.describe(now)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Mapping, Optio
 from ..config.declared import image_variable
 from ..config.definitions import SHA_RE
 from ..story.health import SLOT_HEADER
-from ..transport.commands import Command, cmd
+from ..transport.commands import Command, Result, cmd
 
 if TYPE_CHECKING:
     from ..config.settings import Settings
@@ -214,6 +214,32 @@ def health_on_host(settings: Settings, slot: Optional[str] = None) -> Command:
         url, headers = f"https://127.0.0.1:{settings.HTTPS_PORT}", ("-k",)
     return cmd("curl", "-sS", "-m", "3", "-D", "-", "-w", r"\n%{http_code}", *headers,
                url + settings.health_path)
+
+
+# The oldest Compose whose .env parser reads what config/envfile.py writes: compose-go 1.16
+# (Compose 2.20) reads `"x\\"` as `x\`; up to 2.19 a quote after a backslash does not end
+# a value, so a secret ending in `\` breaks every compose call and a crafted one adds a variable.
+COMPOSE_MIN = (2, 20, 0)
+
+
+def compose_version() -> Command:
+    return cmd("docker", "compose", "version", "--short")
+
+
+def compose_too_old(answer: Result) -> Optional[str]:
+    """One line when the host's Compose (as `compose_version` answered) cannot be used: absent,
+    or older than COMPOSE_MIN. A version it cannot read (a development build) is let through."""
+    need = ".".join(map(str, COMPOSE_MIN))
+    if not answer.ok:
+        return (f"Docker Compose v2 is not installed on the host (this tool needs {need} or "
+                "newer): run `inv staging.setup`")
+    found = re.match(r"v?(\d+)\.(\d+)\.(\d+)", answer.stdout.strip())
+    if found and tuple(map(int, found.groups())) < COMPOSE_MIN:
+        return (f"Docker Compose {'.'.join(found.groups())} on the host is older than {need}, "
+                "whose .env parser this tool writes for (a value ending in a backslash would "
+                "be read differently): upgrade the host's docker-compose-plugin (Docker's apt "
+                "repository, or `inv staging.setup --compose-deb FILE`)")
+    return None
 
 
 def engine_version() -> Command:

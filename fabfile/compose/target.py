@@ -31,6 +31,8 @@ from .commands import (
     ComposeCommands,
     all_containers,
     app_file,
+    compose_too_old,
+    compose_version,
     edge_dir,
     made_by_tool,
     other_slot,
@@ -71,6 +73,12 @@ class ComposeTarget:
 
     def __init__(self, settings: Settings):
         self.settings = settings
+
+    def preflight(self, runner: Runner) -> None:
+        """The host's Compose reads the .env this tool writes (COMPOSE_MIN)."""
+        too_old = compose_too_old(runner.run(compose_version(), check=False))
+        if too_old:
+            raise DeployError(too_old)
 
     def secure_edge(self, runner: Runner, reporter: Reporter) -> str:
         """The certificate, once the edge runs (it answers the ACME challenge); on a first

@@ -9,8 +9,10 @@ Compose reads a release's `.env` with compose-go's parser, which is not python-d
 So a value is written single-quoted when that reads back exactly (no `'`, no line break, not
 ending in a backslash), double-quoted with those escapes otherwise. Only a NUL cannot be
 written. tests/integration/test_security.py reads every kind of value back through the real
-`docker compose config` on the testbed. The Swarm target's .env is sourced by a shell instead
-(render_sh_env), with the shell's own quoting.
+`docker compose config` on the testbed. Compose up to 2.19 (compose-go 1.15) ends a double-quoted
+value at the first quote not after a backslash, so it misreads a value ending in `\\`: such a
+Compose is refused (compose/commands.py's COMPOSE_MIN). The Swarm target's .env is sourced by
+a shell instead (render_sh_env), with the shell's own quoting.
 """
 import shlex
 from pathlib import Path

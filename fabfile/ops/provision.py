@@ -10,6 +10,7 @@ from __future__ import annotations
 import posixpath
 from typing import TYPE_CHECKING, Dict, Optional, Sequence, Tuple
 
+from ..compose.commands import compose_too_old, compose_version
 from ..errors import DeployError
 from ..swarm import progress, stacks
 from ..transport.commands import Command, cmd
@@ -76,7 +77,7 @@ def setup_host(settings: Settings, runner: Runner, reporter: Reporter,
                 raise DeployError("the Docker engine does not start: see `journalctl -u docker` on the host")
 
     with reporter.step("Docker Compose v2"):
-        if runner.run(cmd("docker", "compose", "version"), check=False).ok:
+        if not compose_too_old(runner.run(compose_version(), check=False)):
             reporter.note("already installed")
         elif compose_deb:
             # a folder only the admin may write (a fixed /tmp path could be someone else's file)
@@ -89,6 +90,9 @@ def setup_host(settings: Settings, runner: Runner, reporter: Reporter,
             raise DeployError("no Compose v2 package for this host (Debian bookworm has only v1): "
                               "add Docker's apt repository, or pass --compose-deb with a "
                               "docker-compose-plugin .deb")
+        too_old = compose_too_old(runner.run(compose_version(), check=False))
+        if too_old:
+            raise DeployError(too_old)
 
     with reporter.step(f"deploy user {user!r} (key only, docker group)"):
         if not runner.run(cmd("id", "--", user), check=False).ok:

@@ -126,6 +126,7 @@ def release_on_host(settings: Settings, sha: str, reporter: Reporter, local: Run
     failure; after success, record it and prune."""
     target = target_for(settings)
     with session() as host, held(host, settings, "deploy", sha, wait_lock, reporter) as lock:
+        target.preflight(host.runner)
         ledger = ReleaseLedger(settings)
         entries = close_abandoned(host.runner, settings, reporter,
                                   lambda found: bool(good_releases(found)))

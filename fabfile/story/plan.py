@@ -21,6 +21,7 @@ from ..compose.commands import (
     EDGE_SERVICE,
     PROJECT_LABEL,
     SLOTS,
+    compose_version,
     edge_dir,
     running_services,
     slot_project,
@@ -202,6 +203,8 @@ class SimulatedHost(Script):
         if argv[:3] == ("df", "-P", "-B1"):         # room enough
             return Result(0, "Filesystem 1-blocks Used Available Capacity Mounted on\n"
                              f"/dev/sda1 {2 ** 40} {2 ** 30} {2 ** 39} 1% /\n", "")
+        if argv == compose_version().argv:
+            return Result(0, "2.26.1\n", "")
         if argv[:3] == ("docker", "version", "--format"):
             return Result(0, platform + "\n", "")
         if argv[:5] == ("docker", "image", "inspect", "--format", "{{.Os}}/{{.Architecture}}"):

@@ -81,6 +81,7 @@ def rollback_on_host(target: Target, runner: Runner, reporter: Reporter, summary
                      to: Optional[str], restore_db: bool, yes: bool,
                      confirm: Callable[[str], str]) -> None:
     settings = target.settings
+    target.preflight(runner)
     ledger = ReleaseLedger(settings)
     entries = close_abandoned(runner, settings, reporter, lambda found: len(
         good_releases(found)) >= 2 and (latest_backup(found) is not None or not restore_db))

@@ -44,6 +44,10 @@ class Published:
 class Target(Protocol):
     settings: Settings
 
+    def preflight(self, runner: Runner) -> None:
+        """Refuse, in one line (DeployError), a host this target cannot deploy to, before
+        anything on it changes."""
+
     def secure_edge(self, runner: Runner, reporter: Reporter) -> str:
         """HTTPS as STAGING_URL asks (certificate.py), before what runs is judged through it;
         a line for the summary ("" when there is nothing to say)."""

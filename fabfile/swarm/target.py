@@ -102,6 +102,9 @@ class SwarmTarget:
     def keep(self, runner: Runner, running: RunningRelease) -> None:
         """Nothing to tag: releases are pinned by digest and their files are kept."""
 
+    def preflight(self, runner: Runner) -> None:
+        """Nothing to refuse: `docker stack deploy` reads no .env (a shell sources it)."""
+
     def secure_edge(self, runner: Runner, reporter: Reporter) -> str:
         return ""      # the Swarm edge serves plain HTTP (config refuses an https STAGING_URL)
 

@@ -2,6 +2,7 @@
 Encrypt's test CA, validating HTTP-01 at the staging host's port 80 as Let's Encrypt would):
 issued by a deploy, kept by the next deploy and a rollback, renewed under load without a failed
 request, served again after a reboot, and refused in one line when the name points elsewhere."""
+import re
 import socket
 import ssl
 import time
@@ -60,6 +61,7 @@ def test_a_deploy_obtains_a_certificate_and_serves_the_app_over_https(first):
     sha, result = first
     assert "--> obtain a certificate for localhost from https://127.0.0.1:" in result.output
     assert "https: new certificate for localhost valid until" in result.output
+    assert re.search(r"ACME account https://127\.0\.0\.1:\d+/\S+ \(a CAA record", result.output)
     assert https_health() == (200, sha)
     # plain HTTP goes to the https origin; the ACME challenge path is never redirected
     plain = requests.get(APP_URL + "/api/items?page=2", allow_redirects=False, timeout=5)

@@ -264,3 +264,16 @@ def test_every_container_the_deploy_starts_has_bounded_logs(settings):
                     stacks.dump_database(settings, "/d", "/d/x.dump"),
                     stacks.prefetch_job(settings, "pull", "img@sha256:" + "a" * 64)):
         assert bounded in command.render(), command.render()
+
+
+def test_the_hosts_compose_is_refused_when_absent_or_older_than_the_env_writer_targets():
+    from staging_deploy.compose.commands import compose_too_old
+    from staging_deploy.transport.commands import Result
+    assert compose_too_old(Result(0, "2.20.0\n", "")) is None
+    assert compose_too_old(Result(0, "v2.26.1\n", "")) is None
+    assert compose_too_old(Result(0, "2.26.1-4\n", "")) is None        # Debian's package
+    assert compose_too_old(Result(0, "dev\n", "")) is None             # a build it cannot read
+    assert compose_too_old(Result(0, "v2.19.1\n", "")).startswith(
+        "Docker Compose 2.19.1 on the host is older than 2.20.0")
+    assert "not installed" in compose_too_old(Result(1, "", "docker: 'compose' is not a docker "
+                                                            "command"))

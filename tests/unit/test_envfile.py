@@ -86,3 +86,27 @@ def test_a_release_keeps_no_secret_and_the_host_keeps_the_current_ones(settings)
     without = replace(settings, app={}, values=dict(settings.values, DB_PASSWORD=None))
     assert not write_secrets(Host(), without, render_env)
     assert runs == ["sh -c 'umask 077 && touch -- \"$1\"' sh /opt/classroom-manager/secrets.env"]
+
+
+def old_parser_reads(line):
+    """How compose-go up to 1.15 (Compose up to 2.19) finds the end of a double-quoted value:
+    the first quote not preceded by a backslash (joho/godotenv's rule; 1.16 counts the
+    backslashes). None where it finds no end ("unterminated quoted value")."""
+    name, value = line.split("=", 1)
+    if not value.startswith('"'):
+        return value
+    end = next((i for i in range(1, len(value)) if value[i] == '"' and value[i - 1] != "\\"),
+               None)
+    return None if end is None else value[1:end]
+
+
+@pytest.mark.parametrize("value", ["plain", "it's", "a\nb", 'say "hi"', "$HOME's", "pw\\",
+                                   "Zq8#pL2v\\", 'x\\"'])
+def test_old_compose_misreads_exactly_the_values_that_end_in_a_backslash(value):
+    """Why an older Compose is refused (compose/commands.py's COMPOSE_MIN): under the old rule
+    every value the writer quotes ends where it should, except one whose last character, as
+    written, is an escaped backslash."""
+    line = render_env({"V": value}).rstrip("\n")
+    written = line.split("=", 1)[1]
+    misread = old_parser_reads(line) != written[1:-1] if written.startswith('"') else False
+    assert misread == written.endswith('\\\\"'), (value, line)

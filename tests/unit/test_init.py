@@ -205,6 +205,9 @@ def test_the_generated_workflows_are_valid_and_call_the_teams_ci(tmp_path):
                               *map(str, (repo / ".github/workflows").glob("*.yml"))],
                              capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+    audited = subprocess.run([str(Path(sys.executable).parent / "zizmor"), "--offline", "--persona",
+                              "pedantic", str(repo / ".github")], capture_output=True, text=True)
+    assert audited.returncode == 0, audited.stdout + audited.stderr
 
 
 def test_build_args_read_only_non_secret_values(defaults, environ):

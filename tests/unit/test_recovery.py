@@ -287,6 +287,37 @@ def test_an_older_sha_is_refused_before_anything_changes(settings, mocker):
     assert host.ledger == [] and host.slots == {"green": RUNNING}
 
 
+class OldCompose(FailingHost):
+    """Compose 2.19: its .env parser reads a value ending in a backslash differently."""
+
+    def answer(self, command):
+        if command.argv[:3] == ("docker", "compose", "version"):
+            return Result(0, "v2.19.1\n", "")
+        return super().answer(command)
+
+
+COMPOSE_TOO_OLD = ("Docker Compose 2.19.1 on the host is older than 2.20.0, whose .env parser "
+                   "this tool writes for")
+
+
+def test_a_compose_older_than_the_env_writer_targets_is_refused_before_anything_changes(
+        settings):
+    """Issue 29: the deploy and the rollback, in one line naming both versions; nothing
+    recorded, nothing run but reads."""
+    host = OldCompose(settings, 0)
+    plan, error = deploy_to(settings, host)
+    assert error.startswith(COMPOSE_TOO_OLD), error
+    assert host.ledger == [] and host.slots == {"green": RUNNING}
+    assert not any(" up " in c or "tee -a" in c or "pg_dump" in c for c in remote_commands(plan)), \
+        remote_commands(plan)
+
+    host = OldCompose(settings, 0, ledger_with_two_good_releases())
+    with pytest.raises(DeployError, match=re.escape(COMPOSE_TOO_OLD)):
+        rollback_on_host(ComposeTarget(settings), Runner(Recorder(Plan(), "remote", host), "remote"),
+                         PlanReporter(Plan()), Summary("rollback", "?"), None, False, True, input)
+    assert len(host.ledger) == 4 and host.slots == {"green": RUNNING}
+
+
 def test_a_rollback_with_restore_db_needs_a_dump_and_a_yes(settings):
     host = FailingHost(settings, 0, ledger_with_two_good_releases())
     runner = Runner(Recorder(Plan(), "remote", host), "remote")

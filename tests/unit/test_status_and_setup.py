@@ -153,6 +153,21 @@ def test_setup_leaves_an_authorized_key_in_place_unless_sshd_would_refuse_it(set
         assert any("tee /home/deploy/.ssh/authorized_keys" in c for c in ran) == rewritten, owner_mode
 
 
+def test_setup_refuses_a_compose_older_than_the_env_writer_targets(settings, mocker):
+    """Issue 29: a Compose that answers `docker compose version` is not enough."""
+    mocker.patch("staging_deploy.ops.provision.deploy_public_key", return_value="ssh-ed25519 AAAA deploy\n")
+
+    class OldCompose(FreshDebian):
+        def answer(self, command):
+            if command.argv[:3] == ("docker", "compose", "version"):
+                return Result(0, "2.19.1\n", "")
+            return super().answer(command)
+
+    with pytest.raises(DeployError) as refused:
+        setup(settings, OldCompose(docker=True))
+    assert str(refused.value).startswith("Docker Compose 2.19.1 on the host is older than 2.20.0")
+
+
 def test_setup_refuses_a_password_sudo_and_other_systems(settings):
     for script, expected in ((FreshDebian(sudo=False), "sudo asks for a password"),
                              (FreshDebian(os_id="alpine"), "Debian and Ubuntu hosts only")):

@@ -39,8 +39,10 @@ def test_workflows_are_valid_github_workflows():
 
 
 def test_zizmor_finds_nothing_at_any_severity():
-    """Every suppression is an inline `zizmor: ignore[...]` with its reason beside it."""
-    result = subprocess.run([tool("zizmor"), "--offline", str(WORKFLOWS)],
+    """Every suppression is an inline `zizmor: ignore[...]` with its reason beside it; the
+    pedantic persona's notes (a workflow without concurrency limits) count too."""
+    result = subprocess.run([tool("zizmor"), "--offline", "--persona", "pedantic",
+                             str(WORKFLOWS), str(ROOT / "examples" / "story-app" / ".github")],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -56,8 +58,12 @@ def test_deploy_waits_for_ci_of_the_same_run_and_is_never_cancelled_midway():
 
 
 def test_ci_runs_once_per_commit_of_main():
-    """On main, CI runs only inside the deploy's run: a second run beside it would race the gate."""
-    assert set(load("ci.yml")["on"]) == {"pull_request", "workflow_call"}
+    """On main, CI runs only inside the deploy's run: a second run beside it would race the gate.
+    A pull request's newer push cancels its older run; a deploy's CI is never cancelled."""
+    ci = load("ci.yml")
+    assert set(ci["on"]) == {"pull_request", "workflow_call"}
+    assert ci["concurrency"]["cancel-in-progress"] == "${{ github.event_name == 'pull_request' }}"
+    assert "github.ref" in ci["concurrency"]["group"]
 
 
 def test_only_main_can_reach_the_staging_secrets():
