@@ -166,7 +166,7 @@ class Bench:
         extra = "".join(f"  {k} {v:.1f}s" for k, v in run.extra.items())
         kinds = f" ({run.kinds})" if run.kinds else ""
         self.say(f"  {scenario:<22} {side:<8} wall {run.wall:6.1f}s  failed {run.failed:4d}{kinds}  "
-                 f"gap {run.longest_gap:5.1f}s{extra}")
+                 f"gap {run.longest_gap:5.1f}s  slowest {run.slowest:4.2f}s{extra}")
 
     # ---- ours -------------------------------------------------------------------------------
     def ours(self, scenario: str, sha: str, side: str = "ours"):
@@ -179,7 +179,8 @@ class Bench:
         if (result.returncode != 0) != expected_failure:
             raise RuntimeError(f"{side}/{scenario}: unexpected result\n{result.stdout}{result.stderr}")
         # when the old release answered again: after the last failed request (0: it never stopped)
-        run = Run(wall, load.failed, load.longest_gap, load.last_failure or 0.0, kinds=load.kinds,
+        run = Run(wall, load.failed, load.longest_gap, load.slowest, load.last_failure or 0.0,
+                  kinds=load.kinds,
                   reported_ok=result.returncode == 0)
         detect = re.search(r"(before it gets traffic \(deadline \d+s\)|after the switch[^\n]*) "
                            r"FAILED after ([\d.]+)s", result.stdout)
@@ -199,7 +200,7 @@ class Bench:
             answers, started, started + wall, step_marks(result.stdout, started, wall))
         if result.returncode != 0:
             raise RuntimeError(f"rollback failed\n{result.stdout}{result.stderr}")
-        run = Run(wall, load.failed, load.longest_gap, kinds=load.kinds)
+        run = Run(wall, load.failed, load.longest_gap, load.slowest, kinds=load.kinds)
         run.extra.update(step_times(result.stdout))
         self.record("rollback", side, run)
 
@@ -240,7 +241,8 @@ class Bench:
                      for m in re.finditer(r"MARK (\w+) ([\d.]+)", output))
         self.timelines.setdefault(scenario, {})["baseline"] = Timeline(
             answers, started, started + wall, [(t, name) for name, t in marks.items()])
-        run = Run(wall, load.failed, load.longest_gap, kinds=load.kinds, reported_ok=code == 0)
+        run = Run(wall, load.failed, load.longest_gap, load.slowest, kinds=load.kinds,
+                  reported_ok=code == 0)
         if scenario == "good release":
             healthy = first_serving(answers, sha, marks.get("up", started))
             if healthy and "pull" in marks:

@@ -30,6 +30,7 @@ class Run:
     wall: float
     failed: int
     longest_gap: float
+    slowest: float = 0.0                  # the longest request (sent to answered), seconds
     recovered: Optional[float] = None     # seconds from start until the old release answered again
     extra: Dict[str, float] = field(default_factory=dict)
     kinds: str = ""                       # what the failed requests were (load.LoadStats.kinds)
@@ -103,6 +104,7 @@ def report(bench, took: float) -> str:
         row(scenario, "wall time until the command exits", "wall")
         row(scenario, "failed requests", "failed", "", 0)
         row(scenario, "longest gap without a successful answer", "longest_gap")
+        row(scenario, "longest request (sent to answered)", "slowest", "s", 2)
         if scenario != "good release":
             row(scenario, "previous release answers again after", "recovered",
                 baseline="never (no rollback)", ours=never_stopped("ours", scenario),
@@ -111,6 +113,7 @@ def report(bench, took: float) -> str:
                 baseline="after sleep 30", swarm="Swarm's rollback or our watch")
     row("rollback", "wall time", "wall", baseline="n/a (none)")
     row("rollback", "failed requests", "failed", "", 0, baseline="n/a")
+    row("rollback", "longest request (sent to answered)", "slowest", "s", 2, baseline="n/a")
     for side in ("ours", "swarm"):
         seen = [f"{scenario}: {r.kinds}" for scenario, by_side in bench.results.items()
                 for r in by_side.get(side, []) if r.kinds]

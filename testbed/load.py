@@ -50,13 +50,15 @@ class LoadStats:
     kinds: str = ""                        # what the failures were, e.g. "502 x1, ReadTimeout x2"
     routes: str = ""                       # per path when there were several: "/api/health 0 of 50"
     failed_sent: str = ""                  # when the first failed ones were sent: "17.7s /api/health"
+    slowest: float = 0.0                   # the longest request, sent to answered (or failed)
 
     def line(self) -> str:
         kinds = f" ({self.kinds})" if self.kinds else ""
         routes = f"; failed per route: {self.routes}" if self.routes else ""
         sent = f"; failed ones sent at {self.failed_sent} from the start" if self.failed_sent else ""
         return (f"{self.sent} requests, {self.failed} failed{kinds}, "
-                f"longest gap {self.longest_gap:.2f}s{routes}{sent}")
+                f"longest gap {self.longest_gap:.2f}s, longest request {self.slowest:.2f}s"
+                f"{routes}{sent}")
 
 
 def stats(results: List[Answer], started: float, stopped: float) -> LoadStats:
@@ -73,7 +75,8 @@ def stats(results: List[Answer], started: float, stopped: float) -> LoadStats:
                      (max(failures) - started) if failures else None,
                      ", ".join(f"{kind} x{count}" for kind, count in sorted(kinds.items())),
                      routes if len(paths) > 1 else "",
-                     ", ".join(f"{a.sent - started:.1f}s {a.path}".rstrip() for a in failed[:5]))
+                     ", ".join(f"{a.sent - started:.1f}s {a.path}".rstrip() for a in failed[:5]),
+                     max((a.done - a.sent for a in results), default=0.0))
 
 
 def first_serving(results: List[Answer], version: str, after: float) -> Optional[float]:

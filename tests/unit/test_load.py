@@ -16,6 +16,8 @@ def test_stats_count_failures_and_the_longest_gap_without_success():
     assert "2 failed (502 x1, ReadTimeout x1)" in summary.line()
     assert summary.longest_gap == pytest.approx(2.2)
     assert summary.last_failure == pytest.approx(2.1)
+    assert summary.slowest == pytest.approx(1.7)        # the ReadTimeout, sent to given up
+    assert "longest request 1.70s" in summary.line()
 
 
 def test_no_success_at_all_is_one_long_gap():
@@ -85,7 +87,7 @@ def test_bench_report_puts_baseline_and_ours_side_by_side():
     bench.record("broken: crash", "ours", Run(12.0, 0, 0.1, recovered=0.0, extra={"detect": 0.6}))
     for ok in (True, True, False):
         bench.record("broken: crash after 12s", "baseline", Run(34.0, 300, 4.0, reported_ok=ok))
-    bench.record("broken: crash after 12s", "ours", Run(20.0, 0, 0.1, recovered=0.0,
+    bench.record("broken: crash after 12s", "ours", Run(20.0, 0, 0.1, 0.52, recovered=0.0,
                                                         extra={"detect": 6.4}, reported_ok=False))
     table = report(bench, took=600)
     assert "| good release | wall time until the command exits | 31.0s | 10.0s |" in table
@@ -96,6 +98,8 @@ def test_bench_report_puts_baseline_and_ours_side_by_side():
             in table)
     assert ("| broken: crash after 12s | failure detected (the step that saw it) | after sleep 30 "
             "| 6.4s |") in table
+    assert "| broken: crash after 12s | longest request (sent to answered) | 0.00s | 0.52s |" \
+        in table
     assert "= **2.5s**" in table     # 10.0 - 0.5 - 3.0 - 2.0 of watch window - 2 of settle
     assert "Medians of 3 runs" in table
 
