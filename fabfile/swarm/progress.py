@@ -34,6 +34,10 @@ class Service:
     message: str = ""
 
 
+# Errors Swarm reports for a task it was stopping, not for the task's own failure.
+TEARDOWN_ERRORS = ("error while removing network",)
+
+
 @dataclass
 class Task:
     service: str
@@ -48,6 +52,15 @@ class Task:
     @property
     def running(self) -> bool:
         return self.desired == "Running" and self.current.startswith("Running")
+
+    @property
+    def failed(self) -> bool:
+        """The task itself failed (its container exited non-zero, or could not start), not
+        Swarm while stopping it: "error while removing network" is Swarm failing to detach a
+        task it was shutting down (an update or a node's loss replacing it), which says nothing
+        about the release (ci5, ci7: a task of the new release stopped by a restarted update)."""
+        return bool(self.error) and self.current.startswith(("Failed", "Rejected")) and \
+            not self.error.startswith(TEARDOWN_ERRORS)
 
 
 def parse_services(output: str, stack: str) -> Dict[str, Service]:

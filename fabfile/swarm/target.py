@@ -303,9 +303,8 @@ class SwarmTarget:
         while runner.clock() < end:
             look = self.look(runner)
             state, reason = judge(look, self.expected(sha))
-            crashed = [t for t in look.tasks if t.service in look.services and t.error
-                       and t.current.startswith(("Failed", "Rejected")) and t.id not in before
-                       and t.image == look.services[t.service].image]
+            crashed = [t for t in look.tasks if t.service in look.services and t.failed
+                       and t.id not in before and t.image == look.services[t.service].image]
             if crashed:
                 state, reason = "failed", (f"a task of {crashed[0].service} failed: "
                                            f"{crashed[0].error} (on {crashed[0].node})")

@@ -431,27 +431,36 @@ def test_images_for_another_platform_than_the_managers_are_refused_before_the_mi
                    for c in remote_commands(plan)), remote_commands(plan)
 
 
-def test_a_task_that_failed_before_the_update_is_history_not_the_release_failing(settings):
-    """A rollback to release A: a task of A's earlier life that Swarm failed to detach from the
-    network as it stopped it ("error while removing network") has A's image and a Failed state;
-    it was there before the update, so the watch window does not count it (ci5's failure)."""
+def test_a_task_that_failed_before_the_update_or_as_swarm_stopped_it_is_not_the_release_failing(
+        settings):
+    """The watch window counts a task of the release that failed on its own (a non-zero exit)
+    since the update began. Not one that was there before it (a rollback to release A: a task of
+    A's earlier life, ci5), nor one Swarm failed to detach from the network as it stopped it
+    ("error while removing network": a task of the new release stopped by a restarted update
+    while a node was down, ci7)."""
     from dataclasses import replace
 
-    from staging_deploy.swarm.progress import parse_tasks
-    rows = ['{"ID": "old1", "Name": "classroom-manager-app_frontend.1", "Image": "img-a", '
-            '"Node": "swarm-3", "DesiredState": "Shutdown", "CurrentState": "Failed 40 seconds '
-            'ago", "Error": "error while removing network: unknown network"}']
-    (task,) = parse_tasks("\n".join(rows), "classroom-manager-app")
-    assert task.id == "old1" and task.error.startswith("error while removing network")
+    import pytest
+
+    from staging_deploy.errors import DeployError
+    from staging_deploy.story.health import Answer
+    from staging_deploy.swarm.progress import Look, Service, parse_tasks
     from staging_deploy.swarm.target import SwarmTarget
 
+    def task(task_id, error):
+        (found,) = parse_tasks(
+            '{"ID": "%s", "Name": "classroom-manager-app_frontend.1", "Image": "img-a", "Node": '
+            '"swarm-3", "DesiredState": "Shutdown", "CurrentState": "Failed 4 seconds ago", '
+            '"Error": "%s"}' % (task_id, error), "classroom-manager-app")
+        return found
+
     class Seen(SwarmTarget):
+        tasks = []
+
         def look(self, runner):
-            from staging_deploy.story.health import Answer
-            from staging_deploy.swarm.progress import Look, Service
             look = Look()
             look.services = {"frontend": Service("frontend", "a" * 40, "img-a", 1, "completed")}
-            look.tasks = [task]
+            look.tasks = self.tasks
             look.answer = Answer("public URL", 200, '{"success": true, "data": {"status": "healthy"}}',
                                  {"x-app-version": "a" * 40})
             return look
@@ -467,9 +476,10 @@ def test_a_task_that_failed_before_the_update_is_history_not_the_release_failing
 
     swarm = replace(settings, values=dict(settings.values, DEPLOY_TARGET="swarm", WATCH_SECONDS=1.0))
     target = Seen(swarm)
-    import pytest
-
-    from staging_deploy.errors import DeployError
-    with pytest.raises(DeployError, match="a task of frontend failed: error while removing"):
-        target.watch(Clock(), "a" * 40, set())          # seen as new: the release failed
-    target.watch(Clock(), "a" * 40, {"old1"})           # there before the update: history
+    target.tasks = [task("new1", "task: non-zero exit (1)")]
+    with pytest.raises(DeployError, match=r"a task of frontend failed: task: non-zero exit \(1\)"):
+        target.watch(Clock(), "a" * 40, set())          # new since the update: the release failed
+    target.watch(Clock(), "a" * 40, {"new1"})           # there before the update: history
+    target.tasks = [task("new2", "error while removing network: unknown network x id 3pbyrd")]
+    assert target.tasks[0].error.startswith("error while removing network")
+    target.watch(Clock(), "a" * 40, set())              # Swarm stopping it: not the release
