@@ -116,9 +116,9 @@ def merge(text: str) -> Entries:
             entries[event["id"]] = Entry(**{k: v for k, v in event.items()
                                             if k in Entry.__dataclass_fields__})
             order.append(event["id"])
-        elif kind == "end" and event["id"] in entries and is_sha(event.get("rolled_back_to"), True):
-            entry = entries[event["id"]]
-            for key, value in event.items():
+        elif kind == "end" and is_sha(event.get("rolled_back_to"), True):
+            entry = entries.get(event["id"])    # none: its start is older than the tail read
+            for key, value in event.items() if entry else ():
                 if key in Entry.__dataclass_fields__ and key != "id":
                     setattr(entry, key, value)
         else:
