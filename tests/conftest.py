@@ -16,10 +16,11 @@ if os.environ.get("PYTEST_XDIST_WORKER", "").startswith("gw"):
 
 
 # The integration modules, longest first (docs/TESTING.md has their measured times): the order
-# in which xdist hands them to the workers (`--no-loadscope-reorder` in pyproject.toml).
+# within a worker. xdist itself hands modules out by their number of tests (docs/TESTING.md).
 LONGEST_FIRST = ["test_swarm_stack", "test_failure_safety", "test_staying_up", "test_zero_downtime",
-                 "test_rollback_and_prune", "test_adoption", "test_deploy", "test_security",
-                 "test_https", "test_incident_tools", "test_setup"]
+                 "test_adoption",
+                 "test_rollback_and_prune", "test_security", "test_deploy", "test_https",
+                 "test_incident_tools", "test_setup"]
 
 
 def pytest_collection_modifyitems(items):
