@@ -64,6 +64,9 @@ def bench(c: Context, runs: str = "5", swarm_runs: str = "3", https: bool = Fals
     from testbed.bench import main
     print(main(whole_number("--runs", runs),
                0 if swarm_runs == "0" else whole_number("--swarm-runs", swarm_runs), https))
+    # left up for a look at what ran; the suite run beside it would be slowed (and fail)
+    print("the bench's testbed and its swarm are still up: `inv testbed.down --all` removes "
+          "them before `.ci/run`")
 
 
 @task(name="bench-db", help={"runs": "deploys per size and side (median reported; default 3)"})
