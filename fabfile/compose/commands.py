@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from ..config.declared import image_variable
-from ..config.definitions import SHA_RE
+from ..config.definitions import sha_or_empty
 from ..story.health import SLOT_HEADER
 from ..transport.commands import Command, Result, cmd
 
@@ -55,12 +55,6 @@ EXEC_IN_SERVICE = ('c=$(docker ps -q --filter "label=$1=$2" --filter '
                    '"label=com.docker.compose.service=$3" --filter status=running | head -n 1); '
                    '[ -n "$c" ] || { echo "no running $3 container in compose project $2" >&2; '
                    'exit 1; }; exec docker exec -i "$c" sh -c "$4"')
-
-
-def sha_or_empty(value: object) -> str:
-    """A full sha read back from the host (a label, a ledger line), else "" (it then names no
-    release: it never becomes a path or a git argument)."""
-    return value if isinstance(value, str) and SHA_RE.fullmatch(value) else ""
 
 
 def made_by_tool(config_files: str, settings: Settings) -> bool:

@@ -11,6 +11,17 @@ from ..transport.known_hosts import known_hosts_entries
 
 SHA_RE = re.compile(r"[0-9a-f]{40}")      # always with fullmatch: `$` lets a final newline in
 
+
+def sha_or_empty(value: object) -> str:
+    """A full sha read back from the host (a label, a ledger line), else "" (it then names no
+    release: it never becomes a path or a git argument)."""
+    return value if isinstance(value, str) and SHA_RE.fullmatch(value) else ""
+
+
+def is_sha(value: object) -> bool:
+    """A full commit sha, whatever `value` is (text read back from a host included)."""
+    return bool(sha_or_empty(value))
+
 # Top-level directories of the system (and parents of many): never a deploy directory.
 SYSTEM_DIRS = {"bin", "boot", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "root",
                "run", "sbin", "sys", "usr", "var"}

@@ -17,7 +17,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional
 
-from ..config.definitions import SHA_RE
+from ..config.definitions import is_sha
 from ..errors import DeployError
 from ..report import redact_all
 from ..transport.commands import Command, cmd
@@ -116,11 +116,12 @@ def merge(text: str) -> Entries:
             entries[event["id"]] = Entry(**{k: v for k, v in event.items()
                                             if k in Entry.__dataclass_fields__})
             order.append(event["id"])
-        elif kind == "end" and is_sha(event.get("rolled_back_to"), True):
+        elif kind == "end" and none_or_sha(event.get("rolled_back_to")):
             entry = entries.get(event["id"])    # none: its start is older than the tail read
-            for key, value in event.items() if entry else ():
-                if key in Entry.__dataclass_fields__ and key != "id":
-                    setattr(entry, key, value)
+            if entry:
+                for key, value in event.items():
+                    if key in Entry.__dataclass_fields__ and key != "id":
+                        setattr(entry, key, value)
         else:
             skipped += 1
     merged = Entries(entries[i] for i in order)
@@ -128,13 +129,13 @@ def merge(text: str) -> Entries:
     return merged
 
 
-def is_sha(value: object, optional: bool = False) -> bool:
-    return (optional and value is None) or (isinstance(value, str) and bool(SHA_RE.fullmatch(value)))
+def none_or_sha(value: object) -> bool:
+    return value is None or is_sha(value)
 
 
 def well_formed_start(event: dict) -> bool:
     """A start event as start_event writes it: its sha (and previous) a full sha."""
-    return (is_sha(event.get("sha")) and is_sha(event.get("previous"), optional=True)
+    return (is_sha(event.get("sha")) and none_or_sha(event.get("previous"))
             and all(isinstance(event.get(k), str) for k in ("action", "by", "started")))
 
 

@@ -5,7 +5,7 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
-from ..compose.commands import sha_or_empty
+from ..config.definitions import sha_or_empty
 from ..errors import DeployError
 from ..story.health import Answer, Expected, who_answered
 from .stacks import (
