@@ -79,20 +79,11 @@ def setup_host(settings: Settings, runner: Runner, reporter: Reporter,
     with reporter.step("Docker Compose v2"):
         if not compose_too_old(runner.run(compose_version(), check=False)):
             reporter.note("already installed")
-        elif compose_deb:
-            # a folder only the admin may write (a fixed /tmp path could be someone else's file)
-            folder = runner.run(cmd("mktemp", "-d"), "a private folder for the package").stdout.strip()
-            remote = posixpath.join(folder, "docker-compose-plugin.deb")
-            runner.put_file(remote, compose_deb)
-            runner.run(sudo("dpkg", "-i", remote), "installing the Compose plugin package")
-            runner.run(cmd("rm", "-r", "--", folder), check=False)
-        elif not any(runner.run(apt_install(p), check=False).ok for p in COMPOSE_PACKAGES):
-            raise DeployError("no Compose v2 package for this host (Debian bookworm has only v1): "
-                              "add Docker's apt repository, or pass --compose-deb with a "
-                              "docker-compose-plugin .deb")
-        too_old = compose_too_old(runner.run(compose_version(), check=False))
-        if too_old:
-            raise DeployError(too_old)
+        else:
+            install_compose(runner, compose_deb)
+            too_old = compose_too_old(runner.run(compose_version(), check=False))
+            if too_old:
+                raise DeployError(too_old)
 
     with reporter.step(f"deploy user {user!r} (key only, docker group)"):
         if not runner.run(cmd("id", "--", user), check=False).ok:
@@ -126,6 +117,22 @@ def setup_host(settings: Settings, runner: Runner, reporter: Reporter,
         setup_swarm(settings, runner, reporter, nodes)
     key = runner.run(cmd("cat", "/etc/ssh/ssh_host_ed25519_key.pub")).stdout.split()
     return f"{host_key_name(settings.STAGING_HOST, settings.STAGING_PORT)} {key[0]} {key[1]}"
+
+
+def install_compose(runner: Runner, compose_deb: Optional[str]) -> None:
+    """The Compose plugin from the given .deb (a local path), or else from the host's apt
+    sources."""
+    if compose_deb:
+        # a folder only the admin may write (a fixed /tmp path could be someone else's file)
+        folder = runner.run(cmd("mktemp", "-d"), "a private folder for the package").stdout.strip()
+        remote = posixpath.join(folder, "docker-compose-plugin.deb")
+        runner.put_file(remote, compose_deb)
+        runner.run(sudo("dpkg", "-i", remote), "installing the Compose plugin package")
+        runner.run(cmd("rm", "-r", "--", folder), check=False)
+    elif not any(runner.run(apt_install(p), check=False).ok for p in COMPOSE_PACKAGES):
+        raise DeployError("no Compose v2 package for this host (Debian bookworm has only v1): "
+                          "add Docker's apt repository, or pass --compose-deb with a "
+                          "docker-compose-plugin .deb")
 
 
 def setup_swarm(settings: Settings, runner: Runner, reporter: Reporter,
