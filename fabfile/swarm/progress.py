@@ -14,6 +14,7 @@ from .stacks import (
     RELEASE_LABEL,
     ROLLING_BACK,
     list_nodes,
+    list_services,
     list_tasks,
     remove_service,
     service_logs,
@@ -97,6 +98,14 @@ def parse_tasks(output: str, stack: str) -> List[Task]:
                           row.get("DesiredState", ""), row.get("CurrentState", ""),
                           row.get("Error", ""), slot, row.get("ID", "")))
     return tasks
+
+
+def service_names(runner: Runner, stack: str) -> List[str]:
+    return runner.run(list_services(stack), check=False).stdout.split()
+
+
+def read_tasks(runner: Runner, stack: str, names: Sequence[str]) -> List[Task]:
+    return parse_tasks(runner.run(list_tasks(names), "docker service ps").stdout, stack)
 
 
 def parse_down_nodes(output: str) -> List[str]:

@@ -65,12 +65,11 @@ class SwarmTarget:
         """The app stack's services and tasks, and the public port's answer (host and URL)."""
         look = Look()
         stack = app_stack(self.settings)
-        names = runner.run(stacks.list_services(stack), check=False).stdout.split()
+        names = progress.service_names(runner, stack)
         if names:
             look.services = progress.parse_services(
                 runner.run(stacks.inspect_services(names), "docker service inspect").stdout, stack)
-            look.tasks = progress.parse_tasks(
-                runner.run(stacks.list_tasks(names), "docker service ps").stdout, stack)
+            look.tasks = progress.read_tasks(runner, stack, names)
             look.down = progress.parse_down_nodes(runner.run(stacks.list_nodes(), check=False).stdout)
         look.answer = Answer("public port", *parse_http(runner.run(
             health_on_host(self.settings), check=False, timeout=10).stdout))
@@ -292,7 +291,9 @@ class SwarmTarget:
         """The app stack's tasks now, before an update: a task of the same image that failed
         earlier (a release's earlier life, such as one Swarm failed to detach from the network
         as it stopped it) is history, not the update failing."""
-        return {t.id for t in self.look(runner).tasks if t.id}
+        stack = app_stack(self.settings)
+        names = progress.service_names(runner, stack)
+        return {t.id for t in progress.read_tasks(runner, stack, names) if t.id} if names else set()
 
     def watch(self, runner: Runner, sha: str, before: Set[str]) -> None:
         """WATCH_SECONDS after the update: every look must find `sha` at full strength, no task
