@@ -180,8 +180,7 @@ class Bench:
             raise RuntimeError(f"{side}/{scenario}: unexpected result\n{result.stdout}{result.stderr}")
         # when the old release answered again: after the last failed request (0: it never stopped)
         run = Run(wall, load.failed, load.longest_gap, load.slowest, load.last_failure or 0.0,
-                  kinds=load.kinds,
-                  reported_ok=result.returncode == 0)
+                  kinds=load.kinds, reported_ok=result.returncode == 0)
         detect = re.search(r"(before it gets traffic \(deadline \d+s\)|after the switch[^\n]*) "
                            r"FAILED after ([\d.]+)s", result.stdout)
         if detect:
