@@ -281,6 +281,13 @@ def migrate():
     log("info", "migrations up to date", latest=read_migrations()[-1][0])
 
 
+class Server(ThreadingHTTPServer):
+    # The listen backlog of Node's and nginx's servers (511), not socketserver's 5: with 5, on
+    # a busy host a burst of connections beyond it is dropped and retried a second later.
+    request_queue_size = 511
+    daemon_threads = True  # drain() below bounds the wait for in-flight requests
+
+
 def serve():
     if FAULT == "crash":
         log("error", "crashing at start (FAULT=crash)")
@@ -290,8 +297,7 @@ def serve():
             log("error", "crashing now (FAULT=crash-after)")
             os._exit(3)
         threading.Timer(FAULT_SECONDS, crash).start()
-    server = ThreadingHTTPServer(("0.0.0.0", PORT), Handler)
-    server.daemon_threads = True  # drain() below bounds the wait for in-flight requests
+    server = Server(("0.0.0.0", PORT), Handler)
 
     def drain(signum, frame):
         # Stop accepting, let in-flight requests finish, then exit.

@@ -37,11 +37,13 @@ def routes_file(slot: str) -> str:
 def live_conf(slot: str, fallback: Optional[str] = None) -> str:
     """edge/live.conf (included in the edge's `location /`): users go to `slot`.
 
-    With `fallback` (the previous slot, kept running through the watch window), a request the
-    new slot fails with 502, 503 or 504 is answered by the fallback slot instead."""
+    With `fallback` (the previous slot, kept running through the watch window), users reach
+    `slot` through its watched server (nginx.conf: a dead address given up on sooner), and a
+    request the new slot fails with 502, 503 or 504 is answered by the fallback slot instead."""
     text = f"set $live_slot {slot};\n"
     if fallback:
-        text += (f"set $fallback_slot {fallback};\n"
+        text += ("set $watching -watched;\n"
+                 f"set $fallback_slot {fallback};\n"
                  "proxy_intercept_errors on;\n"
                  "error_page 502 503 504 = @fallback;\n")
     return text

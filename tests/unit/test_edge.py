@@ -32,13 +32,33 @@ def locations(text):
 def test_users_go_to_the_live_slot_and_in_the_watch_window_failures_to_the_previous(settings):
     assert live_conf("green") == "set $live_slot green;\n"
     watched = live_conf("green", fallback="blue")
-    assert watched.splitlines() == ["set $live_slot green;", "set $fallback_slot blue;",
-                                    "proxy_intercept_errors on;",
+    assert watched.splitlines() == ["set $live_slot green;", "set $watching -watched;",
+                                    "set $fallback_slot blue;", "proxy_intercept_errors on;",
                                     "error_page 502 503 504 = @fallback;"]
     # the edge maps each slot to its server, and has the fallback location
     for name in ("live", "fallback", "candidate"):
         assert re.search(r"\$%s {\n\s+blue 127.0.0.1:8201;\n\s+green 127.0.0.1:8202;" % name, EDGE)
     assert "location @fallback" in EDGE and "proxy_pass http://$fallback;" in EDGE
+    # in a window, users reach the new slot through its watched server (and only then)
+    assert "map $live_slot$watching $live {" in EDGE
+    assert re.search(r"blue-watched 127.0.0.1:8211;\n\s+green-watched 127.0.0.1:8212;", EDGE)
+    assert 'set $watching "";' in EDGE
+
+
+def server(port):
+    """The edge's server block that listens on 127.0.0.1:`port`."""
+    block = EDGE[EDGE.index(f"listen 127.0.0.1:{port};"):]
+    return block[:block.index("}")]
+
+
+def test_only_the_new_slot_in_its_window_gives_up_on_a_dead_address_sooner():
+    """Each slot's server connects within 1.5 s (under a client's 2 s, so a 504 still leaves
+    time for the fallback); the watched servers within 500 ms, their 504 going to the slot
+    standing by, whose own server keeps 1.5 s."""
+    for port, slot in ((8201, "blue"), (8202, "green"), (8211, "blue"), (8212, "green")):
+        timeout = "500ms" if port > 8210 else "1500ms"
+        assert f"proxy_connect_timeout {timeout};" in server(port)
+        assert f"set $slot {slot};" in server(port) and f"routes-{slot}*.conf;" in server(port)
 
 
 def test_the_live_slot_is_read_back_also_from_what_earlier_versions_wrote():
@@ -60,12 +80,10 @@ def test_a_release_routes_each_path_to_its_service_in_whichever_slot_it_runs(set
                       "/": ["set $upstream frontend-$slot:80;", "proxy_pass http://$upstream;"]}
     # each slot's server sets $slot, names itself in every answer (never the app's header of
     # that name), and includes the routes of the release in it
-    for slot, port in (("blue", 8201), ("green", 8202)):
-        server = EDGE[EDGE.index(f"listen 127.0.0.1:{port};"):]
-        server = server[:server.index("}")]
-        assert f"set $slot {slot};" in server and f"routes-{slot}*.conf;" in server
-        assert "add_header X-Deploy-Slot $slot always;" in server
-        assert "proxy_hide_header X-Deploy-Slot;" in server
+    for slot, port in (("blue", 8201), ("green", 8202), ("blue", 8211), ("green", 8212)):
+        assert f"set $slot {slot};" in server(port) and f"routes-{slot}*.conf;" in server(port)
+        assert "add_header X-Deploy-Slot $slot always;" in server(port)
+        assert "proxy_hide_header X-Deploy-Slot;" in server(port)
 
 
 def test_an_app_with_one_entry_service_needs_one_route(defaults, environ):
