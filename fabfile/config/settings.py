@@ -147,7 +147,7 @@ class Settings:
 
     def secret_names(self) -> set:
         """The variables of the host's .env that hold a secret: kept out of a release's own
-        .env, in the one secrets file every release reads (see compose.SECRETS_FILE)."""
+        .env, in the one secrets file every release reads (see compose.commands.SECRETS_FILE)."""
         return {s.env for s in SETTINGS if s.secret} | set(self.app_secrets)
 
     def split_secrets(self, env: Mapping[str, str]) -> Tuple[dict, dict]:

@@ -5,7 +5,7 @@ Before the pull, Docker's data root must hold the release's images the host does
 release before make the real need smaller, so this errs on the safe side) plus DISK_MARGIN.
 Before a dump, STAGING_DIR must hold the newest dump's size (the database has not shrunk much
 since) plus the margin. A shortfall is refused in one line with the figures; a full disk never
-half-breaks a deploy (a failed dump leaves nothing behind anyway: shell.whole_file).
+half-breaks a deploy (a failed dump leaves nothing behind anyway: transport.commands.whole_file).
 """
 from __future__ import annotations
 

@@ -286,7 +286,7 @@ class PlanReporter(Reporter):
 
 
 class PlannedSession:
-    """Stands in for host.HostSession in a dry run: the same steps, a Recorder for the host."""
+    """Stands in for transport.session.HostSession in a dry run: the same steps, a Recorder for the host."""
 
     def __init__(self, settings: Settings, reporter: Reporter, plan: Plan, script: Script):
         self.settings, self.reporter = settings, reporter

@@ -118,7 +118,7 @@ def with_env(directory: str, command: str, overrides: Mapping[str, str] = {}) ->
 
 def sourced(directory: str) -> str:
     """Shell text that sources the .env of the release in `directory` (STAGING_DIR/releases/
-    <sha>), then the host's current secrets over it (compose.SECRETS_FILE, in STAGING_DIR;
+    <sha>), then the host's current secrets over it (compose.commands.SECRETS_FILE, in STAGING_DIR;
     absent on a host staged before it: the release's own then count)."""
     env = shlex.quote(posixpath.join(directory, ENV_FILE))
     secrets = shlex.quote(posixpath.join(posixpath.dirname(posixpath.dirname(directory)),

@@ -11,7 +11,7 @@ and it has a `clock` and `sleep` (virtual in a recording, so a plan's polling lo
 
 `SSHTransport` is the staging host over one pinned Fabric connection, `LocalTransport` this
 machine (docker build and push, git), `Recorder` runs nothing: it writes every action into a
-`Plan` and answers from a script (`--dry-run` and the unit tests). `shell.Runner` is the only
+`Plan` and answers from a script (`--dry-run` and the unit tests). `transport.runner.Runner` is the only
 caller; nothing else opens a channel or a subprocess.
 """
 import codecs
@@ -366,7 +366,7 @@ class Recorder:
 
 
 class Transport(Protocol):
-    """What `shell.Runner` needs of a transport (SSHTransport, LocalTransport, Recorder)."""
+    """What `transport.runner.Runner` needs of a transport (SSHTransport, LocalTransport, Recorder)."""
 
     @property
     def records(self) -> bool: ...       # True: nothing runs, actions are written to a plan

@@ -94,6 +94,9 @@ def live_good(env):
     live = json.loads(status.stdout or "{}") if status.returncode == 0 else {}
     if live.get("sha") in GOOD and live.get("healthy"):
         return live["sha"]
+    print(f"\nGOOD: a new good release (live: {live.get('sha') or 'nothing'}, "
+          f"{'of this session' if live.get('sha') in GOOD else 'not of this session'}, "
+          f"{live.get('reason') or status.stderr.strip()})")
     return deployed_good(env)
 
 

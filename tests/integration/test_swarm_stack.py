@@ -74,7 +74,11 @@ def under_load(action):
     return result, stats, load.results
 
 
-@pytest.mark.parametrize("fault,window", [("crash", "1"), ("health-500", "1"), ("hang", "1"),
+# To Swarm, a health path answering 500 and one never answering are the same: the task's
+# healthcheck fails (hang: it times out, the slower of the two). health-500 is the Compose
+# target's (test_zero_downtime.py); here it would cost a minute of a three-node swarm for a path
+# `hang` takes already.
+@pytest.mark.parametrize("fault,window", [("crash", "1"), ("hang", "1"),
                                           # a crash 8 s after start: inside a 10 s window
                                           ("crash-after:8", "5")])
 def test_a_broken_release_is_rolled_back_with_no_failed_request(swarm_env, first, fault, window):

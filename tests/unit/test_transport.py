@@ -1,4 +1,4 @@
-"""The transports behind shell.Runner: this machine for real, and the recorder."""
+"""The transports behind transport.runner.Runner: this machine for real, and the recorder."""
 import io
 import os
 import stat
