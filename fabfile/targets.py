@@ -13,4 +13,4 @@ if TYPE_CHECKING:
 
 
 def target_for(settings: Settings) -> Target:
-    return SwarmTarget(settings) if settings.DEPLOY_TARGET == "swarm" else ComposeTarget(settings)
+    return SwarmTarget(settings) if settings.on_swarm else ComposeTarget(settings)

@@ -30,7 +30,7 @@ def setup(c: Context, compose_deb: Optional[str] = None, nodes: str = "") -> Non
     if compose_deb and not Path(compose_deb).is_file():
         raise ConfigError([f"--compose-deb {compose_deb} is not a file"])
     wanted = [n.strip() for n in nodes.split(",") if n.strip()]
-    if wanted and settings.DEPLOY_TARGET != "swarm":
+    if wanted and not settings.on_swarm:
         raise ConfigError(["--nodes is for the swarm target: set DEPLOY_TARGET=swarm"])
     reporter = reporter_for(settings)
     with HostSession(settings, reporter, settings.SETUP_USER, settings.SETUP_SSH_KEY) as host:

@@ -194,6 +194,12 @@ class Setting:
     secret: bool = False
 
 
+def is_swarm(values: Mapping[str, Any]) -> bool:
+    """Whether DEPLOY_TARGET in `values` is `swarm` (else compose: one server). The one place
+    that compares it; everything else asks `Settings.on_swarm`."""
+    return values.get("DEPLOY_TARGET") == "swarm"
+
+
 SETTINGS = [
     Setting("DEPLOY_TARGET", "where releases run: `compose` (one server) or `swarm` (a Docker "
             "Swarm; STAGING_HOST is a manager)", "", "target",

@@ -18,7 +18,7 @@ from ..errors import ConfigError
 from ..story.health import HealthContract
 from .build import read_services
 from .declared import check_keys, image_variable, plain, read_health_contract, read_routes
-from .definitions import SECRET_MIN, SETTINGS, SETTINGS_BY_ENV, SHA_RE, SHORT_SECRET
+from .definitions import SECRET_MIN, SETTINGS, SETTINGS_BY_ENV, SHA_RE, SHORT_SECRET, is_swarm
 from .envfile import UNWRITABLE, read_dotenv, unwritable_names
 
 
@@ -115,6 +115,11 @@ class Settings:
     def image_refs(self, sha: str) -> Dict[str, str]:
         """service -> its image_ref, for every service of the app."""
         return {s.name: self.image_ref(s.name, sha) for s in self.services}
+
+    @property
+    def on_swarm(self) -> bool:
+        """DEPLOY_TARGET is `swarm` (targets.target_for picks the target by it)."""
+        return is_swarm(self.values)
 
     @property
     def secrets(self) -> list:
@@ -282,7 +287,7 @@ def load_settings(defaults: Mapping, environ: Mapping[str, str],
             quote(values["DB_USER"], safe=""), quote(values["DB_PASSWORD"], safe=""),
             values["DB_NAME"])
     if values.get("EDGE_TLS") == "acme":
-        if values.get("DEPLOY_TARGET") == "swarm":
+        if is_swarm(values):
             problems.append("EDGE_TLS=acme: the swarm target's edge serves plain HTTP only (HTTPS "
                             "is the compose target's, for now); set EDGE_TLS=none and end TLS in "
                             "front of the stack")

@@ -64,7 +64,7 @@ def exec_problems(settings: Settings, service: Optional[str], argv: List[str]) -
                         "its data")
     if not argv:
         problems.append("give the command after --, as in: inv deploy.exec backend -- sh")
-    if settings.DEPLOY_TARGET == "swarm":
+    if settings.on_swarm:
         problems.append("deploy.exec is not available on the swarm target yet: `docker exec` into "
                         "a task's container on its node (`docker service ps` names the node)")
     return problems
@@ -85,7 +85,7 @@ def show_logs(runner: Runner, settings: Settings, service: Optional[str], since:
               follow: bool, out: TextSink) -> int:
     """The live release's logs (its app services, or one service) into `out`."""
     services = [service] if service else app_services(settings)
-    if settings.DEPLOY_TARGET == "swarm":
+    if settings.on_swarm:
         stacks = {s: settings.project if s in stable_services(settings) else app_stack(settings)
                   for s in services}
         command = service_logs([f"{stacks[s]}_{s}" for s in services], tail, since, follow)

@@ -113,7 +113,7 @@ def setup_host(settings: Settings, runner: Runner, reporter: Reporter,
         reporter.note("REGISTRY_PULL_USER not set: the host is not logged in to the registry "
                       "(fine for public images)")
 
-    if settings.DEPLOY_TARGET == "swarm":
+    if settings.on_swarm:
         setup_swarm(settings, runner, reporter, nodes)
     key = runner.run(cmd("cat", "/etc/ssh/ssh_host_ed25519_key.pub")).stdout.split()
     return f"{host_key_name(settings.STAGING_HOST, settings.STAGING_PORT)} {key[0]} {key[1]}"

@@ -31,7 +31,7 @@ DIGEST_MARK = "@sha256:"
 def infra_images(settings: Settings) -> List[str]:
     """The settings naming an infrastructure image this target runs."""
     names = ["POSTGRES_IMAGE", "REDIS_IMAGE", "EDGE_IMAGE"]
-    return names + (["DOCKER_CLI_IMAGE"] if settings.DEPLOY_TARGET == "swarm" else [])
+    return names + (["DOCKER_CLI_IMAGE"] if settings.on_swarm else [])
 
 
 def pins_path(settings: Settings) -> str:

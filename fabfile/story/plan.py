@@ -64,7 +64,7 @@ class SimulatedHost(Script):
         self.ledger_path = ReleaseLedger(settings).path
         self.live_path = posixpath.join(edge_dir(settings), LIVE_FILE)
         self.ledger: List[dict] = list(ledger or [])   # events appended to the ledger file
-        self.swarm = settings.DEPLOY_TARGET == "swarm"
+        self.swarm = settings.on_swarm
         self.stack_sha: Optional[str] = RUNNING        # what the Swarm app stack runs
         # the infrastructure images, pinned by an earlier deploy (pins.py)
         self.pins = {ref: f"{ref}{pins.DIGEST_MARK}<digest>"
