@@ -200,7 +200,8 @@ def publish_images(settings: Settings, sha: str, local: Runner, reporter: Report
         with reporter.step(f"build {service.name} from {sha[:12]}"):
             # the previous image, as a layer cache (absent on a first build: that is fine)
             local.run(images.pull(images.latest_ref(settings, service.name)), check=False)
-            local.run(images.build(settings, service, sha), f"build of {service.name}")
+            with images.one_build_at_a_time():
+                local.run(images.build(settings, service, sha), f"build of {service.name}")
         with reporter.step(f"push {service.name}"):
             local.run(images.push(refs[service.name]), f"push of {refs[service.name]}")
     return local_digests(settings, refs, local)

@@ -6,10 +6,14 @@ rollback later select on.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import re
+import tempfile
 from dataclasses import replace
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, Optional
 
 from ..errors import DeployError, RemoteCommandError
 from ..transport.commands import Command, cmd, pipe
@@ -63,6 +67,25 @@ def build(settings: Settings, service: Service, sha: str) -> Command:
                   "-f", service.dockerfile, "-")
     secrets = tuple((name, settings.build_secrets.get(name, "")) for name in service.secrets)
     return pipe(cmd("git", "archive", "--format=tar", tree), replace(command, environment=secrets))
+
+
+BUILD_LOCK = os.path.join(tempfile.gettempdir(), "staging-deploy-build.lock")
+
+
+@contextlib.contextmanager
+def one_build_at_a_time(lock_path: str = BUILD_LOCK) -> Iterator[None]:
+    """Builds started from this machine take turns (pushes and all else still run side by
+    side). Debian 12's engine (20.10) can die when two BuildKit builds export their inline cache
+    at once ("concurrent map iteration and map write" in remotecache normalizeItem:
+    moby/buildkit#2041 and #2296), taking every running build and deploy with it: it did so
+    once in this suite's CI, three deploys building beside each other. A shared runner would
+    lose every job on it the same way."""
+    fd = os.open(lock_path, os.O_RDONLY | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)   # releases the lock
 
 
 # A registry's 5xx is often momentary (a restart, a proxy in front of it, a write racing the

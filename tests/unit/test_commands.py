@@ -1,5 +1,7 @@
 """Command builders are pure: compare the produced command text."""
+import fcntl
 import json
+import os
 import shlex
 import subprocess
 
@@ -154,6 +156,27 @@ def test_a_chain_is_one_call_that_stops_at_the_first_failure():
     assert tags.render() == ("docker tag sha256:1 r/a:rollback && docker tag sha256:1 r/a:release-x"
                              " && docker tag 'i d' r/b:rollback")
     assert chain(cmd("true")).render() == "true"
+
+
+def test_builds_from_one_machine_take_turns(tmp_path):
+    """Two BuildKit builds exporting inline cache at once can kill Debian 12's engine: while
+    one build holds the turn, another cannot take it; once it ends, the next can."""
+    lock = str(tmp_path / "build.lock")
+
+    def free():
+        fd = os.open(lock, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(fd)
+
+    with images.one_build_at_a_time(lock):
+        assert not free()
+    assert free()
+    assert images.BUILD_LOCK.endswith("staging-deploy-build.lock")
 
 
 def test_the_digests_of_all_images_come_from_one_inspect():
