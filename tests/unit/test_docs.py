@@ -142,9 +142,7 @@ def test_the_target_is_told_apart_in_one_place():
     """Which target runs the releases is decided by config.definitions.is_swarm alone (issue
     30): the rest asks `settings.on_swarm` or the Target, never compares DEPLOY_TARGET."""
     compared = re.compile(r"DEPLOY_TARGET\W*\)?\s*[!=]=|[!=]=\s*['\"](swarm|compose)['\"]")
-    places = [f"{m}:{n}" for m in modules()
-              for n, line in enumerate((ROOT / "fabfile" / m).read_text().splitlines(), 1)
-              if compared.search(line)]
-    places += [f"tasks.py:{n}" for n, line in
-               enumerate((ROOT / "tasks.py").read_text().splitlines(), 1) if compared.search(line)]
-    assert len(places) == 1 and places[0].startswith("config/definitions.py:"), places
+    files = [ROOT / "fabfile" / m for m in modules()] + [ROOT / "tasks.py"]
+    places = [f"{path.relative_to(ROOT)}:{n}" for path in files
+              for n, line in enumerate(path.read_text().splitlines(), 1) if compared.search(line)]
+    assert len(places) == 1 and places[0].startswith("fabfile/config/definitions.py:"), places
